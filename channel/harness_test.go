@@ -259,4 +259,3 @@ func (e *env) fundingPrev() map[wire.OutPoint]*wire.TxOut {
 func isFinal(tx *wire.MsgTx, tip int32) bool {
 	return blockchain.IsFinalizedTransaction(btcutil.NewTx(tx), tip+1, time.Unix(1_700_000_000, 0))
 }
-

@@ -37,8 +37,8 @@ func TestMulDivCeil(t *testing.T) {
 	}{
 		{60000, 1, 60, 1000, false},
 		{60000, 3600, 60, 3_600_000, false},
-		{1, 1, 60, 1, false},   // a started second of a 1 sat/min line costs 1 sat
-		{1, 61, 60, 2, false},  // rounds up
+		{1, 1, 60, 1, false},    // a started second of a 1 sat/min line costs 1 sat
+		{1, 61, 60, 2, false},   // rounds up
 		{7, 120, 60, 14, false}, // exact
 		{0, 5, 60, 0, false},
 		{math.MaxInt64, math.MaxInt64, 1, 0, true},
