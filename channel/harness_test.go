@@ -12,6 +12,7 @@ import (
 	"github.com/btcsuite/btcd/txscript"
 	"github.com/btcsuite/btcd/wire"
 	"github.com/paysip/paysip/paywire"
+	"github.com/paysip/paysip/txbuild"
 )
 
 // key derives a deterministic test key from a name.
@@ -34,7 +35,7 @@ const (
 	testMinChannel  = 100_000
 	testMinPayment  = 1000
 	testMinStep     = 1
-	testFeeRate     = FeeRate(2000) // 2 sat/vB
+	testFeeRate     = txbuild.FeeRate(2000) // 2 sat/vB
 	testFundingCoin = 10_000_000
 )
 
@@ -55,7 +56,7 @@ type env struct {
 	payee *Payee
 
 	payerWallet *btcec.PrivateKey
-	coin        Coin
+	coin        txbuild.Coin
 	coinTx      *wire.MsgTx
 
 	capacity     int64
@@ -79,7 +80,7 @@ func newEnv(t *testing.T) *env {
 	e.coinTx = wire.NewMsgTx(2)
 	e.coinTx.AddTxIn(&wire.TxIn{PreviousOutPoint: wire.OutPoint{Index: 7}})
 	e.coinTx.AddTxOut(wire.NewTxOut(testFundingCoin, p2wpkh(e.payerWallet)))
-	e.coin = Coin{Outpoint: wire.OutPoint{Hash: e.coinTx.TxHash(), Index: 0}, Value: testFundingCoin, PkScript: p2wpkh(e.payerWallet)}
+	e.coin = txbuild.Coin{Outpoint: wire.OutPoint{Hash: e.coinTx.TxHash(), Index: 0}, Value: testFundingCoin, PkScript: p2wpkh(e.payerWallet)}
 	var err error
 	e.payee, err = NewPayee(PayeeConfig{Key: key("payee channel"), Terms: testTerms()})
 	if err != nil {
@@ -102,7 +103,7 @@ func (e *env) signFunding(tx *wire.MsgTx) {
 
 // fundingTx builds and signs a funding transaction of capacity.
 func (e *env) fundingTx(capacity int64) *wire.MsgTx {
-	tx, _, err := BuildFunding([]Coin{e.coin}, key("payer channel").PubKey(), e.payee.cfg.Terms.PayeeKey, capacity, p2wpkh(e.payerWallet), testFeeRate)
+	tx, _, err := BuildFunding([]txbuild.Coin{e.coin}, key("payer channel").PubKey(), e.payee.cfg.Terms.PayeeKey, capacity, p2wpkh(e.payerWallet), testFeeRate)
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/btcsuite/btcd/wire"
 	"github.com/paysip/paysip/paywire"
 	"github.com/paysip/paysip/sat"
+	"github.com/paysip/paysip/txbuild"
 )
 
 // PayerState is where a payer's session stands.
@@ -125,7 +126,7 @@ type FundRequest struct {
 	Vout         uint32
 	ExpiryHeight uint32 // 0 picks the earliest the payee accepts
 	PayerScript  []byte // refund and change destination
-	RefundFee    FeeRate
+	RefundFee    txbuild.FeeRate
 }
 
 // Fund builds the refund for a prepared funding and asks for its signature.

@@ -6,16 +6,16 @@ import (
 
 	"github.com/btcsuite/btcd/btcec/v2"
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
-	"github.com/btcsuite/btcd/mempool"
 	"github.com/btcsuite/btcd/txscript"
 	"github.com/btcsuite/btcd/wire"
 	"github.com/paysip/paysip/paywire"
 	"github.com/paysip/paysip/sat"
+	"github.com/paysip/paysip/txbuild"
 )
 
 // Transaction shapes. Every transaction is version 2.
 const (
-	txVersion = 2
+	txVersion = txbuild.TxVersion
 	// RefundSequence makes the refund's input non-final so that its
 	// nLockTime binds (a lock time is ignored when every input has sequence
 	// 0xffffffff). Bit 31 is set, so BIP68 relative locks stay off.
@@ -36,15 +36,8 @@ const (
 	PaymentSigHashAll = txscript.SigHashNone | txscript.SigHashAnyOneCanPay
 )
 
-// DustRelayFee is the relay fee rate (sat/kvB) that defines dust, as in
-// btcd's and Bitcoin Core's default policy.
-var DustRelayFee = mempool.DefaultMinRelayTxFee
-
-// IsDust reports whether an output of value to script would be dust, by the
-// node's own rule.
-func IsDust(value int64, script []byte) bool {
-	return mempool.IsDust(wire.NewTxOut(value, script), DustRelayFee)
-}
+// IsDust reports whether an output would be dust (txbuild.IsDust).
+func IsDust(value int64, script []byte) bool { return txbuild.IsDust(value, script) }
 
 // Channel is what both sides know of an open pool once the funding
 // transaction is fixed. It is a plain value: the state machines build it,
@@ -222,38 +215,12 @@ func standardPayout(script []byte) bool {
 	return false
 }
 
-// Coin is an output the payer funds the pool from.
-type Coin struct {
-	Outpoint wire.OutPoint
-	Value    int64
-	PkScript []byte // P2WPKH: the funding must be segwit so its txid is final before signing
-}
-
-// FeeRate is a fee rate in satoshis per 1000 virtual bytes.
-type FeeRate int64
-
-// FeeFor returns the fee for a transaction of vsize virtual bytes, rounded up.
-func (r FeeRate) FeeFor(vsize int64) (int64, error) {
-	return sat.MulDivCeil(int64(r), vsize, 1000)
-}
-
-// VSize returns a transaction's virtual size (BIP141: weight / 4, rounded up).
-func VSize(tx *wire.MsgTx) int64 {
-	weight := int64(tx.SerializeSizeStripped()*(4-1) + tx.SerializeSize())
-	return (weight + 3) / 4
-}
-
-// P2WPKH witness of the largest size: a 72-byte DER signature plus the
-// sighash byte, and a compressed key.
-var dummyP2WPKHWitness = wire.TxWitness{make([]byte, 73), make([]byte, 33)}
-
 // BuildFunding builds the unsigned funding transaction: every coin as an
-// input, output 0 paying capacity to the pool, and change to changeScript
-// when it is not dust (otherwise it goes to the fee). The fee is computed
-// for the signed size at rate. Coins must be P2WPKH so the txid cannot
-// change when the inputs are signed (BIP141), which lets the payee sign the
-// refund before the funding is signed or broadcast.
-func BuildFunding(coins []Coin, payer, payee *btcec.PublicKey, capacity int64, changeScript []byte, rate FeeRate) (tx *wire.MsgTx, fee int64, err error) {
+// input, output 0 paying capacity to the pool of the two keys, and change
+// to changeScript when it is not dust. Coins must be P2WPKH so the txid
+// cannot change when the inputs are signed (BIP141), which lets the payee
+// sign the refund before the funding is signed or broadcast.
+func BuildFunding(coins []txbuild.Coin, payer, payee *btcec.PublicKey, capacity int64, changeScript []byte, rate txbuild.FeeRate) (tx *wire.MsgTx, fee int64, err error) {
 	ws, err := MultisigScript(payer, payee)
 	if err != nil {
 		return nil, 0, err
@@ -261,53 +228,8 @@ func BuildFunding(coins []Coin, payer, payee *btcec.PublicKey, capacity int64, c
 	if err := sat.Check(capacity); err != nil || capacity == 0 {
 		return nil, 0, fmt.Errorf("%w: capacity %d", ErrAmount, capacity)
 	}
-	tx = wire.NewMsgTx(txVersion)
-	var in int64
-	for _, c := range coins {
-		if txscript.GetScriptClass(c.PkScript) != txscript.WitnessV0PubKeyHashTy {
-			return nil, 0, fmt.Errorf("%w: coin %v is not P2WPKH", ErrFundingMalleable, c.Outpoint)
-		}
-		if in, err = sat.Add(in, c.Value); err != nil {
-			return nil, 0, fmt.Errorf("%w: %v", ErrAmount, err)
-		}
-		tx.AddTxIn(&wire.TxIn{PreviousOutPoint: c.Outpoint, Sequence: wire.MaxTxInSequenceNum - 2, Witness: dummyP2WPKHWitness})
-	}
-	tx.AddTxOut(wire.NewTxOut(capacity, P2WSH(ws)))
-	withChange := tx.Copy()
-	withChange.AddTxOut(wire.NewTxOut(0, changeScript))
-	feeNoChange, err := rate.FeeFor(VSize(tx))
-	if err != nil {
-		return nil, 0, err
-	}
-	feeChange, err := rate.FeeFor(VSize(withChange))
-	if err != nil {
-		return nil, 0, err
-	}
-	need, err := sat.Add(capacity, feeNoChange)
-	if err != nil {
-		return nil, 0, err
-	}
-	if in < need {
-		return nil, 0, &InsufficientFundsError{Have: in, Need: need}
-	}
-	fee = in - capacity
-	if change := in - capacity - feeChange; change > 0 && !IsDust(change, changeScript) {
-		tx = withChange
-		tx.TxOut[1].Value = change
-		fee = feeChange
-	}
-	for _, txIn := range tx.TxIn {
-		txIn.Witness = nil
-	}
-	return tx, fee, nil
-}
-
-// InsufficientFundsError says how much a transaction needed and how much
-// its inputs had.
-type InsufficientFundsError struct{ Have, Need int64 }
-
-func (e *InsufficientFundsError) Error() string {
-	return fmt.Sprintf("insufficient funds: have %d sat, need %d sat", e.Have, e.Need)
+	tx, fee, _, err = txbuild.Fund(coins, []*wire.TxOut{wire.NewTxOut(capacity, P2WSH(ws))}, changeScript, rate)
+	return tx, fee, err
 }
 
 // fundingOutput finds the pool's output in a funding transaction.
@@ -382,13 +304,13 @@ func TxID(tx *wire.MsgTx) chainhash.Hash { return tx.TxHash() }
 var dummySig = make([]byte, 73)
 
 // RefundFee returns the fee of the signed refund at rate.
-func (c *Channel) RefundFee(rate FeeRate) (int64, error) {
+func (c *Channel) RefundFee(rate txbuild.FeeRate) (int64, error) {
 	tx, err := c.RefundTx(0)
 	if err != nil {
 		return 0, err
 	}
 	tx.TxIn[0].Witness = multisigWitness(c.WitnessScript, c.PayerKey, dummySig, dummySig)
-	return rate.FeeFor(VSize(tx))
+	return rate.FeeFor(txbuild.VSize(tx))
 }
 
 // Settlement describes how the payee cashes its best payment (the seed's
@@ -435,12 +357,12 @@ func (c *Channel) SettlementTx(key *btcec.PrivateKey, paid int64, payerSig []byt
 
 // SettlementFee returns the fee at rate of a settlement of paid to
 // payoutScript with no extra inputs or outputs.
-func (c *Channel) SettlementFee(paid int64, payoutScript []byte, rate FeeRate) (int64, error) {
+func (c *Channel) SettlementFee(paid int64, payoutScript []byte, rate txbuild.FeeRate) (int64, error) {
 	tx, _, err := c.PaymentTx(paid)
 	if err != nil {
 		return 0, err
 	}
 	tx.AddTxOut(wire.NewTxOut(paid, payoutScript))
 	tx.TxIn[0].Witness = multisigWitness(c.WitnessScript, c.PayerKey, dummySig, dummySig)
-	return rate.FeeFor(VSize(tx))
+	return rate.FeeFor(txbuild.VSize(tx))
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/btcsuite/btcd/wire"
 	"github.com/paysip/paysip/channel"
 	"github.com/paysip/paysip/paywire"
+	"github.com/paysip/paysip/txbuild"
 )
 
 func init() {
@@ -40,13 +41,13 @@ func runExample(args []string) error {
 	}
 	payerWallet, payerChan, payeeWallet, payeeChan := newKey(), newKey(), newKey(), newKey()
 	const tip = 1000
-	rate := channel.FeeRate(2000)
+	rate := txbuild.FeeRate(2000)
 
 	// An unspent P2WPKH coin of the payer (offline: a made-up previous
 	// transaction; 'paysip demo' uses a real node).
 	var prevHash [32]byte
 	rand.Read(prevHash[:])
-	coin := channel.Coin{Outpoint: wire.OutPoint{Hash: prevHash}, Value: 10_000_000, PkScript: p2wpkh(payerWallet)}
+	coin := txbuild.Coin{Outpoint: wire.OutPoint{Hash: prevHash}, Value: 10_000_000, PkScript: p2wpkh(payerWallet)}
 	prev := map[wire.OutPoint]*wire.TxOut{coin.Outpoint: wire.NewTxOut(coin.Value, coin.PkScript)}
 
 	payee, err := channel.NewPayee(channel.PayeeConfig{Key: payeeChan, Terms: channel.Terms{
@@ -70,7 +71,7 @@ func runExample(args []string) error {
 				return fmt.Errorf("%s input %d fails in the script engine: %w", what, i, err)
 			}
 		}
-		fmt.Printf("  %-10s %s  %d vB  executes in btcd's script engine\n", what, tx.TxHash(), channel.VSize(tx))
+		fmt.Printf("  %-10s %s  %d vB  executes in btcd's script engine\n", what, tx.TxHash(), txbuild.VSize(tx))
 		return nil
 	}
 
@@ -108,7 +109,7 @@ func runExample(args []string) error {
 				}
 			case channel.TermsReceived:
 				fmt.Printf("terms: %d sat/min, payee key %x\n", ef.Terms.PriceSatPerMin, ef.Terms.PayeeKey.SerializeCompressed())
-				tx, fee, err := channel.BuildFunding([]channel.Coin{coin}, payerChan.PubKey(), ef.Terms.PayeeKey, 1_000_000, p2wpkh(payerWallet), rate)
+				tx, fee, err := channel.BuildFunding([]txbuild.Coin{coin}, payerChan.PubKey(), ef.Terms.PayeeKey, 1_000_000, p2wpkh(payerWallet), rate)
 				if err != nil {
 					return err
 				}
