@@ -1,0 +1,129 @@
+package btcnode
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/btcsuite/btcd/btcutil"
+	"github.com/btcsuite/btcd/chaincfg"
+)
+
+func miningAddr(t testing.TB) btcutil.Address {
+	a, err := btcutil.NewAddressWitnessPubKeyHash(make([]byte, 20), &chaincfg.RegressionNetParams)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func TestVersionPinnedInGoMod(t *testing.T) {
+	b, err := os.ReadFile("../go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), "tool github.com/btcsuite/btcd\n") || !strings.Contains(string(b), "github.com/btcsuite/btcd "+Version) {
+		t.Fatalf("go.mod does not pin btcd %s as a tool", Version)
+	}
+}
+
+func alive(pid int) bool { return syscall.Kill(pid, 0) == nil }
+
+func TestStartActivateRestartStop(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	ctx := context.Background()
+	n, err := StartRegtest(ctx, Config{DataDir: dir, MiningAddr: miningAddr(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := n.client.GetBlockCount()
+	if err != nil || h != ActivationHeight {
+		t.Fatalf("height %d, %v", h, err)
+	}
+	pid := n.Pid()
+	n.Stop()
+	n.Stop() // twice is harmless
+	if alive(pid) {
+		t.Fatalf("btcd %d still running after Stop", pid)
+	}
+	// Same data directory: the chain is kept, no re-mining.
+	n, err = StartRegtest(ctx, Config{DataDir: dir, MiningAddr: miningAddr(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Stop()
+	if h, _ := n.client.GetBlockCount(); h != ActivationHeight {
+		t.Fatalf("height after restart %d", h)
+	}
+}
+
+// TestNodeDiesWithParent starts a node from a child process, kills the
+// child with SIGKILL, and checks that btcd goes too.
+func TestNodeDiesWithParent(t *testing.T) {
+	t.Parallel()
+	if os.Getenv("PAYSIP_BTCNODE_CHILD") != "" {
+		return
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=TestChildNode", "-test.v")
+	cmd.Env = append(os.Environ(), "PAYSIP_BTCNODE_CHILD="+t.TempDir())
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var pid int
+	buf := make([]byte, 4096)
+	var seen string
+	deadline := time.Now().Add(90 * time.Second)
+	for pid == 0 && time.Now().Before(deadline) {
+		k, err := out.Read(buf)
+		seen += string(buf[:k])
+		if i := strings.Index(seen, "BTCD_PID="); i >= 0 {
+			rest := seen[i+len("BTCD_PID="):]
+			if j := strings.IndexByte(rest, '\n'); j >= 0 {
+				pid, _ = strconv.Atoi(rest[:j])
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
+	if pid == 0 {
+		t.Fatalf("child never reported a btcd pid: %s", seen)
+	}
+	if !alive(pid) {
+		t.Fatal("btcd not running while its parent is")
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	for i := 0; i < 100 && alive(pid); i++ {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if alive(pid) {
+		syscall.Kill(pid, syscall.SIGKILL)
+		t.Fatalf("btcd %d survived its parent's SIGKILL", pid)
+	}
+}
+
+// TestChildNode is the child of TestNodeDiesWithParent.
+func TestChildNode(t *testing.T) {
+	dir := os.Getenv("PAYSIP_BTCNODE_CHILD")
+	if dir == "" {
+		t.Skip("helper process for TestNodeDiesWithParent")
+	}
+	n, err := StartRegtest(context.Background(), Config{DataDir: dir, MiningAddr: miningAddr(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Printf("BTCD_PID=%d\n", n.Pid())
+	time.Sleep(time.Minute)
+}

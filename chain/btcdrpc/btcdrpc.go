@@ -1,0 +1,271 @@
+// Package btcdrpc implements chain.Chain over a btcd node's JSON-RPC
+// interface. The node must run with --txindex and --addrindex (the
+// wallet's coins are found through searchrawtransactions); paysip's own
+// regtest node does.
+package btcdrpc
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/btcsuite/btcd/btcjson"
+	"github.com/btcsuite/btcd/btcutil"
+	"github.com/btcsuite/btcd/chaincfg"
+	"github.com/btcsuite/btcd/chaincfg/chainhash"
+	"github.com/btcsuite/btcd/rpcclient"
+	"github.com/btcsuite/btcd/txscript"
+	"github.com/btcsuite/btcd/wire"
+	"github.com/paysip/paysip/chain"
+	"github.com/paysip/paysip/txbuild"
+)
+
+// Config locates a btcd node.
+type Config struct {
+	Host     string // host:port
+	User     string
+	Pass     string
+	CertFile string // TLS certificate of the RPC server; empty for plain HTTP (--notls, loopback only)
+	Params   *chaincfg.Params
+	// FallbackFee is used when the node has no fee estimate (regtest, a
+	// fresh node). Zero means 2 sat/vB.
+	FallbackFee txbuild.FeeRate
+}
+
+// Client is a chain.Chain backed by btcd.
+type Client struct {
+	rpc      *rpcclient.Client
+	params   *chaincfg.Params
+	fallback txbuild.FeeRate
+}
+
+var _ chain.Chain = (*Client)(nil)
+
+// New connects (lazily: HTTP POST mode) to a btcd node.
+func New(cfg Config) (*Client, error) {
+	cc := &rpcclient.ConnConfig{Host: cfg.Host, User: cfg.User, Pass: cfg.Pass, HTTPPostMode: true, DisableTLS: cfg.CertFile == ""}
+	if cfg.CertFile != "" {
+		pem, err := os.ReadFile(cfg.CertFile)
+		if err != nil {
+			return nil, fmt.Errorf("reading RPC certificate: %w", err)
+		}
+		cc.Certificates = pem
+	}
+	rpc, err := rpcclient.New(cc, nil)
+	if err != nil {
+		return nil, err
+	}
+	fb := cfg.FallbackFee
+	if fb == 0 {
+		fb = 2000
+	}
+	return &Client{rpc: rpc, params: cfg.Params, fallback: fb}, nil
+}
+
+// Close releases the client.
+func (c *Client) Close() { c.rpc.Shutdown() }
+
+// Params implements chain.Chain.
+func (c *Client) Params() *chaincfg.Params { return c.params }
+
+// TipHeight implements chain.Chain.
+func (c *Client) TipHeight(ctx context.Context) (int32, error) {
+	h, err := c.rpc.GetBlockCount()
+	return int32(h), err
+}
+
+// FeeRate implements chain.Chain. btcd's estimatefee answers in BTC/kB as
+// a JSON number; it is converted to integer satoshis here, at the edge.
+func (c *Client) FeeRate(ctx context.Context, target int) (txbuild.FeeRate, error) {
+	est, err := c.rpc.EstimateFee(int64(target))
+	if err != nil || est <= 0 {
+		return c.fallback, nil
+	}
+	amt, err := btcutil.NewAmount(est)
+	if err != nil || amt <= 0 {
+		return c.fallback, nil
+	}
+	return txbuild.FeeRate(amt), nil
+}
+
+// Broadcast implements chain.Chain.
+func (c *Client) Broadcast(ctx context.Context, tx *wire.MsgTx) error {
+	_, err := c.rpc.SendRawTransaction(tx, false)
+	if err == nil {
+		return nil
+	}
+	msg := strings.ToLower(err.Error())
+	switch {
+	case strings.Contains(msg, "not finalized"), strings.Contains(msg, "non-final"):
+		return fmt.Errorf("%w: %v", chain.ErrNonFinal, err)
+	case strings.Contains(msg, "already have transaction"), strings.Contains(msg, "already exists"):
+		return fmt.Errorf("%w: %v", chain.ErrAlreadyKnown, err)
+	case strings.Contains(msg, "already spent"), strings.Contains(msg, "orphan transaction"),
+		strings.Contains(msg, "missing inputs"), strings.Contains(msg, "double spend"):
+		return fmt.Errorf("%w: %v", chain.ErrConflict, err)
+	}
+	return fmt.Errorf("%w: %v", chain.ErrRejected, err)
+}
+
+func isNoTx(err error) bool {
+	var re *btcjson.RPCError
+	return errors.As(err, &re) && (re.Code == btcjson.ErrRPCNoTxInfo || re.Code == btcjson.ErrRPCInvalidAddressOrKey)
+}
+
+// TxStatus implements chain.Chain.
+func (c *Client) TxStatus(ctx context.Context, txid chainhash.Hash) (chain.TxStatus, error) {
+	r, err := c.rpc.GetRawTransactionVerbose(&txid)
+	if err != nil {
+		if isNoTx(err) {
+			return chain.TxStatus{}, nil
+		}
+		return chain.TxStatus{}, err
+	}
+	return chain.TxStatus{Known: true, Confirmations: int64(r.Confirmations)}, nil
+}
+
+// history lists the transactions touching a script's address, mempool
+// included (btcd's address index).
+func (c *Client) history(script []byte) ([]*btcjson.SearchRawTransactionsResult, error) {
+	_, addrs, _, err := txscript.ExtractPkScriptAddrs(script, c.params)
+	if err != nil || len(addrs) != 1 {
+		return nil, fmt.Errorf("script %x has no single address", script)
+	}
+	var all []*btcjson.SearchRawTransactionsResult
+	const page = 1000
+	for skip := 0; ; skip += page {
+		rs, err := c.rpc.SearchRawTransactionsVerbose(addrs[0], skip, page, true, false, nil)
+		if err != nil {
+			if isNoTx(err) || strings.Contains(err.Error(), "No information available") {
+				return all, nil
+			}
+			return nil, err
+		}
+		all = append(all, rs...)
+		if len(rs) < page {
+			return all, nil
+		}
+	}
+}
+
+// SpendOf implements chain.Chain.
+func (c *Client) SpendOf(ctx context.Context, op wire.OutPoint, pkScript []byte) (*chain.Spend, error) {
+	out, err := c.rpc.GetTxOut(&op.Hash, op.Index, true)
+	if err != nil {
+		return nil, err
+	}
+	if out != nil {
+		return nil, nil // unspent
+	}
+	txs, err := c.history(pkScript)
+	if err != nil {
+		return nil, err
+	}
+	want := op.Hash.String()
+	for _, tx := range txs {
+		for _, in := range tx.Vin {
+			if in.Txid == want && in.Vout == op.Index {
+				h, err := chainhash.NewHashFromStr(tx.Txid)
+				if err != nil {
+					return nil, err
+				}
+				return &chain.Spend{TxID: *h, Confirmations: int64(tx.Confirmations)}, nil
+			}
+		}
+	}
+	return nil, fmt.Errorf("outpoint %v is neither unspent nor spent by a known transaction", op)
+}
+
+// Coins implements chain.Chain. An output is unspent when no transaction
+// in its script's history (chain and mempool: btcd's address index covers
+// both, inputs included) spends it. gettxout is not used for this: it does
+// not see spends still in the mempool.
+func (c *Client) Coins(ctx context.Context, scripts [][]byte) ([]chain.Utxo, error) {
+	var outs []chain.Utxo
+	spent := map[wire.OutPoint]bool{}
+	seen := map[wire.OutPoint]bool{}
+	for _, script := range scripts {
+		txs, err := c.history(script)
+		if err != nil {
+			return nil, err
+		}
+		hexScript := hex.EncodeToString(script)
+		for _, tx := range txs {
+			coinbase := false
+			for _, in := range tx.Vin {
+				if in.Coinbase != "" {
+					coinbase = true
+					continue
+				}
+				h, err := chainhash.NewHashFromStr(in.Txid)
+				if err != nil {
+					return nil, err
+				}
+				spent[wire.OutPoint{Hash: *h, Index: in.Vout}] = true
+			}
+			h, err := chainhash.NewHashFromStr(tx.Txid)
+			if err != nil {
+				return nil, err
+			}
+			var msg *wire.MsgTx
+			for _, v := range tx.Vout {
+				op := wire.OutPoint{Hash: *h, Index: v.N}
+				if v.ScriptPubKey.Hex != hexScript || seen[op] {
+					continue
+				}
+				seen[op] = true
+				// Values come from the raw transaction, in satoshis; the
+				// RPC's JSON numbers are BTC floats.
+				if msg == nil {
+					if msg, err = decodeHex(tx.Hex); err != nil {
+						return nil, err
+					}
+				}
+				if int(v.N) >= len(msg.TxOut) {
+					return nil, fmt.Errorf("transaction %s has no output %d", tx.Txid, v.N)
+				}
+				outs = append(outs, chain.Utxo{
+					Coin:          txbuild.Coin{Outpoint: op, Value: msg.TxOut[v.N].Value, PkScript: bytes.Clone(script)},
+					Confirmations: int64(tx.Confirmations),
+					Coinbase:      coinbase,
+				})
+			}
+		}
+	}
+	coins := outs[:0]
+	for _, u := range outs {
+		if !spent[u.Outpoint] {
+			coins = append(coins, u)
+		}
+	}
+	return coins, nil
+}
+
+func decodeHex(s string) (*wire.MsgTx, error) {
+	raw, err := hex.DecodeString(s)
+	if err != nil {
+		return nil, err
+	}
+	msg := new(wire.MsgTx)
+	if err := msg.Deserialize(bytes.NewReader(raw)); err != nil {
+		return nil, err
+	}
+	return msg, nil
+}
+
+// Used implements chain.Chain.
+func (c *Client) Used(ctx context.Context, scripts [][]byte) ([]bool, error) {
+	used := make([]bool, len(scripts))
+	for i, s := range scripts {
+		txs, err := c.history(s)
+		if err != nil {
+			return nil, err
+		}
+		used[i] = len(txs) > 0
+	}
+	return used, nil
+}

@@ -1,0 +1,151 @@
+package wallet
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/pbkdf2"
+	"crypto/rand"
+	"crypto/sha512"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// fileVersion is the version of the wallet file format.
+const fileVersion = 1
+
+// kdfIterations of PBKDF2-HMAC-SHA512 (OWASP 2023 guidance: 210,000).
+const kdfIterations = 210_000
+
+// fileState is the wallet file. The mnemonic is the only secret; it is
+// stored in clear only when no passphrase is set.
+type fileState struct {
+	Version        int        `json:"version"`
+	Network        string     `json:"network"`
+	Mnemonic       string     `json:"mnemonic,omitempty"`
+	Encrypted      *encrypted `json:"encrypted,omitempty"`
+	NextReceive    uint32     `json:"next_receive"`
+	NextChange     uint32     `json:"next_change"`
+	NextChannelKey uint32     `json:"next_channel_key"`
+}
+
+type encrypted struct {
+	KDF        string `json:"kdf"` // "pbkdf2-sha512"
+	Iterations int    `json:"iterations"`
+	Salt       []byte `json:"salt"`
+	Nonce      []byte `json:"nonce"`
+	Ciphertext []byte `json:"ciphertext"` // AES-256-GCM of the mnemonic
+}
+
+// ErrWrongPassphrase: the passphrase does not decrypt the wallet.
+var ErrWrongPassphrase = errors.New("wrong wallet passphrase")
+
+// ErrExists: a wallet file is already there; nothing was overwritten.
+var ErrExists = errors.New("wallet already exists")
+
+func aead(passphrase string, salt []byte, iterations int) (cipher.AEAD, error) {
+	key, err := pbkdf2.Key(sha512.New, passphrase, salt, iterations, 32)
+	if err != nil {
+		return nil, err
+	}
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(block)
+}
+
+func seal(mnemonic, passphrase string) (*encrypted, error) {
+	e := &encrypted{KDF: "pbkdf2-sha512", Iterations: kdfIterations, Salt: make([]byte, 16), Nonce: make([]byte, 12)}
+	if _, err := rand.Read(e.Salt); err != nil {
+		return nil, err
+	}
+	if _, err := rand.Read(e.Nonce); err != nil {
+		return nil, err
+	}
+	g, err := aead(passphrase, e.Salt, e.Iterations)
+	if err != nil {
+		return nil, err
+	}
+	e.Ciphertext = g.Seal(nil, e.Nonce, []byte(mnemonic), []byte("paysip wallet v1"))
+	return e, nil
+}
+
+func (e *encrypted) open(passphrase string) (string, error) {
+	if e.KDF != "pbkdf2-sha512" || e.Iterations <= 0 {
+		return "", fmt.Errorf("unsupported wallet encryption %q", e.KDF)
+	}
+	g, err := aead(passphrase, e.Salt, e.Iterations)
+	if err != nil {
+		return "", err
+	}
+	if len(e.Nonce) != g.NonceSize() {
+		return "", errors.New("corrupt wallet file: bad nonce")
+	}
+	pt, err := g.Open(nil, e.Nonce, e.Ciphertext, []byte("paysip wallet v1"))
+	if err != nil {
+		return "", ErrWrongPassphrase
+	}
+	return string(pt), nil
+}
+
+// readState loads a wallet file.
+func readState(path string) (*fileState, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var s fileState
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("corrupt wallet file %s: %w", path, err)
+	}
+	if s.Version != fileVersion {
+		return nil, fmt.Errorf("wallet file %s has version %d; this paysip reads version %d", path, s.Version, fileVersion)
+	}
+	return &s, nil
+}
+
+// writeState replaces the wallet file atomically and durably: a temporary
+// file is written and synced, renamed over the old one, and the directory
+// synced.
+func writeState(path string, s *fileState) error {
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return err
+	}
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(dir, ".wallet-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return err
+	}
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
