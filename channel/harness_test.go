@@ -165,7 +165,7 @@ func (e *env) run(side string, effs []Effect, err error) error {
 				err = rerr
 			}
 		case ResumeRequested:
-			if rerr := e.by("payee")(e.payee.Resume(e.payeeStore)); rerr != nil && err == nil {
+			if rerr := e.by("payee")(e.payee.Resume(e.payeeStore, key("payee channel"))); rerr != nil && err == nil {
 				err = rerr
 			}
 		case PersistChannel:

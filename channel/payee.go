@@ -162,15 +162,16 @@ func (p *Payee) onHello(m *paywire.Hello) ([]Effect, *ProtocolError) {
 }
 
 // Resume continues a stored channel that the payer named in its hello: the
-// payee sends its terms and then open with the best payment it holds. The
-// record's key must be this session's key.
-func (p *Payee) Resume(rec PayeeRecord) ([]Effect, error) {
+// payee sends its terms, now carrying the channel's key, and then open with
+// the best payment it holds. key is the payee's private key of that channel.
+func (p *Payee) Resume(rec PayeeRecord, key *btcec.PrivateKey) ([]Effect, error) {
 	if p.state != PayeeResumePending {
 		return nil, fmt.Errorf("%w: resume in state %v", ErrUnexpected, p.state)
 	}
-	if rec.Channel == nil || rec.Channel.ID() != p.resume || !rec.Channel.PayeeKey.IsEqual(p.cfg.Key.PubKey()) {
+	if rec.Channel == nil || rec.Channel.ID() != p.resume || key == nil || !rec.Channel.PayeeKey.IsEqual(key.PubKey()) {
 		return p.RefuseResume("channel record does not match")
 	}
+	p.cfg.Key, p.cfg.Terms.PayeeKey = key, key.PubKey()
 	p.ch, p.funding, p.bestSat, p.bestSig = rec.Channel, rec.FundingTx, rec.BestSat, rec.BestSig
 	p.state = PayeeOpen
 	return []Effect{

@@ -1,0 +1,216 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/btcsuite/btcd/wire"
+	"github.com/paysip/paysip/channel"
+)
+
+// Role says which side of a channel this node is.
+type Role string
+
+// Roles.
+const (
+	Payer Role = "payer"
+	Payee Role = "payee"
+)
+
+// State is a channel's life stage.
+type State string
+
+// States.
+const (
+	StateOpen     State = "open"     // refund stored (payer) / funding accepted (payee)
+	StateClosing  State = "closing"  // settlement or refund broadcast, not yet confirmed
+	StateSettled  State = "settled"  // the payee's settlement is on chain
+	StateRefunded State = "refunded" // the payer's refund is on chain
+)
+
+// Record is a stored channel.
+type Record struct {
+	Role      Role
+	State     State
+	Peer      string // the other side (a SIP address), informational
+	KeyIndex  uint32 // this side's channel key in the wallet
+	Channel   *channel.Channel
+	FundingTx *wire.MsgTx
+	RefundTx  *wire.MsgTx // payer only: complete refund
+	SignedSat int64       // payer: highest payment signed
+	AckedSat  int64       // payer: highest payment acknowledged
+	BestSat   int64       // payee: best payment held
+	BestSig   []byte      // payee: its signature; payer: signature of SignedSat
+	CloseTxID string      // settlement or refund txid once broadcast
+	UpdatedAt time.Time
+}
+
+// ID is the channel's id, its funding outpoint.
+func (r *Record) ID() string { return r.Channel.ID() }
+
+// PayerRecord converts for channel.ResumePayer.
+func (r *Record) PayerRecord() channel.PayerRecord {
+	return channel.PayerRecord{Channel: r.Channel, FundingTx: r.FundingTx, RefundTx: r.RefundTx, SignedSat: r.SignedSat, AckedSat: r.AckedSat}
+}
+
+// PayeeRecord converts for channel.Payee.Resume and settlement.
+func (r *Record) PayeeRecord() channel.PayeeRecord {
+	return channel.PayeeRecord{Channel: r.Channel, FundingTx: r.FundingTx, BestSat: r.BestSat, BestSig: r.BestSig}
+}
+
+func txBytes(tx *wire.MsgTx) []byte {
+	if tx == nil {
+		return nil
+	}
+	var b bytes.Buffer
+	tx.Serialize(&b)
+	return b.Bytes()
+}
+
+// Insert stores a new channel: the payer's at PersistRefund (before the
+// funding is broadcast), the payee's at PersistChannel (before open).
+func (d *DB) Insert(ctx context.Context, r Record) error {
+	now := time.Now().Unix()
+	ch := r.Channel
+	return d.write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.Exec(`INSERT INTO channels (id, role, state, peer, key_index, capacity_sat, expiry_height,
+			payer_key, payee_key, payer_script, funding_tx, refund_tx, signed_sat, acked_sat, best_sat, best_sig,
+			close_txid, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+			ch.ID(), string(r.Role), string(StateOpen), r.Peer, int64(r.KeyIndex), ch.CapacitySat, int64(ch.ExpiryHeight),
+			ch.PayerKey.SerializeCompressed(), ch.PayeeKey.SerializeCompressed(), ch.PayerScript,
+			txBytes(r.FundingTx), txBytes(r.RefundTx), r.SignedSat, r.AckedSat, r.BestSat, r.BestSig, r.CloseTxID, now, now)
+		return err
+	})
+}
+
+// PayerSigned stores the payer's newest signed state before it is sent.
+// Stored values only grow.
+func (d *DB) PayerSigned(ctx context.Context, id string, signed int64, sig []byte) error {
+	return d.update(ctx, id, `UPDATE channels SET signed_sat = ?, best_sig = ?, updated_at = ?
+		WHERE id = ? AND role = 'payer' AND signed_sat <= ?`, signed, sig, time.Now().Unix(), id, signed)
+}
+
+// PayerAcked stores what the payee acknowledged.
+func (d *DB) PayerAcked(ctx context.Context, id string, acked int64) error {
+	return d.update(ctx, id, `UPDATE channels SET acked_sat = ?, signed_sat = max(signed_sat, ?), updated_at = ?
+		WHERE id = ? AND role = 'payer' AND acked_sat <= ?`, acked, acked, time.Now().Unix(), id, acked)
+}
+
+// PayeePayment stores the payee's new best payment before it is
+// acknowledged. A value not above the stored best is refused.
+func (d *DB) PayeePayment(ctx context.Context, id string, paid int64, sig []byte) error {
+	return d.update(ctx, id, `UPDATE channels SET best_sat = ?, best_sig = ?, updated_at = ?
+		WHERE id = ? AND role = 'payee' AND best_sat < ?`, paid, sig, time.Now().Unix(), id, paid)
+}
+
+// SetState moves a channel to state, recording the closing txid if given.
+func (d *DB) SetState(ctx context.Context, id string, state State, closeTxID string) error {
+	return d.update(ctx, id, `UPDATE channels SET state = ?, close_txid = CASE WHEN ? = '' THEN close_txid ELSE ? END, updated_at = ?
+		WHERE id = ?`, string(state), closeTxID, closeTxID, time.Now().Unix(), id)
+}
+
+// update runs one UPDATE in the group commit and fails if no row matched.
+func (d *DB) update(ctx context.Context, id string, query string, args ...any) error {
+	return d.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.Exec(query, args...)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			var exists int
+			tx.QueryRow("SELECT count(*) FROM channels WHERE id = ?", id).Scan(&exists)
+			if exists == 0 {
+				return fmt.Errorf("%w: %s", ErrNotFound, id)
+			}
+			return fmt.Errorf("%w: %s: stored value is already higher, or wrong role", ErrNotStored, id)
+		}
+		return nil
+	})
+}
+
+const columns = `role, state, peer, key_index, capacity_sat, expiry_height, payer_key, payee_key, payer_script,
+	funding_tx, refund_tx, signed_sat, acked_sat, best_sat, best_sig, close_txid, updated_at`
+
+func scan(row interface{ Scan(...any) error }) (*Record, error) {
+	var (
+		r                                     Record
+		role, state                           string
+		keyIndex, expiry, capacity, updatedAt int64
+		payerKey, payeeKey, payerScript       []byte
+		funding, refund                       []byte
+	)
+	if err := row.Scan(&role, &state, &r.Peer, &keyIndex, &capacity, &expiry, &payerKey, &payeeKey, &payerScript,
+		&funding, &refund, &r.SignedSat, &r.AckedSat, &r.BestSat, &r.BestSig, &r.CloseTxID, &updatedAt); err != nil {
+		return nil, err
+	}
+	r.Role, r.State, r.KeyIndex, r.UpdatedAt = Role(role), State(state), uint32(keyIndex), time.Unix(updatedAt, 0)
+	var err error
+	if r.FundingTx, err = channel.DecodeTx(funding); err != nil {
+		return nil, fmt.Errorf("stored funding: %w", err)
+	}
+	if refund != nil {
+		if r.RefundTx, err = channel.DecodeTx(refund); err != nil {
+			return nil, fmt.Errorf("stored refund: %w", err)
+		}
+	}
+	pk, err := channel.ParseKey(payerKey)
+	if err != nil {
+		return nil, err
+	}
+	ek, err := channel.ParseKey(payeeKey)
+	if err != nil {
+		return nil, err
+	}
+	// The outpoint is the funding's pool output: find it by script.
+	ch, err := channel.NewChannel(wire.OutPoint{}, capacity, pk, ek, uint32(expiry), payerScript)
+	if err != nil {
+		return nil, err
+	}
+	for i, out := range r.FundingTx.TxOut {
+		if bytes.Equal(out.PkScript, ch.PkScript) && out.Value == capacity {
+			ch.Outpoint = wire.OutPoint{Hash: r.FundingTx.TxHash(), Index: uint32(i)}
+		}
+	}
+	r.Channel = ch
+	return &r, nil
+}
+
+// Get returns one channel.
+func (d *DB) Get(ctx context.Context, id string) (*Record, error) {
+	r, err := scan(d.db.QueryRowContext(ctx, "SELECT "+columns+" FROM channels WHERE id = ?", id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	return r, err
+}
+
+// List returns every channel, newest first; with states given, only those.
+func (d *DB) List(ctx context.Context, states ...State) ([]*Record, error) {
+	rows, err := d.db.QueryContext(ctx, "SELECT "+columns+" FROM channels ORDER BY created_at DESC, id")
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*Record
+	for rows.Next() {
+		r, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		if len(states) > 0 {
+			keep := false
+			for _, s := range states {
+				keep = keep || r.State == s
+			}
+			if !keep {
+				continue
+			}
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}

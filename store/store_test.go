@@ -1,0 +1,223 @@
+package store
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/btcsuite/btcd/btcec/v2"
+	"github.com/btcsuite/btcd/wire"
+	"github.com/paysip/paysip/channel"
+)
+
+var ctx = context.Background()
+
+func key(name string) *btcec.PrivateKey {
+	h := sha256.Sum256([]byte(name))
+	k, _ := btcec.PrivKeyFromBytes(h[:])
+	return k
+}
+
+// record makes a channel record whose funding is unique to n.
+func record(t testing.TB, role Role, n int) Record {
+	payer, payee := key(fmt.Sprint("payer", n)), key("payee")
+	script := append([]byte{0, 20}, make([]byte, 20)...)
+	ws, _ := channel.MultisigScript(payer.PubKey(), payee.PubKey())
+	funding := wire.NewMsgTx(2)
+	funding.AddTxIn(&wire.TxIn{PreviousOutPoint: wire.OutPoint{Index: uint32(n)}})
+	funding.AddTxOut(wire.NewTxOut(1_000_000, channel.P2WSH(ws)))
+	ch, err := channel.NewChannel(wire.OutPoint{Hash: funding.TxHash()}, 1_000_000, payer.PubKey(), payee.PubKey(), 900, script)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := Record{Role: role, Peer: "sip:tutor@example.org", KeyIndex: uint32(n), Channel: ch, FundingTx: funding}
+	if role == Payer {
+		r.RefundTx, _ = ch.RefundTx(300)
+	}
+	return r
+}
+
+func open(t testing.TB) (*DB, string) {
+	path := filepath.Join(t.TempDir(), "paysip.db")
+	d, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d, path
+}
+
+func TestChannelRoundTrip(t *testing.T) {
+	d, path := open(t)
+	r := record(t, Payee, 1)
+	if err := d.Insert(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Insert(ctx, r); err == nil {
+		t.Fatal("inserted the same channel twice")
+	}
+	if err := d.PayeePayment(ctx, r.ID(), 5000, []byte{1, 2}); err != nil {
+		t.Fatal(err)
+	}
+	// Never lower, never equal.
+	for _, v := range []int64{4000, 5000} {
+		if err := d.PayeePayment(ctx, r.ID(), v, []byte{9}); !errors.Is(err, ErrNotStored) {
+			t.Fatalf("stored %d over 5000: %v", v, err)
+		}
+	}
+	if err := d.PayeePayment(ctx, "00:0", 1, nil); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("unknown channel: %v", err)
+	}
+	p := record(t, Payer, 2)
+	if err := d.Insert(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.PayerSigned(ctx, p.ID(), 3000, []byte{7}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.PayerAcked(ctx, p.ID(), 3000); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.SetState(ctx, r.ID(), StateClosing, "ab"); err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+
+	// Reopen: everything is there.
+	d, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	got, err := d.Get(ctx, r.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.BestSat != 5000 || string(got.BestSig) != "\x01\x02" || got.State != StateClosing || got.CloseTxID != "ab" ||
+		got.Channel.ID() != r.ID() || got.Channel.CapacitySat != 1_000_000 || !got.Channel.PayerKey.IsEqual(r.Channel.PayerKey) {
+		t.Fatalf("got %+v", got)
+	}
+	pg, _ := d.Get(ctx, p.ID())
+	if pg.SignedSat != 3000 || pg.AckedSat != 3000 || pg.RefundTx.TxHash() != p.RefundTx.TxHash() {
+		t.Fatalf("payer %+v", pg)
+	}
+	all, _ := d.List(ctx)
+	open, _ := d.List(ctx, StateOpen)
+	if len(all) != 2 || len(open) != 1 || open[0].ID() != p.ID() {
+		t.Fatalf("list %d, open %d", len(all), len(open))
+	}
+	if _, err := d.Get(ctx, "00:0"); !errors.Is(err, ErrNotFound) {
+		t.Fatal(err)
+	}
+}
+
+// TestConcurrentWrites: many channels writing at once all land, through
+// group commits.
+func TestConcurrentWrites(t *testing.T) {
+	d, _ := open(t)
+	const n = 50
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		r := record(t, Payee, i)
+		if err := d.Insert(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for v := int64(1); v <= 20; v++ {
+				if err := d.PayeePayment(ctx, r.ID(), v*1000, []byte{byte(v)}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	all, _ := d.List(ctx)
+	for _, r := range all {
+		if r.BestSat != 20_000 {
+			t.Fatalf("%s holds %d", r.ID(), r.BestSat)
+		}
+	}
+}
+
+func TestRefusesForeignAndNewer(t *testing.T) {
+	dir := t.TempDir()
+
+	// Not SQLite at all: refused, untouched.
+	junk := filepath.Join(dir, "junk.db")
+	os.WriteFile(junk, []byte("hello, this is not a database at all"), 0o600)
+	if _, err := Open(junk); !errors.Is(err, ErrForeign) {
+		t.Fatalf("junk: %v", err)
+	}
+	if b, _ := os.ReadFile(junk); string(b) != "hello, this is not a database at all" {
+		t.Fatal("junk file overwritten")
+	}
+
+	// Another application's SQLite database: refused.
+	foreign := filepath.Join(dir, "foreign.db")
+	db, _ := sql.Open("sqlite", foreign)
+	db.Exec("CREATE TABLE t (x)")
+	db.Close()
+	if _, err := Open(foreign); !errors.Is(err, ErrForeign) {
+		t.Fatalf("foreign: %v", err)
+	}
+
+	// A database from a newer paysip: refused, version unchanged.
+	newer := filepath.Join(dir, "newer.db")
+	d, err := Open(newer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+	db, _ = sql.Open("sqlite", newer)
+	db.Exec(fmt.Sprintf("PRAGMA user_version = %d", SchemaVersion+1))
+	db.Close()
+	if _, err := Open(newer); !errors.Is(err, ErrTooNew) {
+		t.Fatalf("newer: %v", err)
+	}
+	db, _ = sql.Open("sqlite", newer)
+	var v int
+	db.QueryRow("PRAGMA user_version").Scan(&v)
+	db.Close()
+	if v != SchemaVersion+1 {
+		t.Fatalf("version rewritten to %d", v)
+	}
+}
+
+// TestMigrationsFromEmpty runs each migration in order on an empty
+// database and checks the version and the tables after each.
+func TestMigrationsFromEmpty(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "m.db")
+	d, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+	db, _ := sql.Open("sqlite", path)
+	defer db.Close()
+	var v, app int
+	db.QueryRow("PRAGMA user_version").Scan(&v)
+	db.QueryRow("PRAGMA application_id").Scan(&app)
+	if v != SchemaVersion || app != ApplicationID {
+		t.Fatalf("version %d app %#x", v, app)
+	}
+	var mode string
+	db.QueryRow("PRAGMA journal_mode").Scan(&mode)
+	if mode != "wal" {
+		t.Fatalf("journal mode %s", mode)
+	}
+	// Migration 1 made the channels table with its columns.
+	rows, err := db.Query("SELECT " + columns + " FROM channels")
+	if err != nil {
+		t.Fatalf("schema v1: %v", err)
+	}
+	rows.Close()
+}
