@@ -269,3 +269,13 @@ func (c *Client) Used(ctx context.Context, scripts [][]byte) ([]bool, error) {
 	}
 	return used, nil
 }
+
+// Tx fetches a transaction by id (from the mempool or, with --txindex, the
+// chain).
+func (c *Client) Tx(ctx context.Context, txid chainhash.Hash) (*wire.MsgTx, error) {
+	t, err := c.rpc.GetRawTransaction(&txid)
+	if err != nil {
+		return nil, err
+	}
+	return t.MsgTx(), nil
+}

@@ -1,0 +1,358 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/paysip/paysip/chain"
+	"github.com/paysip/paysip/channel"
+	"github.com/paysip/paysip/paywire"
+	"github.com/paysip/paysip/store"
+	"github.com/paysip/paysip/wallet"
+)
+
+// Payer opens (or resumes) channels and pays through them.
+type Payer struct {
+	Wallet *wallet.Wallet
+	Chain  chain.Chain
+	Store  *store.DB
+	Log    *slog.Logger
+	// MaxPriceSatPerMin refuses terms above it; 0 accepts any price.
+	MaxPriceSatPerMin int64
+	// CapacitySat is the pool opened when a new channel is needed (raised
+	// to the payee's minimum).
+	CapacitySat int64
+	// FeeTarget is the confirmation target of fee estimates (blocks).
+	FeeTarget int
+}
+
+func (a *Payer) log() *slog.Logger {
+	if a.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return a.Log
+}
+
+// PayerSession is one payer session on a channel.
+type PayerSession struct {
+	a          *Payer
+	conn       Conn
+	p          *channel.Payer
+	keyIndex   uint32
+	peer       string
+	log        *slog.Logger
+	FundingFee int64 // fee of the funding transaction, when this session opened the channel
+	closed     *channel.Closed
+}
+
+// Open runs the seed's steps 1 to 4 on conn: learn the payee's terms,
+// prepare the funding, get the refund signed, store it, broadcast the
+// funding, and wait for the channel to open.
+func (a *Payer) Open(ctx context.Context, conn Conn, peer string) (*PayerSession, error) {
+	key, idx, err := a.Wallet.ChannelKey()
+	if err != nil {
+		return nil, err
+	}
+	s := &PayerSession{a: a, conn: conn, keyIndex: idx, peer: peer, log: a.log().With("component", "payer", "peer", peer)}
+	s.p = channel.NewPayer(channel.PayerConfig{Key: key, MaxPriceSatPerMin: a.MaxPriceSatPerMin, Agent: "paysip-go"})
+	return s, s.start(ctx)
+}
+
+// Resume goes on paying from a stored channel (no new funding).
+func (a *Payer) Resume(ctx context.Context, conn Conn, id string) (*PayerSession, error) {
+	rec, err := a.Store.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if rec.Role != store.Payer || rec.State != store.StateOpen {
+		return nil, fmt.Errorf("%w: %s is %s %s", channel.ErrResume, id, rec.Role, rec.State)
+	}
+	key, err := a.Wallet.ChannelKeyAt(rec.KeyIndex)
+	if err != nil {
+		return nil, err
+	}
+	p, err := channel.ResumePayer(channel.PayerConfig{Key: key, MaxPriceSatPerMin: a.MaxPriceSatPerMin, Agent: "paysip-go"}, rec.PayerRecord())
+	if err != nil {
+		return nil, err
+	}
+	s := &PayerSession{a: a, conn: conn, p: p, keyIndex: rec.KeyIndex, peer: rec.Peer, log: a.log().With("component", "payer", "channel", id)}
+	return s, s.start(ctx)
+}
+
+func (s *PayerSession) start(ctx context.Context) error {
+	effs, err := s.p.Start()
+	if err := s.exec(ctx, effs, err); err != nil {
+		return err
+	}
+	return s.await(ctx, func() bool { return s.p.State() == channel.PayerOpen })
+}
+
+// Channel is the channel in use.
+func (s *PayerSession) Channel() *channel.Channel { return s.p.Channel() }
+
+// Terms are the payee's terms.
+func (s *PayerSession) Terms() *channel.Terms { return s.p.Terms() }
+
+// PaidSat is what the payee acknowledged.
+func (s *PayerSession) PaidSat() int64 { return s.p.AckedSat() }
+
+// MaxPayable is the most this channel can still pay (see channel.Payer).
+func (s *PayerSession) MaxPayable() int64 { return s.p.MaxPayable() }
+
+// Pay signs a payment of total (the payee's due so far), sends it and waits
+// for its ack.
+func (s *PayerSession) Pay(ctx context.Context, total int64) error {
+	effs, err := s.p.Pay(total)
+	if err := s.exec(ctx, effs, err); err != nil {
+		return err
+	}
+	return s.await(ctx, func() bool { return !s.p.InFlight() })
+}
+
+// Close asks the payee to settle and waits for its answer.
+func (s *PayerSession) Close(ctx context.Context, reason string) (*channel.Closed, error) {
+	effs, err := s.p.Close(reason)
+	if err := s.exec(ctx, effs, err); err != nil {
+		return nil, err
+	}
+	if err := s.await(ctx, func() bool { return s.p.State() == channel.PayerClosed }); err != nil {
+		return nil, err
+	}
+	return s.closed, nil
+}
+
+// await reads and handles messages until done.
+func (s *PayerSession) await(ctx context.Context, done func() bool) error {
+	for !done() {
+		if s.p.State() == channel.PayerFailed || s.p.State() == channel.PayerClosed {
+			return fmt.Errorf("session ended in state %v", s.p.State())
+		}
+		b, err := s.conn.Recv(ctx)
+		if err != nil {
+			return err
+		}
+		m, err := paywire.Decode(b)
+		if err != nil {
+			s.log.Warn("bad message from payee", "err", err)
+			s.send(ctx, channel.BadMessage(0, err))
+			return err
+		}
+		effs, herr := s.p.Handle(m)
+		if err := s.exec(ctx, effs, herr); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *PayerSession) send(ctx context.Context, m paywire.Message) error {
+	b, err := paywire.Encode(m)
+	if err != nil {
+		return err
+	}
+	return s.conn.Send(ctx, b)
+}
+
+// exec performs effects in order and stops at the first failure: that is
+// how the refund is stored before the funding is broadcast, and each
+// payment stored before it is sent.
+func (s *PayerSession) exec(ctx context.Context, effs []channel.Effect, herr error) error {
+	for _, ef := range effs {
+		if err := s.perform(ctx, ef); err != nil {
+			return err
+		}
+	}
+	if herr != nil {
+		var pe *channel.ProtocolError
+		if errors.As(herr, &pe) {
+			s.log.Warn("refused the payee's message", "code", pe.Code, "err", herr)
+		}
+		return herr
+	}
+	return nil
+}
+
+func (s *PayerSession) perform(ctx context.Context, ef channel.Effect) error {
+	a := s.a
+	switch ef := ef.(type) {
+	case channel.Send:
+		return s.send(ctx, ef.Msg)
+	case channel.TermsReceived:
+		t := ef.Terms
+		capacity := max(a.CapacitySat, t.MinChannelSat)
+		rate, err := a.Chain.FeeRate(ctx, a.feeTarget())
+		if err != nil {
+			return err
+		}
+		key, err := a.Wallet.ChannelKeyAt(s.keyIndex)
+		if err != nil {
+			return err
+		}
+		tx, fee, err := a.Wallet.FundChannel(ctx, key.PubKey(), t.PayeeKey, capacity, rate)
+		if err != nil {
+			return err
+		}
+		s.FundingFee = fee
+		script, err := a.Wallet.NewScript()
+		if err != nil {
+			return err
+		}
+		s.log.Info("funding prepared", "capacity_sat", capacity, "fee_sat", fee, "price_sat_per_min", t.PriceSatPerMin)
+		effs, err := s.p.Fund(channel.FundRequest{FundingTx: tx, Vout: 0, PayerScript: script, RefundFee: rate})
+		return s.exec(ctx, effs, err)
+	case channel.PersistRefund:
+		r := ef.Record
+		return a.Store.Insert(ctx, store.Record{Role: store.Payer, Peer: s.peer, KeyIndex: s.keyIndex, Channel: r.Channel, FundingTx: r.FundingTx, RefundTx: r.RefundTx})
+	case channel.BroadcastFunding:
+		if err := a.Chain.Broadcast(ctx, ef.Tx); err != nil && !errors.Is(err, chain.ErrAlreadyKnown) {
+			return fmt.Errorf("broadcasting funding: %w", err)
+		}
+		s.log.Info("funding broadcast", "txid", ef.Tx.TxHash())
+	case channel.Opened:
+		s.log = s.log.With("channel", ef.Channel.ID())
+		s.log.Info("channel open", "capacity_sat", ef.Channel.CapacitySat, "paid_sat", ef.PaidSat)
+	case channel.PersistPayment:
+		return a.Store.PayerSigned(ctx, ef.ChannelID, ef.PaidSat, ef.Sig)
+	case channel.Acked:
+		return a.Store.PayerAcked(ctx, s.p.Channel().ID(), ef.PaidSat)
+	case channel.Closed:
+		c := ef
+		s.closed = &c
+		s.log.Info("channel closed by the payee", "paid_sat", ef.PaidSat, "settlement", ef.SettlementTxID)
+		if ef.SettlementTxID != "" {
+			return a.Store.SetState(ctx, ef.ChannelID, store.StateClosing, ef.SettlementTxID)
+		}
+	case channel.PeerError:
+		s.log.Warn("payee refused", "code", ef.Msg.Code, "reason", ef.Msg.Reason)
+		return fmt.Errorf("%w: %s: %s", channel.ErrPeer, ef.Msg.Code, ef.Msg.Reason)
+	}
+	return nil
+}
+
+func (a *Payer) feeTarget() int {
+	if a.FeeTarget == 0 {
+		return 6
+	}
+	return a.FeeTarget
+}
+
+// ErrRefundNotYet: the refund's lock time is not reached.
+type ErrRefundNotYet struct{ Tip, LockTime uint32 }
+
+func (e *ErrRefundNotYet) Error() string {
+	return fmt.Sprintf("refund locked until height %d; the chain is at %d (%d blocks to go)", e.LockTime, e.Tip, e.LockTime-e.Tip)
+}
+
+// Refund broadcasts a channel's refund once the chain's tip reaches its
+// lock time. If the pool was already spent (the payee settled, or the
+// refund went out before) it says so instead of retrying. It returns the
+// spending transaction's id.
+func (a *Payer) Refund(ctx context.Context, id string) (string, error) {
+	rec, err := a.Store.Get(ctx, id)
+	if err != nil {
+		return "", err
+	}
+	if rec.Role != store.Payer || rec.RefundTx == nil {
+		return "", fmt.Errorf("%s is not a payer channel with a refund", id)
+	}
+	if txid, done, err := Reconcile(ctx, a.Chain, a.Store, rec); err != nil || done {
+		return txid, err
+	}
+	tip, err := a.Chain.TipHeight(ctx)
+	if err != nil {
+		return "", err
+	}
+	lock := rec.RefundTx.LockTime
+	if uint32(tip) < lock {
+		return "", &ErrRefundNotYet{Tip: uint32(tip), LockTime: lock}
+	}
+	txid := rec.RefundTx.TxHash().String()
+	if err := a.Store.SetState(ctx, id, store.StateClosing, txid); err != nil {
+		return "", err
+	}
+	switch err := a.Chain.Broadcast(ctx, rec.RefundTx); {
+	case err == nil, errors.Is(err, chain.ErrAlreadyKnown):
+		a.log().Info("refund broadcast", "channel", id, "txid", txid)
+		return txid, nil
+	case errors.Is(err, chain.ErrNonFinal):
+		return "", &ErrRefundNotYet{Tip: uint32(tip), LockTime: lock}
+	case errors.Is(err, chain.ErrConflict):
+		// Spent meanwhile by the other path: find out by what.
+		txid, _, rerr := Reconcile(ctx, a.Chain, a.Store, rec)
+		return txid, rerr
+	default:
+		return "", err
+	}
+}
+
+// Reconcile looks at the chain for a channel's pool: if it is spent, the
+// channel's state says by what (settled or refunded) and done is true.
+func Reconcile(ctx context.Context, c chain.Chain, db *store.DB, rec *store.Record) (txid string, done bool, err error) {
+	ch := rec.Channel
+	spend, err := c.SpendOf(ctx, ch.Outpoint, ch.PkScript)
+	if err != nil || spend == nil {
+		return "", false, err
+	}
+	txid = spend.TxID.String()
+	state := store.StateSettled
+	if rec.RefundTx != nil && spend.TxID == rec.RefundTx.TxHash() {
+		state = store.StateRefunded
+	} else if rec.Role == store.Payee && txid != rec.CloseTxID {
+		state = store.StateRefunded // not the payee's settlement: the payer's refund
+	}
+	if spend.Confirmations == 0 {
+		state = store.StateClosing
+	}
+	if rec.State != state || rec.CloseTxID != txid {
+		if err := db.SetState(ctx, ch.ID(), state, txid); err != nil {
+			return "", false, err
+		}
+	}
+	return txid, true, nil
+}
+
+// WatchRefunds takes the refund of every open payer channel whose lock
+// time the chain has reached, checking every poll until ctx ends. Channels
+// the payee settled meanwhile are recognised and marked settled. onRefund,
+// if not nil, is told of each refund broadcast.
+func (a *Payer) WatchRefunds(ctx context.Context, poll time.Duration, onRefund func(id, txid string)) error {
+	for {
+		recs, err := a.Store.List(ctx, store.StateOpen, store.StateClosing)
+		if err != nil {
+			return err
+		}
+		tip, err := a.Chain.TipHeight(ctx)
+		if err != nil {
+			return err
+		}
+		for _, rec := range recs {
+			if rec.Role != store.Payer || rec.RefundTx == nil {
+				continue
+			}
+			if rec.State == store.StateClosing {
+				Reconcile(ctx, a.Chain, a.Store, rec) // confirmations move it on
+				continue
+			}
+			if uint32(tip) < rec.RefundTx.LockTime {
+				continue
+			}
+			txid, err := a.Refund(ctx, rec.ID())
+			var notYet *ErrRefundNotYet
+			switch {
+			case errors.As(err, &notYet):
+			case err != nil:
+				a.log().Warn("refund failed", "channel", rec.ID(), "err", err)
+			case txid == rec.RefundTx.TxHash().String() && onRefund != nil:
+				onRefund(rec.ID(), txid)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(poll):
+		}
+	}
+}
