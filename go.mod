@@ -40,4 +40,7 @@ require (
 	modernc.org/sqlite v1.62.0 // indirect
 )
 
-tool github.com/btcsuite/btcd
+tool (
+	github.com/btcsuite/btcd
+	github.com/btcsuite/btcd/cmd/btcctl
+)

@@ -72,6 +72,9 @@ type Node struct {
 	stopOnce sync.Once
 	log      *slog.Logger
 	client   *rpcclient.Client
+	chain    *chainLog
+	stopSync chan struct{}
+	synced   chan struct{}
 }
 
 // Binary returns the path of the pinned btcd executable, building it if
@@ -164,19 +167,53 @@ func StartRegtest(ctx context.Context, cfg Config) (*Node, error) {
 	if err := os.MkdirAll(filepath.Join(cfg.DataDir, "logs"), 0o700); err != nil {
 		return nil, err
 	}
+	clog, blocks, err := openChainLog(filepath.Join(cfg.DataDir, "chain.blocks"))
+	if err != nil {
+		return nil, err
+	}
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ { // a port may be taken between picking and binding
 		n, err := start(ctx, bin, cfg, log)
-		if err == nil {
-			if err := n.activate(ctx, cfg.MiningAddr); err != nil {
-				n.Stop()
-				return nil, err
-			}
-			return n, nil
+		if err != nil {
+			lastErr = err
+			continue
 		}
-		lastErr = err
+		n.chain = clog
+		if err := n.restore(blocks); err != nil {
+			n.Stop()
+			return nil, err
+		}
+		if err := n.activate(ctx, cfg.MiningAddr); err != nil {
+			n.Stop()
+			return nil, err
+		}
+		if err := n.sync(); err != nil {
+			n.Stop()
+			return nil, err
+		}
+		n.stopSync, n.synced = make(chan struct{}), make(chan struct{})
+		go n.syncLoop()
+		return n, nil
 	}
 	return nil, lastErr
+}
+
+// syncLoop keeps the chain log current with blocks mined by anyone (other
+// paysip processes mine through RPC), until Stop.
+func (n *Node) syncLoop() {
+	defer close(n.synced)
+	for {
+		select {
+		case <-n.stopSync:
+			return
+		case <-n.exited:
+			return
+		case <-time.After(500 * time.Millisecond):
+			if err := n.sync(); err != nil {
+				n.log.Warn("saving the regtest chain", "err", err)
+			}
+		}
+	}
 }
 
 func start(ctx context.Context, bin string, cfg Config, log *slog.Logger) (*Node, error) {
@@ -282,9 +319,19 @@ func (n *Node) ConnConfig() *rpcclient.ConnConfig {
 	return &rpcclient.ConnConfig{Host: n.RPCAddr, User: n.RPCUser, Pass: n.RPCPass, HTTPPostMode: true, DisableTLS: true}
 }
 
-// Generate mines blocks paying the node's mining address.
+// Generate mines blocks paying the node's mining address, and saves them
+// before returning.
 func (n *Node) Generate(blocks uint32) ([]*chainhash.Hash, error) {
-	return n.client.Generate(blocks)
+	hs, err := n.client.Generate(blocks)
+	if err != nil {
+		return nil, err
+	}
+	if n.chain != nil {
+		if err := n.sync(); err != nil {
+			return hs, fmt.Errorf("saving mined blocks: %w", err)
+		}
+	}
+	return hs, nil
 }
 
 // Pid returns the node's process id.
@@ -297,6 +344,17 @@ func (n *Node) Exited() <-chan struct{} { return n.exited }
 // exits), SIGKILL after 15 seconds. Calling it again is harmless.
 func (n *Node) Stop() error {
 	n.stopOnce.Do(func() {
+		if n.stopSync != nil {
+			close(n.stopSync)
+			<-n.synced
+			select {
+			case <-n.exited: // nothing to ask a dead node
+			default:
+				if err := n.sync(); err != nil {
+					n.log.Warn("saving the regtest chain", "err", err)
+				}
+			}
+		}
 		if n.client != nil {
 			n.client.Shutdown()
 		}

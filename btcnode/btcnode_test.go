@@ -28,7 +28,9 @@ func TestVersionPinnedInGoMod(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(b), "tool github.com/btcsuite/btcd\n") || !strings.Contains(string(b), "github.com/btcsuite/btcd "+Version) {
+	mod := string(b)
+	tool := strings.Contains(mod, "tool github.com/btcsuite/btcd\n") || strings.Contains(mod, "\tgithub.com/btcsuite/btcd\n")
+	if !tool || !strings.Contains(mod, "github.com/btcsuite/btcd "+Version) {
 		t.Fatalf("go.mod does not pin btcd %s as a tool", Version)
 	}
 }
@@ -47,21 +49,59 @@ func TestStartActivateRestartStop(t *testing.T) {
 	if err != nil || h != ActivationHeight {
 		t.Fatalf("height %d, %v", h, err)
 	}
+	if _, err := n.Generate(3); err != nil {
+		t.Fatal(err)
+	}
+	// A block mined by someone else through RPC is saved by the sync loop.
+	if _, err := n.client.Generate(1); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(700 * time.Millisecond)
+	best, _ := n.client.GetBestBlockHash()
 	pid := n.Pid()
 	n.Stop()
 	n.Stop() // twice is harmless
 	if alive(pid) {
 		t.Fatalf("btcd %d still running after Stop", pid)
 	}
-	// Same data directory: the chain is kept, no re-mining.
+	// Same data directory: btcd wipes its regtest database, but the chain
+	// comes back, same blocks, no re-mining.
 	n, err = StartRegtest(ctx, Config{DataDir: dir, MiningAddr: miningAddr(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer n.Stop()
-	if h, _ := n.client.GetBlockCount(); h != ActivationHeight {
-		t.Fatalf("height after restart %d", h)
+	h, _ = n.client.GetBlockCount()
+	again, _ := n.client.GetBestBlockHash()
+	if h != ActivationHeight+4 || *again != *best {
+		t.Fatalf("after restart: height %d best %v, want %d %v", h, again, ActivationHeight+4, best)
 	}
+}
+
+// TestChainSurvivesKill: the node's owner is killed (SIGKILL) right after
+// mining; the next start still has those blocks.
+func TestChainSurvivesKill(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	ctx := context.Background()
+	n, err := StartRegtest(ctx, Config{DataDir: dir, MiningAddr: miningAddr(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Generate(2)
+	best, _ := n.client.GetBestBlockHash()
+	syscall.Kill(-n.Pid(), syscall.SIGKILL) // no graceful anything
+	<-n.Exited()
+	n2, err := StartRegtest(ctx, Config{DataDir: dir, MiningAddr: miningAddr(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n2.Stop()
+	again, _ := n2.client.GetBestBlockHash()
+	if *again != *best {
+		t.Fatalf("best block %v after kill and restart, want %v", again, best)
+	}
+	n.Stop()
 }
 
 // TestNodeDiesWithParent starts a node from a child process, kills the

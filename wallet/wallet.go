@@ -59,6 +59,7 @@ type Wallet struct {
 	change   *hdkeychain.ExtendedKey // m/84'/coin'/0'/1
 	channels *hdkeychain.ExtendedKey // m/1017'/coin'/0'/0
 	keys     map[string]*btcec.PrivateKey
+	mnemonic string
 }
 
 // Create makes a new wallet file at path with a fresh 24-word mnemonic,
@@ -162,7 +163,7 @@ func load(path string, c chain.Chain, s *fileState, mnemonic string) (*Wallet, e
 		}
 		return k, nil
 	}
-	w := &Wallet{path: path, params: c.Params(), chain: c, state: s, keys: map[string]*btcec.PrivateKey{}}
+	w := &Wallet{path: path, params: c.Params(), chain: c, state: s, keys: map[string]*btcec.PrivateKey{}, mnemonic: mnemonic}
 	if w.receive, err = derive(h+84, h+coin, h+0, 0); err != nil {
 		return nil, err
 	}
@@ -174,6 +175,9 @@ func load(path string, c chain.Chain, s *fileState, mnemonic string) (*Wallet, e
 	}
 	return w, nil
 }
+
+// Mnemonic returns the wallet's BIP39 mnemonic: the backup of everything.
+func (w *Wallet) Mnemonic() string { return w.mnemonic }
 
 // Params returns the wallet's network.
 func (w *Wallet) Params() *chaincfg.Params { return w.params }

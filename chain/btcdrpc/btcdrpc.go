@@ -279,3 +279,12 @@ func (c *Client) Tx(ctx context.Context, txid chainhash.Hash) (*wire.MsgTx, erro
 	}
 	return t.MsgTx(), nil
 }
+
+// Generate mines blocks to the node's --miningaddr (regtest only).
+func (c *Client) Generate(ctx context.Context, n uint32) error {
+	if !chain.IsRegtest(c.params) {
+		return fmt.Errorf("mining is for regtest only; this node is on %s", c.params.Name)
+	}
+	_, err := c.rpc.Generate(n)
+	return err
+}
