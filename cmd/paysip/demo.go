@@ -1,0 +1,408 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/btcsuite/btcd/chaincfg"
+	"github.com/btcsuite/btcd/chaincfg/chainhash"
+	"github.com/btcsuite/btcd/wire"
+	"github.com/paysip/paysip/agent"
+	"github.com/paysip/paysip/btcnode"
+	"github.com/paysip/paysip/chain"
+	"github.com/paysip/paysip/chain/btcdrpc"
+	"github.com/paysip/paysip/channel"
+	"github.com/paysip/paysip/store"
+	"github.com/paysip/paysip/wallet"
+)
+
+func init() {
+	register(command{"demo", "the whole story on a real regtest node: fund, open a channel, pay per second, settle (or refund)", runDemo})
+}
+
+// demoReport is the --json output. Every on-chain figure is read from the
+// node: transactions fetched back, fees as inputs minus outputs, balances
+// from the wallets' coins on the chain.
+type demoReport struct {
+	Scenario         string  `json:"scenario"`
+	PriceSatPerMin   int64   `json:"price_sat_per_min"`
+	SecondsPaid      int64   `json:"seconds_paid"`
+	Payments         int     `json:"payments"`
+	PaidSat          int64   `json:"paid_sat"`
+	ChannelID        string  `json:"channel_id"`
+	FundingTxID      string  `json:"funding_txid"`
+	FundingSat       int64   `json:"funding_sat"`
+	FundingFeeSat    int64   `json:"funding_fee_sat"`
+	SettlementTxID   string  `json:"settlement_txid,omitempty"`
+	SettlementFeeSat *int64  `json:"settlement_fee_sat,omitempty"`
+	SettledPaidSat   *int64  `json:"settled_paid_sat,omitempty"` // pool less the payer's change in the settlement
+	RefundTxID       string  `json:"refund_txid,omitempty"`
+	RefundFeeSat     *int64  `json:"refund_fee_sat,omitempty"`
+	RefundLockHeight *uint32 `json:"refund_lock_height,omitempty"`
+	Confirmations    int64   `json:"confirmations"`
+	Payer            balance `json:"payer"`
+	Payee            balance `json:"payee"`
+}
+
+type balance struct {
+	BeforeSat int64 `json:"before_sat"`
+	AfterSat  int64 `json:"after_sat"`
+}
+
+func runDemo(args []string) error {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	scenario := fs.String("scenario", "hangup", "hangup | payer-vanishes | payee-vanishes")
+	seconds := fs.Int64("seconds", 20, "seconds of call")
+	price := fs.Int64("price", 60_000, "the payee's price, sat/min")
+	capacity := fs.Int64("capacity", 1_000_000, "the channel's pool, sat")
+	asJSON := fs.Bool("json", false, "print one JSON object with the figures at the end (the story goes to stderr)")
+	datadir := fs.String("datadir", "", "keep the demo's node, wallets and stores here (default: a temporary directory, removed)")
+	tick := fs.Duration("tick", time.Second, "length of a call second (tests shorten it)")
+	verbose := fs.Bool("v", false, "log the agents' events")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	switch *scenario {
+	case "hangup", "payer-vanishes", "payee-vanishes":
+	default:
+		return fmt.Errorf("unknown scenario %q (hangup, payer-vanishes, payee-vanishes)", *scenario)
+	}
+	if *seconds < 1 {
+		return fmt.Errorf("--seconds must be at least 1")
+	}
+	out := io.Writer(os.Stdout)
+	if *asJSON {
+		out = os.Stderr
+	}
+	say := func(format string, a ...any) { fmt.Fprintf(out, format+"\n", a...) }
+	level := slog.LevelWarn
+	if *verbose {
+		level = slog.LevelInfo
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	dir := *datadir
+	if dir == "" {
+		var err error
+		if dir, err = os.MkdirTemp("", "paysip-demo-*"); err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+	}
+	d := &demo{ctx: ctx, dir: dir, log: log, say: say, params: &chaincfg.RegressionNetParams}
+	defer d.close()
+	report, err := d.run(out, *scenario, *seconds, *price, *capacity, *tick)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		b, _ := json.MarshalIndent(report, "", "  ")
+		fmt.Println(string(b))
+	}
+	return nil
+}
+
+type demo struct {
+	ctx    context.Context
+	dir    string
+	log    *slog.Logger
+	say    func(string, ...any)
+	params *chaincfg.Params
+	node   *btcnode.Node
+	chain  *btcdrpc.Client
+	faucet *wallet.Wallet
+	stores []*store.DB
+}
+
+func (d *demo) close() {
+	for _, s := range d.stores {
+		s.Close()
+	}
+	if d.chain != nil {
+		d.chain.Close()
+	}
+	if d.node != nil {
+		d.node.Stop()
+	}
+}
+
+func (d *demo) openWallet(name string) (*wallet.Wallet, *store.DB, error) {
+	w, _, err := wallet.OpenOrCreate(filepath.Join(d.dir, name, "wallet.json"), d.chain, "")
+	if err != nil {
+		return nil, nil, err
+	}
+	db, err := store.Open(filepath.Join(d.dir, name, "paysip.db"))
+	if err != nil {
+		return nil, nil, err
+	}
+	d.stores = append(d.stores, db)
+	return w, db, nil
+}
+
+func (d *demo) mine(n uint32) error {
+	_, err := d.node.Generate(n)
+	return err
+}
+
+func (d *demo) confirmed(w *wallet.Wallet) (int64, error) {
+	b, err := w.Balance(d.ctx)
+	return b.Confirmed, err
+}
+
+func (d *demo) tx(txid string) (*wire.MsgTx, error) {
+	h, err := chainhash.NewHashFromStr(txid)
+	if err != nil {
+		return nil, err
+	}
+	return d.chain.Tx(d.ctx, *h)
+}
+
+// fee reads a transaction's fee from the node.
+func (d *demo) fee(txid string) (int64, error) {
+	tx, err := d.tx(txid)
+	if err != nil {
+		return 0, err
+	}
+	var fee int64
+	for _, in := range tx.TxIn {
+		prev, err := d.chain.Tx(d.ctx, in.PreviousOutPoint.Hash)
+		if err != nil {
+			return 0, err
+		}
+		fee += prev.TxOut[in.PreviousOutPoint.Index].Value
+	}
+	for _, o := range tx.TxOut {
+		fee -= o.Value
+	}
+	return fee, nil
+}
+
+func (d *demo) run(out io.Writer, scenario string, seconds, price, capacity int64, tick time.Duration) (*demoReport, error) {
+	ctx := d.ctx
+	rep := &demoReport{Scenario: scenario, PriceSatPerMin: price}
+	d.say("paysip demo: scenario %s, %d s of call at %d sat/min", scenario, seconds, price)
+
+	// The node: btcd on regtest, mining to a faucet wallet.
+	var err error
+	if d.faucet, _, err = wallet.OpenOrCreate(filepath.Join(d.dir, "faucet.json"), chain.Offline{Net: d.params}, ""); err != nil {
+		return nil, err
+	}
+	mining, err := d.faucet.NewAddress()
+	if err != nil {
+		return nil, err
+	}
+	d.say("starting btcd (regtest) in %s; its first start builds it (about half a minute)", d.dir)
+	if d.node, err = btcnode.StartRegtest(ctx, btcnode.Config{DataDir: filepath.Join(d.dir, "btcd"), MiningAddr: mining, Log: d.log}); err != nil {
+		return nil, err
+	}
+	if d.chain, err = btcdrpc.New(btcdrpc.Config{Host: d.node.RPCAddr, User: d.node.RPCUser, Pass: d.node.RPCPass, Params: d.params}); err != nil {
+		return nil, err
+	}
+	if d.faucet, err = wallet.Open(filepath.Join(d.dir, "faucet.json"), d.chain, ""); err != nil {
+		return nil, err
+	}
+	tip, _ := d.chain.TipHeight(ctx)
+	d.say("btcd up at %s, height %d: segwit and CSV active", d.node.RPCAddr, tip)
+
+	// Two wallets, funded by the faucet.
+	payerW, payerDB, err := d.openWallet("payer")
+	if err != nil {
+		return nil, err
+	}
+	payeeW, payeeDB, err := d.openWallet("payee")
+	if err != nil {
+		return nil, err
+	}
+	rate, err := d.chain.FeeRate(ctx, 6)
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range []struct {
+		w      *wallet.Wallet
+		amount int64
+	}{{payerW, capacity * 2}, {payeeW, 100_000}} {
+		a, err := f.w.NewAddress()
+		if err != nil {
+			return nil, err
+		}
+		if _, err := d.faucet.Send(ctx, a, f.amount, rate); err != nil {
+			return nil, fmt.Errorf("faucet: %w", err)
+		}
+	}
+	if err := d.mine(1); err != nil {
+		return nil, err
+	}
+	if rep.Payer.BeforeSat, err = d.confirmed(payerW); err != nil {
+		return nil, err
+	}
+	if rep.Payee.BeforeSat, err = d.confirmed(payeeW); err != nil {
+		return nil, err
+	}
+	d.say("wallets funded: payer %d sat, payee %d sat (confirmed)", rep.Payer.BeforeSat, rep.Payee.BeforeSat)
+
+	payer := &agent.Payer{Wallet: payerW, Chain: d.chain, Store: payerDB, CapacitySat: capacity, MaxPriceSatPerMin: price, Log: d.log}
+	payee := &agent.Payee{Wallet: payeeW, Chain: d.chain, Store: payeeDB, PriceSatPerMin: price, Poll: 50 * time.Millisecond, Log: d.log,
+		MinExpiryBlocks: 6, MaxExpiryBlocks: 1008}
+	if scenario == "payee-vanishes" {
+		payee.KeepOpen = true // it will never settle
+	}
+
+	// The call: the payer opens a channel with the payee over the call's
+	// message channel.
+	payerConn, payeeConn := agent.Pipe()
+	served := make(chan *agent.PayeeResult, 1)
+	go func() {
+		res, err := payee.Serve(ctx, payeeConn, "sip:caller@paysip.invalid")
+		if err != nil && !errors.Is(err, agent.ErrConnClosed) {
+			d.log.Warn("payee session", "err", err)
+		}
+		served <- res
+	}()
+	d.say("calling sip:tutor@paysip.invalid: learning its terms, preparing the pool, getting the refund signed...")
+	s, err := payer.Open(ctx, payerConn, "sip:tutor@paysip.invalid")
+	if err != nil {
+		return nil, err
+	}
+	ch := s.Channel()
+	rep.ChannelID, rep.FundingTxID, rep.FundingSat = ch.ID(), ch.Outpoint.Hash.String(), ch.CapacitySat
+	d.say("channel %s open: %d sat locked in the 2-of-2 pool; refund signed by the payee, locked until height %d", ch.ID(), ch.CapacitySat, ch.ExpiryHeight)
+
+	last := seconds
+	if scenario == "payer-vanishes" {
+		last = (seconds + 1) / 2
+	}
+	start := time.Now()
+	for sec := int64(1); sec <= last; sec++ {
+		owed, err := channel.Owed(price, sec)
+		if err != nil {
+			return nil, err
+		}
+		if err := s.Pay(ctx, owed); err != nil {
+			return nil, fmt.Errorf("payment for second %d: %w", sec, err)
+		}
+		rep.Payments++
+		rep.SecondsPaid = sec
+		fmt.Fprintf(out, "\r  %3d s  payer: paid %8d sat, pool left %8d  |  payee: earned %8d sat ", sec, s.PaidSat(), ch.CapacitySat-s.PaidSat(), s.PaidSat())
+		// The next second is paid as it starts.
+		if wait := time.Until(start.Add(time.Duration(sec) * tick)); wait > 0 && sec < last {
+			select {
+			case <-time.After(wait):
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+	}
+	fmt.Fprintln(out)
+	rep.PaidSat = s.PaidSat()
+
+	var closeTxID string
+	switch scenario {
+	case "hangup":
+		d.say("hanging up: the payer asks the payee to settle")
+		closed, err := s.Close(ctx, "hangup")
+		if err != nil {
+			return nil, err
+		}
+		<-served
+		closeTxID = closed.SettlementTxID
+	case "payer-vanishes":
+		d.say("the payer vanishes mid-call (its connection drops without a word)")
+		payerConn.Close()
+		res := <-served
+		if res == nil || res.SettlementTxID == "" {
+			return nil, fmt.Errorf("the payee did not settle alone")
+		}
+		d.say("the payee settles its best payment alone")
+		closeTxID = res.SettlementTxID
+	case "payee-vanishes":
+		d.say("the payee vanishes and never settles")
+		payeeConn.Close()
+		<-served
+		lock := ch.ExpiryHeight
+		rep.RefundLockHeight = &lock
+		tip, _ := d.chain.TipHeight(ctx)
+		rec, err := payerDB.Get(ctx, ch.ID())
+		if err != nil {
+			return nil, err
+		}
+		if err := d.chain.Broadcast(ctx, rec.RefundTx); errors.Is(err, chain.ErrNonFinal) {
+			d.say("at height %d the node refuses the refund: %v", tip, err)
+		} else {
+			return nil, fmt.Errorf("the node did not refuse the refund before its lock time: %v", err)
+		}
+		d.say("the refund is locked until height %d; the chain is at %d: mining %d blocks", lock, tip, int64(lock)-int64(tip))
+		refunded := make(chan string, 1)
+		wctx, wcancel := context.WithCancel(ctx)
+		defer wcancel()
+		go payer.WatchRefunds(wctx, 50*time.Millisecond, func(_, txid string) { refunded <- txid })
+		if int64(lock) > int64(tip) {
+			if err := d.mine(lock - uint32(tip)); err != nil {
+				return nil, err
+			}
+		}
+		select {
+		case closeTxID = <-refunded:
+		case <-time.After(30 * time.Second):
+			return nil, fmt.Errorf("no refund at the lock height")
+		}
+		d.say("the payer's watcher broadcast the refund")
+	}
+	if err := d.mine(1); err != nil {
+		return nil, err
+	}
+	h, _ := chainhash.NewHashFromStr(closeTxID)
+	st, err := d.chain.TxStatus(ctx, *h)
+	if err != nil {
+		return nil, err
+	}
+	rep.Confirmations = st.Confirmations
+	if rep.FundingFeeSat, err = d.fee(rep.FundingTxID); err != nil {
+		return nil, err
+	}
+	closeFee, err := d.fee(closeTxID)
+	if err != nil {
+		return nil, err
+	}
+	if scenario == "payee-vanishes" {
+		rep.RefundTxID, rep.RefundFeeSat = closeTxID, &closeFee
+	} else {
+		rep.SettlementTxID, rep.SettlementFeeSat = closeTxID, &closeFee
+		tx, err := d.tx(closeTxID)
+		if err != nil {
+			return nil, err
+		}
+		settled := rep.FundingSat
+		if len(tx.TxOut) > 1 { // output 0 is the payer's change
+			settled -= tx.TxOut[0].Value
+		}
+		rep.SettledPaidSat = &settled
+	}
+	if rep.Payer.AfterSat, err = d.confirmed(payerW); err != nil {
+		return nil, err
+	}
+	if rep.Payee.AfterSat, err = d.confirmed(payeeW); err != nil {
+		return nil, err
+	}
+	d.say("on chain, %d confirmation(s):", rep.Confirmations)
+	d.say("  funding     %s  pool %d sat, fee %d sat", rep.FundingTxID, rep.FundingSat, rep.FundingFeeSat)
+	if rep.RefundTxID != "" {
+		d.say("  refund      %s  fee %d sat", rep.RefundTxID, closeFee)
+	} else {
+		d.say("  settlement  %s  payee paid %d sat, fee %d sat", rep.SettlementTxID, *rep.SettledPaidSat, closeFee)
+	}
+	d.say("  payer wallet %d -> %d sat (%+d)", rep.Payer.BeforeSat, rep.Payer.AfterSat, rep.Payer.AfterSat-rep.Payer.BeforeSat)
+	d.say("  payee wallet %d -> %d sat (%+d)", rep.Payee.BeforeSat, rep.Payee.AfterSat, rep.Payee.AfterSat-rep.Payee.BeforeSat)
+	return rep, nil
+}
