@@ -11,6 +11,7 @@ import (
 	"github.com/btcsuite/btcd/btcec/v2"
 	"github.com/paysip/paysip/chain"
 	"github.com/paysip/paysip/channel"
+	"github.com/paysip/paysip/internal/failpoint"
 	"github.com/paysip/paysip/paywire"
 	"github.com/paysip/paysip/store"
 	"github.com/paysip/paysip/wallet"
@@ -52,6 +53,9 @@ type Payee struct {
 	// KeepOpen leaves a channel open when its session ends without close,
 	// for the payer to resume; otherwise the payee settles at once.
 	KeepOpen bool
+	// SettleMargin: an open channel is settled once the chain is within
+	// this many blocks of its refund's lock time (default 12, two hours).
+	SettleMargin uint32
 
 	mu     sync.Mutex
 	payout []byte
@@ -127,11 +131,12 @@ type payeeSession struct {
 }
 
 // Serve runs one payer session on conn until it closes, the payer goes
-// away, or ctx ends. A session that ends with the channel open and paid
-// settles it unless KeepOpen.
+// away, or ctx ends, and closes conn. A session that ends with the channel
+// open and paid settles it unless KeepOpen.
 func (a *Payee) Serve(ctx context.Context, conn Conn, peer string) (*PayeeResult, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	defer conn.Close()
 	key, idx, err := a.Wallet.ChannelKey()
 	if err != nil {
 		return nil, err
@@ -223,7 +228,15 @@ func (s *payeeSession) perform(ctx context.Context, cancel context.CancelFunc, e
 	a := s.a
 	switch ef := ef.(type) {
 	case channel.Send:
-		return s.send(ctx, ef.Msg)
+		if err := s.send(ctx, ef.Msg); err != nil {
+			return err
+		}
+		switch ef.Msg.(type) {
+		case *paywire.RefundSigned:
+			failpoint.Hit("payee-refund-signed")
+		case *paywire.Ack:
+			failpoint.Hit("payee-acked")
+		}
 	case channel.ResumeRequested:
 		rec, err := a.Store.Get(ctx, ef.ChannelID)
 		var effs []channel.Effect
@@ -252,6 +265,7 @@ func (s *payeeSession) perform(ctx context.Context, cancel context.CancelFunc, e
 		}); err != nil {
 			return err
 		}
+		failpoint.Hit("payee-funding-broadcast")
 		effs, err := s.p.FundingAccepted()
 		return s.exec(ctx, cancel, effs, err)
 	case channel.PersistChannel:
@@ -266,6 +280,7 @@ func (s *payeeSession) perform(ctx context.Context, cancel context.CancelFunc, e
 		if err := a.Store.PayeePayment(ctx, ef.ChannelID, ef.PaidSat, ef.Sig); err != nil {
 			return fmt.Errorf("storing payment of %d: %w", ef.PaidSat, err)
 		}
+		failpoint.Hit("payee-payment-stored")
 		s.result.PaidSat = ef.PaidSat
 	case channel.SettleRequested:
 		txid := ""
@@ -400,5 +415,58 @@ func (a *Payee) Settle(ctx context.Context, id string) (string, error) {
 		return other, fmt.Errorf("pool already spent by %s", other)
 	default:
 		return "", fmt.Errorf("settlement refused: %w", err)
+	}
+}
+
+// DefaultSettleMargin is two hours of blocks.
+const DefaultSettleMargin = 12
+
+// Recover brings the payee's channels in line with the chain after a start
+// (or a crash): channels spent on chain are recognised, and every paid
+// channel within the safety margin of its expiry is settled now (after
+// the expiry the payer could take its refund). Channels further out stay
+// open for the payer to resume; WatchExpiries keeps checking them.
+func (a *Payee) Recover(ctx context.Context) error {
+	recs, err := a.Store.List(ctx, store.StateOpen, store.StateClosing)
+	if err != nil {
+		return err
+	}
+	tip, err := a.Chain.TipHeight(ctx)
+	if err != nil {
+		return err
+	}
+	margin := orDefault(a.SettleMargin, DefaultSettleMargin)
+	var errs []error
+	for _, rec := range recs {
+		if rec.Role != store.Payee {
+			continue
+		}
+		if _, done, err := Reconcile(ctx, a.Chain, a.Store, rec); err != nil || done {
+			errs = append(errs, err)
+			continue
+		}
+		due := uint32(tip)+margin >= rec.Channel.ExpiryHeight
+		// A settlement that the node lost (or never got) is sent again.
+		if rec.BestSat > 0 && (due || rec.State == store.StateClosing) {
+			if _, err := a.Settle(ctx, rec.ID()); err != nil {
+				errs = append(errs, fmt.Errorf("settling %s: %w", rec.ID(), err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// WatchExpiries runs Recover every poll until ctx ends: the timers of
+// every open channel, re-armed from the store after a restart.
+func (a *Payee) WatchExpiries(ctx context.Context, poll time.Duration) error {
+	for {
+		if err := a.Recover(ctx); err != nil {
+			a.log().Warn("recovery", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(poll):
+		}
 	}
 }

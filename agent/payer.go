@@ -9,6 +9,7 @@ import (
 
 	"github.com/paysip/paysip/chain"
 	"github.com/paysip/paysip/channel"
+	"github.com/paysip/paysip/internal/failpoint"
 	"github.com/paysip/paysip/paywire"
 	"github.com/paysip/paysip/store"
 	"github.com/paysip/paysip/wallet"
@@ -46,6 +47,7 @@ type PayerSession struct {
 	log        *slog.Logger
 	FundingFee int64 // fee of the funding transaction, when this session opened the channel
 	closed     *channel.Closed
+	resuming   bool
 }
 
 // Open runs the seed's steps 1 to 4 on conn: learn the payee's terms,
@@ -78,7 +80,7 @@ func (a *Payer) Resume(ctx context.Context, conn Conn, id string) (*PayerSession
 	if err != nil {
 		return nil, err
 	}
-	s := &PayerSession{a: a, conn: conn, p: p, keyIndex: rec.KeyIndex, peer: rec.Peer, log: a.log().With("component", "payer", "channel", id)}
+	s := &PayerSession{a: a, conn: conn, p: p, keyIndex: rec.KeyIndex, peer: rec.Peer, resuming: true, log: a.log().With("component", "payer", "channel", id)}
 	return s, s.start(ctx)
 }
 
@@ -205,19 +207,29 @@ func (s *PayerSession) perform(ctx context.Context, ef channel.Effect) error {
 		return s.exec(ctx, effs, err)
 	case channel.PersistRefund:
 		r := ef.Record
-		return a.Store.Insert(ctx, store.Record{Role: store.Payer, Peer: s.peer, KeyIndex: s.keyIndex, Channel: r.Channel, FundingTx: r.FundingTx, RefundTx: r.RefundTx})
+		if err := a.Store.Insert(ctx, store.Record{Role: store.Payer, Peer: s.peer, KeyIndex: s.keyIndex, Channel: r.Channel, FundingTx: r.FundingTx, RefundTx: r.RefundTx}); err != nil {
+			return err
+		}
+		failpoint.Hit("payer-refund-stored")
 	case channel.BroadcastFunding:
 		if err := a.Chain.Broadcast(ctx, ef.Tx); err != nil && !errors.Is(err, chain.ErrAlreadyKnown) {
 			return fmt.Errorf("broadcasting funding: %w", err)
 		}
 		s.log.Info("funding broadcast", "txid", ef.Tx.TxHash())
+		failpoint.Hit("payer-funding-broadcast")
 	case channel.Opened:
 		s.log = s.log.With("channel", ef.Channel.ID())
 		s.log.Info("channel open", "capacity_sat", ef.Channel.CapacitySat, "paid_sat", ef.PaidSat)
 	case channel.PersistPayment:
-		return a.Store.PayerSigned(ctx, ef.ChannelID, ef.PaidSat, ef.Sig)
+		if err := a.Store.PayerSigned(ctx, ef.ChannelID, ef.PaidSat, ef.Sig); err != nil {
+			return err
+		}
+		failpoint.Hit("payer-payment-stored")
 	case channel.Acked:
-		return a.Store.PayerAcked(ctx, s.p.Channel().ID(), ef.PaidSat)
+		if err := a.Store.PayerAcked(ctx, s.p.Channel().ID(), ef.PaidSat); err != nil {
+			return err
+		}
+		failpoint.Hit("payer-acked")
 	case channel.Closed:
 		c := ef
 		s.closed = &c
@@ -227,6 +239,15 @@ func (s *PayerSession) perform(ctx context.Context, ef channel.Effect) error {
 		}
 	case channel.PeerError:
 		s.log.Warn("payee refused", "code", ef.Msg.Code, "reason", ef.Msg.Reason)
+		if ef.Msg.Code == paywire.CodeUnknownChannel && s.resuming {
+			// A resume the payee cannot serve (it never stored the
+			// channel, or closed it): only the refund is left, and the
+			// payee can take at most what was signed before then.
+			if err := a.Store.SetState(ctx, s.p.Channel().ID(), store.StateRefundOnly, ""); err != nil {
+				return err
+			}
+			return fmt.Errorf("%w: %s", ErrResumeRefused, ef.Msg.Reason)
+		}
 		return fmt.Errorf("%w: %s: %s", channel.ErrPeer, ef.Msg.Code, ef.Msg.Reason)
 	}
 	return nil
@@ -238,6 +259,10 @@ func (a *Payer) feeTarget() int {
 	}
 	return a.FeeTarget
 }
+
+// ErrResumeRefused: the payee does not know the channel; it is left to its
+// refund (state refund-only).
+var ErrResumeRefused = errors.New("payee refused to resume the channel")
 
 // ErrRefundNotYet: the refund's lock time is not reached.
 type ErrRefundNotYet struct{ Tip, LockTime uint32 }
@@ -320,7 +345,10 @@ func Reconcile(ctx context.Context, c chain.Chain, db *store.DB, rec *store.Reco
 // if not nil, is told of each refund broadcast.
 func (a *Payer) WatchRefunds(ctx context.Context, poll time.Duration, onRefund func(id, txid string)) error {
 	for {
-		recs, err := a.Store.List(ctx, store.StateOpen, store.StateClosing)
+		if err := a.Recover(ctx); err != nil {
+			a.log().Warn("recovery", "err", err)
+		}
+		recs, err := a.Store.List(ctx, store.StateOpen, store.StateRefundOnly, store.StateClosing)
 		if err != nil {
 			return err
 		}
@@ -355,4 +383,46 @@ func (a *Payer) WatchRefunds(ctx context.Context, poll time.Duration, onRefund f
 		case <-time.After(poll):
 		}
 	}
+}
+
+// Recover brings the payer's channels in line with the chain after a
+// start (or a crash): it broadcasts again every stored funding the node
+// does not know (always safe once the refund is stored; a crash may have
+// come between storing and broadcasting, or the node may have lost its
+// mempool), and reconciles channels already spent. Refunds are taken by
+// WatchRefunds (or Refund) once their lock time is reached.
+func (a *Payer) Recover(ctx context.Context) error {
+	recs, err := a.Store.List(ctx, store.StateOpen, store.StateRefundOnly, store.StateClosing)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, rec := range recs {
+		if rec.Role != store.Payer {
+			continue
+		}
+		if _, done, err := Reconcile(ctx, a.Chain, a.Store, rec); err != nil || done {
+			errs = append(errs, err)
+			continue
+		}
+		st, err := a.Chain.TxStatus(ctx, rec.Channel.Outpoint.Hash)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if !st.Known {
+			err := a.Chain.Broadcast(ctx, rec.FundingTx)
+			switch {
+			case err == nil, errors.Is(err, chain.ErrAlreadyKnown):
+				a.log().Info("funding broadcast again", "channel", rec.ID())
+			case errors.Is(err, chain.ErrConflict):
+				// Its coins went elsewhere: the pool never existed.
+				a.log().Warn("funding can no longer be broadcast: its coins are spent", "channel", rec.ID())
+				errs = append(errs, a.Store.SetState(ctx, rec.ID(), store.StateRefunded, ""))
+			default:
+				errs = append(errs, fmt.Errorf("funding of %s: %w", rec.ID(), err))
+			}
+		}
+	}
+	return errors.Join(errs...)
 }

@@ -62,7 +62,7 @@ type Chain interface {
 	// TxStatus reports a transaction's confirmations.
 	TxStatus(ctx context.Context, txid chainhash.Hash) (TxStatus, error)
 	// SpendOf returns the transaction spending op (whose output script is
-	// pkScript), or nil if it is unspent.
+	// pkScript), in the chain or the mempool, or nil if none is known.
 	SpendOf(ctx context.Context, op wire.OutPoint, pkScript []byte) (*Spend, error)
 	// Coins returns the unspent outputs, confirmed or not, paying scripts.
 	Coins(ctx context.Context, scripts [][]byte) ([]Utxo, error)

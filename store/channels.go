@@ -30,6 +30,9 @@ const (
 	StateClosing  State = "closing"  // settlement or refund broadcast, not yet confirmed
 	StateSettled  State = "settled"  // the payee's settlement is on chain
 	StateRefunded State = "refunded" // the payer's refund is on chain
+	// StateRefundOnly: a payer channel the payee refused to resume (it
+	// never stored it): only the refund, after its lock time, is left.
+	StateRefundOnly State = "refund-only"
 )
 
 // Record is a stored channel.

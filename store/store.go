@@ -61,9 +61,12 @@ func Open(path string) (*DB, error) {
 			return nil, err
 		}
 	}
-	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)"
-	db, err := sql.Open("sqlite", dsn)
+	db, err := sql.Open("sqlite", dsn(path))
 	if err != nil {
+		return nil, err
+	}
+	if err := checkDurability(db); err != nil {
+		db.Close()
 		return nil, err
 	}
 	if err := migrate(db); err != nil {
@@ -73,6 +76,31 @@ func Open(path string) (*DB, error) {
 	d := &DB{db: db, writes: make(chan *writeReq, 4096), stop: make(chan struct{}), done: make(chan struct{}), maxBatch: 512}
 	go d.writer()
 	return d, nil
+}
+
+// dsn is the SQLite URI of path, with the pragmas every connection gets.
+// The path is percent-escaped: a '#' or '?' in it would otherwise end the
+// file name, and drop the pragmas with it.
+func dsn(path string) string {
+	esc := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
+	return "file:" + esc + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)"
+}
+
+// checkDurability refuses to run without WAL and synchronous=FULL: the
+// money rules rest on a commit being on disk when it returns.
+func checkDurability(db *sql.DB) error {
+	var mode string
+	var sync int
+	if err := db.QueryRow("PRAGMA journal_mode").Scan(&mode); err != nil {
+		return fmt.Errorf("%w: %v", ErrForeign, err)
+	}
+	if err := db.QueryRow("PRAGMA synchronous").Scan(&sync); err != nil {
+		return err
+	}
+	if mode != "wal" || sync != 2 {
+		return fmt.Errorf("store not durable: journal_mode=%s synchronous=%d, want wal and 2 (FULL)", mode, sync)
+	}
+	return nil
 }
 
 // checkHeader refuses a non-SQLite file before the driver touches it.

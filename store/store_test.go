@@ -221,3 +221,29 @@ func TestMigrationsFromEmpty(t *testing.T) {
 	}
 	rows.Close()
 }
+
+// TestPathWithURICharacters: a data directory whose name holds '#' or '?'
+// gets its own file, with WAL and synchronous=FULL in force.
+func TestPathWithURICharacters(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "a#b?c%d")
+	os.MkdirAll(dir, 0o700)
+	path := filepath.Join(dir, "paysip.db")
+	d, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("store not at %s: %v", path, err)
+	}
+	var mode string
+	var sync int
+	d.db.QueryRow("PRAGMA journal_mode").Scan(&mode)
+	d.db.QueryRow("PRAGMA synchronous").Scan(&sync)
+	if mode != "wal" || sync != 2 {
+		t.Fatalf("journal_mode %s synchronous %d", mode, sync)
+	}
+	if err := d.Insert(ctx, record(t, Payee, 1)); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -152,15 +152,12 @@ func (c *Client) history(script []byte) ([]*btcjson.SearchRawTransactionsResult,
 	}
 }
 
-// SpendOf implements chain.Chain.
+// SpendOf implements chain.Chain: it looks for a spender in the history of
+// the outpoint's script (chain and mempool). gettxout is no help here: for
+// an output of a mempool transaction it answers "unspent" even when
+// another mempool transaction spends it. An outpoint whose transaction the
+// node does not know (yet, or any more) has no spender either.
 func (c *Client) SpendOf(ctx context.Context, op wire.OutPoint, pkScript []byte) (*chain.Spend, error) {
-	out, err := c.rpc.GetTxOut(&op.Hash, op.Index, true)
-	if err != nil {
-		return nil, err
-	}
-	if out != nil {
-		return nil, nil // unspent
-	}
 	txs, err := c.history(pkScript)
 	if err != nil {
 		return nil, err
@@ -177,7 +174,7 @@ func (c *Client) SpendOf(ctx context.Context, op wire.OutPoint, pkScript []byte)
 			}
 		}
 	}
-	return nil, fmt.Errorf("outpoint %v is neither unspent nor spent by a known transaction", op)
+	return nil, nil
 }
 
 // Coins implements chain.Chain. An output is unspent when no transaction
