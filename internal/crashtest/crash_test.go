@@ -210,15 +210,11 @@ func crashOnce(t *testing.T, who, point string) {
 	// Settle or refund everything: the payee settles what is within its
 	// margin of expiry, then the payer takes its refunds.
 	ctx := context.Background()
-	r.env.Mine(1)
-	tip, _ := r.env.Chain.TipHeight(ctx)
-	r.env.Mine(uint32(20 - 3)) // every payee channel is now within its margin
+	r.env.Mine(20 - 3) // every payee channel is now within its settle margin
 	if err := r.cmd(r.payee, "", "-recover-only").Run(); err != nil {
 		t.Fatalf("payee recovery: %v", err)
 	}
-	r.env.Mine(1)
-	_ = tip
-	r.env.Mine(5) // past every lock time
+	r.env.Mine(6)            // past every lock time
 	for i := 0; i < 2; i++ { // refund, then reconcile once confirmed
 		if err := r.cmd(r.payer, "", "-recover-only").Run(); err != nil {
 			t.Fatalf("payer recovery: %v", err)
