@@ -309,3 +309,45 @@ func TestForgedSettlementRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestSecondConnectionEndsFirst: a payee serves a channel from one
+// connection at a time; a payer resuming on a new connection ends the old
+// session, which does not settle, and the channel goes on.
+func TestSecondConnectionEndsFirst(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s, _, first := w.call(ctx) // the old connection stays up
+	w.pay(ctx, s, 1, 3)
+
+	a, b := agent.Pipe()
+	second := make(chan served, 1)
+	go func() {
+		res, err := w.payee.Serve(ctx, b, "sip:caller@example.org")
+		second <- served{res, err}
+	}()
+	s2, err := w.payer.Resume(ctx, a, s.Channel().ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-first:
+		if r.res.SettlementTxID != "" {
+			t.Fatalf("the replaced session settled: %+v", r.res)
+		}
+	case <-ctx.Done():
+		t.Fatal("the first session was not ended by the second")
+	}
+	if s2.PaidSat() != 3000 {
+		t.Fatalf("resumed at %d", s2.PaidSat())
+	}
+	w.pay(ctx, s2, 4, 5)
+	closed, err := s2.Close(ctx, "done")
+	if err != nil || closed.PaidSat != 5000 {
+		t.Fatalf("close: %+v %v", closed, err)
+	}
+	if r := <-second; r.err != nil || r.res.SettlementTxID != closed.SettlementTxID {
+		t.Fatalf("second session: %+v %v", r.res, r.err)
+	}
+}

@@ -182,7 +182,7 @@ func (d *DB) commit(batch []*writeReq) {
 	tx, err := d.db.Begin()
 	if err != nil {
 		for _, r := range batch {
-			r.done <- fmt.Errorf("%w: %v", ErrNotStored, err)
+			r.done <- notStored(err)
 		}
 		return
 	}
@@ -192,20 +192,32 @@ func (d *DB) commit(batch []*writeReq) {
 			continue
 		}
 		if err := r.op(tx); err != nil {
-			errs[i] = err
+			errs[i] = notStored(err)
 			tx.Exec("ROLLBACK TO w")
 		}
 		tx.Exec("RELEASE w")
 	}
 	if err := tx.Commit(); err != nil {
 		for _, r := range batch {
-			r.done <- fmt.Errorf("%w: %v", ErrNotStored, err)
+			r.done <- notStored(err)
 		}
 		return
 	}
 	for i, r := range batch {
 		r.done <- errs[i]
 	}
+}
+
+// notStored wraps a failed write, with a hint when the disk is the cause.
+func notStored(err error) error {
+	if errors.Is(err, ErrNotStored) || errors.Is(err, ErrNotFound) {
+		return err
+	}
+	msg := err.Error()
+	if strings.Contains(msg, "disk I/O error") || strings.Contains(msg, "full") {
+		return fmt.Errorf("%w (disk full or failing?): %v", ErrNotStored, err)
+	}
+	return fmt.Errorf("%w: %v", ErrNotStored, err)
 }
 
 // migrations bring the schema from version i to i+1. Append only: a
