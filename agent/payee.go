@@ -33,7 +33,7 @@ const (
 type Payee struct {
 	Wallet *wallet.Wallet
 	Chain  chain.Chain
-	Store  *store.DB
+	Store  Store
 	Log    *slog.Logger
 
 	PriceSatPerMin  int64

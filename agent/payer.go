@@ -19,7 +19,7 @@ import (
 type Payer struct {
 	Wallet *wallet.Wallet
 	Chain  chain.Chain
-	Store  *store.DB
+	Store  Store
 	Log    *slog.Logger
 	// MaxPriceSatPerMin refuses terms above it; 0 accepts any price.
 	MaxPriceSatPerMin int64
@@ -315,7 +315,7 @@ func (a *Payer) Refund(ctx context.Context, id string) (string, error) {
 
 // Reconcile looks at the chain for a channel's pool: if it is spent, the
 // channel's state says by what (settled or refunded) and done is true.
-func Reconcile(ctx context.Context, c chain.Chain, db *store.DB, rec *store.Record) (txid string, done bool, err error) {
+func Reconcile(ctx context.Context, c chain.Chain, db Store, rec *store.Record) (txid string, done bool, err error) {
 	ch := rec.Channel
 	spend, err := c.SpendOf(ctx, ch.Outpoint, ch.PkScript)
 	if err != nil || spend == nil {

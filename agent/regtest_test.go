@@ -162,7 +162,7 @@ func TestSixtyPaymentsSettle(t *testing.T) {
 	// The stores agree with the chain.
 	ctx2 := context.Background()
 	id := s.Channel().ID()
-	for _, db := range []*store.DB{w.payer.Store, w.payee.Store} {
+	for _, db := range []agent.Store{w.payer.Store, w.payee.Store} {
 		rec, err := db.Get(ctx2, id)
 		if err != nil {
 			t.Fatal(err)

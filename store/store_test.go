@@ -247,3 +247,23 @@ func TestPathWithURICharacters(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestRefusesCorrupt: a file with SQLite's header but garbage after it is
+// refused with an error, and left as it was.
+func TestRefusesCorrupt(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "corrupt.db")
+	junk := append([]byte("SQLite format 3\x00"), make([]byte, 4096)...)
+	for i := 16; i < len(junk); i++ {
+		junk[i] = byte(i * 7)
+	}
+	os.WriteFile(path, junk, 0o600)
+	if d, err := Open(path); err == nil {
+		d.Close()
+		t.Fatal("opened a corrupt store")
+	} else {
+		t.Logf("refused: %v", err)
+	}
+	if b, _ := os.ReadFile(path); string(b) != string(junk) {
+		t.Fatal("corrupt file was modified")
+	}
+}
