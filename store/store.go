@@ -215,9 +215,9 @@ func notStored(err error) error {
 	}
 	msg := err.Error()
 	if strings.Contains(msg, "disk I/O error") || strings.Contains(msg, "full") {
-		return fmt.Errorf("%w (disk full or failing?): %v", ErrNotStored, err)
+		return fmt.Errorf("%w (disk full or failing?): %w", ErrNotStored, err)
 	}
-	return fmt.Errorf("%w: %v", ErrNotStored, err)
+	return fmt.Errorf("%w: %w", ErrNotStored, err)
 }
 
 // migrations bring the schema from version i to i+1. Append only: a
@@ -248,12 +248,24 @@ var migrations = []string{
 		updated_at      BIGINT NOT NULL
 	);
 	CREATE INDEX channels_state ON channels (state);`,
+	// 1 -> 2: SIP accounts. Only the digest HA1 values are kept, one per
+	// algorithm, never the password.
+	`CREATE TABLE users (
+		name        TEXT PRIMARY KEY,
+		realm       TEXT NOT NULL,
+		ha1_md5     TEXT NOT NULL,
+		ha1_sha256  TEXT NOT NULL,
+		created_at  BIGINT NOT NULL
+	);`,
 }
 
 // SchemaVersion is the version this paysip writes.
 var SchemaVersion = len(migrations)
 
-func migrate(db *sql.DB) error {
+func migrate(db *sql.DB) error { return migrateTo(db, SchemaVersion) }
+
+// migrateTo applies the migrations up to version target.
+func migrateTo(db *sql.DB, target int) error {
 	var appID, version int
 	if err := db.QueryRow("PRAGMA application_id").Scan(&appID); err != nil {
 		return fmt.Errorf("%w: %v", ErrForeign, err)
@@ -275,7 +287,7 @@ func migrate(db *sql.DB) error {
 	case version > SchemaVersion:
 		return fmt.Errorf("%w: schema version %d, this paysip knows up to %d", ErrTooNew, version, SchemaVersion)
 	}
-	for v := version; v < SchemaVersion; v++ {
+	for v := version; v < target; v++ {
 		tx, err := db.Begin()
 		if err != nil {
 			return err

@@ -267,3 +267,55 @@ func TestRefusesCorrupt(t *testing.T) {
 		t.Fatal("corrupt file was modified")
 	}
 }
+
+// TestMigration1To2: a database left at schema 1 with a channel in it is
+// brought to the current schema; the channel survives and accounts work.
+func TestMigration1To2(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "v1.db")
+	db, err := sql.Open("sqlite", dsn(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := migrateTo(db, 1); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	// Write a channel with schema 1 only.
+	raw, _ := sql.Open("sqlite", dsn(path))
+	r := record(t, Payee, 7)
+	ch := r.Channel
+	_, err = raw.Exec(`INSERT INTO channels (id, role, state, key_index, capacity_sat, expiry_height, payer_key, payee_key,
+		payer_script, funding_tx, best_sat, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+		ch.ID(), "payee", "open", 7, ch.CapacitySat, ch.ExpiryHeight, ch.PayerKey.SerializeCompressed(),
+		ch.PayeeKey.SerializeCompressed(), ch.PayerScript, txBytes(r.FundingTx), 4242, 1, 1)
+	raw.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var v int
+	st.db.QueryRow("PRAGMA user_version").Scan(&v)
+	if v != 2 {
+		t.Fatalf("version %d", v)
+	}
+	got, err := st.Get(ctx, ch.ID())
+	if err != nil || got.BestSat != 4242 {
+		t.Fatalf("channel after migration: %+v %v", got, err)
+	}
+	if err := st.AddUser(ctx, "alice", "paysip.test", "correct horse"); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.AddUser(ctx, "alice", "paysip.test", "correct horse"); !errors.Is(err, ErrUserExists) {
+		t.Fatalf("duplicate user: %v", err)
+	}
+	if ha1, ok := st.UserHA1(ctx, "alice", "paysip.test", "SHA-256"); !ok || len(ha1) != 64 {
+		t.Fatalf("ha1 %q %v", ha1, ok)
+	}
+	if _, ok := st.UserHA1(ctx, "bob", "paysip.test", "MD5"); ok {
+		t.Fatal("unknown user found")
+	}
+}
