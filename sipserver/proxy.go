@@ -1,0 +1,505 @@
+package sipserver
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+	"github.com/paysip/paysip/sipreg"
+)
+
+// target is one place a request is forwarded to.
+type target struct {
+	uri       sip.Uri  // Request-URI to send
+	dest      string   // host:port of the next hop
+	transport string   // UDP, TCP, TLS, WS
+	path      []string // Route set to add (a registration's Path)
+}
+
+func bindingTarget(b sipreg.Binding) target {
+	t := target{uri: b.Contact.Address, dest: b.Source, transport: b.Transport}
+	if len(b.Path) > 0 {
+		// RFC 3327 section 5.3: the Path becomes the Route; the first hop
+		// is its first entry (an edge proxy such as Kamailio).
+		t.path = b.Path
+		var u sip.Uri
+		var p sip.HeaderParams
+		if _, err := sip.ParseAddressValue(b.Path[0], &u, &p); err == nil {
+			t.dest, t.transport = hostPort(u), uriTransport(u)
+		}
+	}
+	return t
+}
+
+func hostPort(u sip.Uri) string {
+	port := u.Port
+	if port == 0 {
+		port = sip.DefaultPort(uriTransport(u))
+	}
+	return u.Host + ":" + strconv.Itoa(port)
+}
+
+func uriTransport(u sip.Uri) string {
+	if u.UriParams != nil {
+		if t, ok := u.UriParams.Get("transport"); ok {
+			return strings.ToUpper(t)
+		}
+	}
+	return "UDP"
+}
+
+// aor is the address-of-record a local Request-URI names.
+func (s *Server) aor(u sip.Uri) string {
+	return sipreg.AOR(sip.Uri{User: u.User, Host: s.cfg.Domain})
+}
+
+// isOurRoute reports whether a Route entry points at this proxy.
+func (s *Server) isOurRoute(h sip.Header) bool {
+	r, ok := h.(*sip.RouteHeader)
+	if !ok {
+		return false
+	}
+	return r.Address.User == "" && s.isLocal(r.Address)
+}
+
+// rrToken ties a Record-Route entry to its dialog: an HMAC of the Call-ID
+// under the server's secret. An in-dialog request carrying our Route with
+// the right token was record-routed by us, so it may follow its route set
+// without authentication; anything else is a new request (and no open
+// relay).
+func (s *Server) rrToken(callID string) string {
+	m := hmac.New(sha256.New, s.auth.Secret)
+	m.Write([]byte(callID))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:12])
+}
+
+// popOurRoutes removes this proxy's entries from the top of the Route set
+// and reports whether one of them proves the request's dialog.
+func (s *Server) popOurRoutes(req *sip.Request) (inDialog bool) {
+	for {
+		routes := req.GetHeaders("Route")
+		if len(routes) == 0 || !s.isOurRoute(routes[0]) {
+			return inDialog
+		}
+		r := routes[0].(*sip.RouteHeader)
+		if tok, ok := r.Address.UriParams.Get("ps"); ok && req.CallID() != nil && hmac.Equal([]byte(tok), []byte(s.rrToken(req.CallID().Value()))) {
+			inDialog = true
+		}
+		req.RemoveHeader("Route")
+	}
+}
+
+// onRequest routes every request but REGISTER and ACK (RFC 3261 section
+// 16): local AORs to their bindings (forking), in-dialog requests along
+// their Route set, the SIP API to its handler.
+func (s *Server) onRequest(req *sip.Request, tx sip.ServerTransaction) {
+	if req.IsCancel() {
+		// A CANCEL that matched an INVITE was answered by the transaction
+		// layer, which told the fork (OnCancel); this one matched nothing.
+		s.respond(tx, req, 481, "Call/Transaction Does Not Exist")
+		return
+	}
+	if mf := req.MaxForwards(); mf != nil && mf.Val() == 0 {
+		s.respond(tx, req, 483, "Too Many Hops")
+		return
+	}
+	// Loose routing (RFC 3261 section 16.4): pop our own Route entries.
+	inDialog := s.popOurRoutes(req)
+	if r := req.Route(); r != nil {
+		s.fork(req, tx, []target{{uri: req.Recipient, dest: hostPort(r.Address), transport: uriTransport(r.Address)}})
+		return
+	}
+	u := req.Recipient
+	if s.isLocal(u) {
+		switch u.User {
+		case "":
+			if req.Method == sip.OPTIONS {
+				s.respond(tx, req, 200, "OK", sip.NewHeader("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE, INFO, SUBSCRIBE, NOTIFY, REGISTER, UPDATE, REFER, PRACK"),
+					sip.NewHeader("Supported", "path, paysip"))
+			} else {
+				s.respond(tx, req, 404, "Not Found")
+			}
+			return
+		case BitcoinUser:
+			s.api.handle(req, tx)
+			return
+		}
+		bindings := s.reg.Lookup(s.aor(u), s.now())
+		if len(bindings) == 0 {
+			s.respond(tx, req, 480, "Temporarily Unavailable")
+			return
+		}
+		if s.cfg.NoAnonymousInbound && !s.cfg.Open && s.authenticate(req, tx, true) == "" {
+			return
+		}
+		if req.IsInvite() && !supportsPaysip(req) {
+			offer := append(bindings, s.listingsOf(s.aor(u))...)
+			if terms, ok := pricedTerms(offer); ok {
+				s.log.Info("402: caller does not offer paysip", "aor", s.aor(u), "from", req.Source())
+				s.respond(tx, req, 402, "Payment Required", sip.NewHeader(TermsHeader, terms))
+				return
+			}
+		}
+		targets := make([]target, 0, len(bindings))
+		for _, b := range bindings {
+			targets = append(targets, bindingTarget(b))
+		}
+		s.fork(req, tx, targets)
+		return
+	}
+	// A registered contact (in-dialog requests target them), reached on
+	// the flow it registered from.
+	if b, ok := s.reg.FindContact(u, s.now()); ok {
+		s.fork(req, tx, []target{bindingTarget(b)})
+		return
+	}
+	// Leaving the domain: account holders only, unless the request follows
+	// a dialog we record-routed.
+	if !s.cfg.Open && !inDialog && s.authenticate(req, tx, true) == "" {
+		return
+	}
+	s.fork(req, tx, []target{{uri: u, dest: hostPort(u), transport: uriTransport(u)}})
+}
+
+// onAck forwards an ACK for a 2xx (end to end, RFC 3261 section 16.6)
+// statelessly; ACKs for other responses end at the transaction layer.
+func (s *Server) onAck(req *sip.Request, tx sip.ServerTransaction) {
+	s.popOurRoutes(req)
+	t := target{uri: req.Recipient, dest: hostPort(req.Recipient), transport: uriTransport(req.Recipient)}
+	if r := req.Route(); r != nil {
+		t.dest, t.transport = hostPort(r.Address), uriTransport(r.Address)
+	} else if b, ok := s.reg.FindContact(req.Recipient, s.now()); ok {
+		t = bindingTarget(b)
+		t.uri = req.Recipient
+	}
+	fwd := req.Clone()
+	if mf := fwd.MaxForwards(); mf != nil {
+		mf.Dec()
+	}
+	fwd.SetTransport(t.transport)
+	fwd.SetDestination(t.dest)
+	if err := s.client.WriteRequest(fwd, sipgo.ClientRequestAddVia); err != nil {
+		s.log.Debug("forwarding ACK", "err", err)
+	}
+}
+
+// Payment headers: Supported/Require option tag and the terms header of a
+// 402 (docs/protocol.md).
+const (
+	OptionTag   = "paysip"
+	TermsHeader = "Paysip-Terms"
+)
+
+func supportsPaysip(req *sip.Request) bool {
+	for _, name := range []string{"Supported", "Require"} {
+		for _, h := range req.GetHeaders(name) {
+			for _, tag := range strings.Split(h.Value(), ",") {
+				if strings.EqualFold(strings.TrimSpace(tag), OptionTag) {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// pricedTerms builds the 402 terms from a priced binding's parameters.
+func pricedTerms(bs []sipreg.Binding) (string, bool) {
+	for _, b := range bs {
+		price, ok := b.Param("+paysip.price")
+		if !ok {
+			continue
+		}
+		parts := []string{"version=1", "price-sat-per-min=" + price}
+		if v, ok := b.Param("+paysip.min-deposit"); ok {
+			parts = append(parts, "min-deposit-sat="+v)
+		}
+		if v, ok := b.Param("+paysip.key"); ok {
+			parts = append(parts, "payee-key="+v)
+		}
+		parts = append(parts, "transports=datachannel,message")
+		return strings.Join(parts, ";"), true
+	}
+	return "", false
+}
+
+// forkState is one forwarded request and its branches.
+type forkState struct {
+	mu        sync.Mutex
+	s         *Server
+	tx        sip.ServerTransaction
+	req       *sip.Request
+	invite    bool
+	branches  []*branch
+	finalSent bool
+	best      *sip.Response
+}
+
+type branch struct {
+	req    *sip.Request
+	tx     sip.ClientTransaction
+	cancel context.CancelFunc
+	final  bool
+}
+
+func (s *Server) recordRoute(transport, callID string) sip.Header {
+	t := strings.ToLower(transport)
+	port := s.sipPort
+	switch t {
+	case "ws", "wss":
+		port = s.httpPort
+	case "tls":
+		port = s.tlsPort
+	}
+	return &sip.RecordRouteHeader{Address: sip.Uri{Host: s.host, Port: port,
+		UriParams: sip.HeaderParams{{K: "transport", V: t}, {K: "ps", V: s.rrToken(callID)}, {K: "lr", V: ""}}}}
+}
+
+// fork forwards req to every target (parallel forking, RFC 3261 section
+// 16.6) and relays the responses: provisional ones as they come, the first
+// 2xx at once (cancelling the other INVITE branches), otherwise the best
+// final response once every branch is done (section 16.7).
+func (s *Server) fork(req *sip.Request, tx sip.ServerTransaction, targets []target) {
+	fs := &forkState{s: s, tx: tx, req: req, invite: req.IsInvite()}
+	if fs.invite {
+		tx.OnCancel(func(*sip.Request) { fs.cancelAll() })
+	}
+	dialogForming := req.Method == sip.INVITE || req.Method == sip.SUBSCRIBE || req.Method == sip.REFER
+	for _, t := range targets {
+		r := req.Clone()
+		r.Recipient = t.uri
+		for i := len(t.path) - 1; i >= 0; i-- {
+			var u sip.Uri
+			var p sip.HeaderParams
+			if _, err := sip.ParseAddressValue(t.path[i], &u, &p); err == nil {
+				r.PrependHeader(&sip.RouteHeader{Address: u})
+			}
+		}
+		if mf := r.MaxForwards(); mf != nil {
+			mf.Dec()
+		} else {
+			m := sip.MaxForwardsHeader(70)
+			r.AppendHeader(&m)
+		}
+		if dialogForming {
+			// Double Record-Route when the transports differ (RFC 5658),
+			// so each side has an entry it can reach.
+			cid := req.CallID().Value()
+			r.PrependHeader(s.recordRoute(req.Transport(), cid))
+			if !strings.EqualFold(req.Transport(), t.transport) {
+				r.PrependHeader(s.recordRoute(t.transport, cid))
+			}
+		}
+		r.SetTransport(t.transport)
+		r.SetDestination(t.dest)
+		timeout := 32 * time.Second
+		if fs.invite {
+			timeout = 3 * time.Minute // timer C
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		b := &branch{req: r, cancel: cancel}
+		ctxTx, err := s.client.TransactionRequest(ctx, r, sipgo.ClientRequestAddVia)
+		if err != nil {
+			s.log.Warn("forwarding failed", "to", t.dest, "transport", t.transport, "err", err)
+			b.final = true
+			fs.branches = append(fs.branches, b)
+			fs.record(sip.NewResponseFromRequest(req, 503, "Service Unavailable", nil))
+			continue
+		}
+		b.tx = ctxTx
+		fs.branches = append(fs.branches, b)
+	}
+	fs.mu.Lock()
+	for _, b := range fs.branches {
+		if b.tx != nil {
+			go fs.watch(b)
+		}
+	}
+	fs.maybeFinish()
+	fs.mu.Unlock()
+}
+
+// upstream is a branch response readied for the caller: our Via removed.
+func upstream(res *sip.Response) *sip.Response {
+	up := res.Clone()
+	up.RemoveHeader("Via")
+	return up
+}
+
+func (fs *forkState) watch(b *branch) {
+	defer b.cancel()
+	for {
+		select {
+		case res, ok := <-b.tx.Responses():
+			if !ok {
+				return
+			}
+			if res.StatusCode == 100 {
+				continue
+			}
+			fs.onResponse(b, res)
+			if res.StatusCode >= 200 && !(fs.invite && res.IsSuccess()) {
+				return
+			}
+		case <-b.tx.Done():
+			fs.mu.Lock()
+			if !b.final {
+				b.final = true
+				code, reason := 408, "Request Timeout"
+				if err := b.tx.Err(); err != nil && !strings.Contains(err.Error(), "timeout") {
+					code, reason = 503, "Service Unavailable"
+				}
+				fs.record(sip.NewResponseFromRequest(fs.req, code, reason, nil))
+				fs.maybeFinish()
+			}
+			fs.mu.Unlock()
+			return
+		}
+	}
+}
+
+func (fs *forkState) onResponse(b *branch, res *sip.Response) {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	switch {
+	case res.IsProvisional():
+		if !fs.finalSent {
+			fs.tx.Respond(upstream(res))
+		}
+	case res.IsSuccess():
+		b.final = true
+		if fs.invite {
+			// Every 2xx to an INVITE goes up (RFC 3261 section 16.7 step 5).
+			if !fs.finalSent {
+				fs.finalSent = true
+				fs.tx.Respond(upstream(res))
+				fs.cancelOthers(b)
+			} else {
+				fs.s.srv.WriteResponse(upstream(res))
+			}
+			return
+		}
+		if !fs.finalSent {
+			fs.finalSent = true
+			fs.tx.Respond(upstream(res))
+		}
+		fs.maybeFinish()
+	default:
+		b.final = true
+		fs.record(upstream(res))
+		if fs.invite && res.StatusCode >= 600 {
+			fs.cancelOthers(b)
+		}
+		fs.maybeFinish()
+	}
+}
+
+// record keeps the best final response: 6xx first, then the lowest class.
+func (fs *forkState) record(res *sip.Response) {
+	if fs.best == nil {
+		fs.best = res
+		return
+	}
+	rank := func(c int) int {
+		if c >= 600 {
+			return 0
+		}
+		return c
+	}
+	if rank(res.StatusCode)/100 < rank(fs.best.StatusCode)/100 {
+		fs.best = res
+	}
+}
+
+// maybeFinish sends the best response once every branch is final.
+func (fs *forkState) maybeFinish() {
+	if fs.finalSent {
+		return
+	}
+	for _, b := range fs.branches {
+		if !b.final {
+			return
+		}
+	}
+	fs.finalSent = true
+	best := fs.best
+	if best == nil {
+		best = sip.NewResponseFromRequest(fs.req, 408, "Request Timeout", nil)
+	}
+	res := sip.NewResponseFromRequest(fs.req, best.StatusCode, best.Reason, best.Body())
+	for _, name := range []string{"WWW-Authenticate", "Proxy-Authenticate", "Retry-After", TermsHeader, "Content-Type", "Warning", "Reason"} {
+		for _, h := range best.GetHeaders(name) {
+			res.AppendHeader(sip.NewHeader(name, h.Value()))
+		}
+	}
+	if res.StatusCode == 503 {
+		res.StatusCode, res.Reason = 500, "Server Internal Error" // RFC 3261 section 16.7 step 6
+	}
+	fs.tx.Respond(res)
+}
+
+func (fs *forkState) cancelAll() {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	fs.cancelOthers(nil)
+}
+
+// cancelOthers sends CANCEL (RFC 3261 section 9.1) to every pending
+// INVITE branch but keep.
+func (fs *forkState) cancelOthers(keep *branch) {
+	for _, b := range fs.branches {
+		if b == keep || b.final || b.tx == nil {
+			continue
+		}
+		c := cancelFor(b.req)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 32*time.Second)
+			defer cancel()
+			if _, err := fs.s.client.Do(ctx, c, func(*sipgo.Client, *sip.Request) error { return nil }); err != nil {
+				fs.s.log.Debug("CANCEL", "err", err)
+			}
+		}()
+	}
+}
+
+// cancelFor builds the CANCEL of a forwarded INVITE: same Request-URI,
+// Call-ID, From, To, CSeq number and top Via (so it matches the branch),
+// and its Route set.
+func cancelFor(inv *sip.Request) *sip.Request {
+	c := sip.NewRequest(sip.CANCEL, inv.Recipient)
+	if v := inv.Via(); v != nil {
+		c.AppendHeader(v.Clone())
+	}
+	for _, r := range inv.GetHeaders("Route") {
+		c.AppendHeader(sip.HeaderClone(r))
+	}
+	m := sip.MaxForwardsHeader(70)
+	c.AppendHeader(&m)
+	c.AppendHeader(sip.HeaderClone(inv.From()))
+	c.AppendHeader(sip.HeaderClone(inv.To()))
+	c.AppendHeader(sip.HeaderClone(inv.CallID()))
+	c.AppendHeader(&sip.CSeqHeader{SeqNo: inv.CSeq().SeqNo, MethodName: sip.CANCEL})
+	cl := sip.ContentLengthHeader(0)
+	c.AppendHeader(&cl)
+	c.SetTransport(inv.Transport())
+	c.SetDestination(inv.Destination())
+	return c
+}
+
+// listingsOf returns the directory listings naming aor.
+func (s *Server) listingsOf(aor string) []sipreg.Binding {
+	var out []sipreg.Binding
+	for _, b := range s.reg.Lookup(sipreg.AOR(sipURI(DirectoryUser, s.cfg.Domain)), s.now()) {
+		if v, _ := b.Param("+paysip.aor"); v == aor {
+			out = append(out, b)
+		}
+	}
+	return out
+}

@@ -1,0 +1,300 @@
+// Package sipserver is paysip's SIP server for one domain: a registrar
+// (RFC 3261 section 10) and a stateful forking proxy (section 16) over UDP,
+// TCP and WebSocket (RFC 7118, on the HTTP server at /sip), TLS and WSS
+// when given a certificate; digest authentication (RFC 8760); the priced
+// directory; 402 Payment Required for callers that cannot pay; and the
+// SIP API to the Bitcoin network at sip:bitcoin@DOMAIN.
+//
+// Parsing, transports and transactions are emiago/sipgo's; the registrar's
+// bindings are package sipreg's, the digest checks package sipauth's.
+package sipserver
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+	"github.com/paysip/paysip/chain"
+	"github.com/paysip/paysip/sipauth"
+	"github.com/paysip/paysip/sipreg"
+)
+
+// Accounts are the domain's users (store.DB implements it).
+type Accounts interface {
+	UserHA1(ctx context.Context, name, realm, algorithm string) (string, bool)
+}
+
+// Config configures a server.
+type Config struct {
+	// Domain is the SIP domain served (the host part of its addresses).
+	Domain string
+	// SIPAddr is the UDP and TCP listen address (default 127.0.0.1:5060).
+	SIPAddr string
+	// HTTPAddr serves SIP over WebSocket at /sip and the directory at
+	// /api/directory (default 127.0.0.1:8080).
+	HTTPAddr string
+	// TLSCert and TLSKey enable SIP over TLS on TLSAddr and make the HTTP
+	// server HTTPS (so WebSocket is WSS).
+	TLSCert, TLSKey string
+	TLSAddr         string
+	// Open turns authentication off (local development only).
+	Open bool
+	// NoAnonymousInbound refuses calls to the domain's addresses from
+	// callers without an account (they are allowed by default: a priced
+	// line needs only its callers' payment).
+	NoAnonymousInbound bool
+	Accounts           Accounts
+	// Chain backs the SIP API to Bitcoin; nil answers it with 503.
+	Chain chain.Chain
+	// APIRate is how many SIP API requests an account may make per second
+	// (burst twice that); default 10.
+	APIRate float64
+	Log     *slog.Logger
+	// HTTPHandler, if set, serves every other HTTP path (the web UI).
+	HTTPHandler http.Handler
+}
+
+// Server is a running SIP server.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	ua       *sipgo.UserAgent
+	srv      *sipgo.Server
+	client   *sipgo.Client
+	reg      *sipreg.Registry
+	auth     *sipauth.Verifier
+	now      func() time.Time
+	api      *bitcoinAPI
+	ready    chan struct{}
+	sipPort  int
+	httpPort int
+	tlsPort  int
+	host     string
+
+	mu       sync.Mutex
+	branches map[string]*forkState // INVITE server tx key -> its fork
+}
+
+// DirectoryUser is the AOR user of the shared directory address.
+const DirectoryUser = "directory"
+
+// BitcoinUser is the AOR user of the SIP API to Bitcoin.
+const BitcoinUser = "bitcoin"
+
+// New makes a server; Run starts it.
+func New(cfg Config) (*Server, error) {
+	if cfg.Domain == "" {
+		return nil, errors.New("sipserver: no domain")
+	}
+	if cfg.SIPAddr == "" {
+		cfg.SIPAddr = "127.0.0.1:5060"
+	}
+	if cfg.HTTPAddr == "" {
+		cfg.HTTPAddr = "127.0.0.1:8080"
+	}
+	if cfg.APIRate == 0 {
+		cfg.APIRate = 10
+	}
+	if !cfg.Open && cfg.Accounts == nil {
+		return nil, errors.New("sipserver: authentication needs accounts (or Open)")
+	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("component", "sip")
+	host, _, err := net.SplitHostPort(cfg.SIPAddr)
+	if err != nil {
+		return nil, err
+	}
+	ua, err := sipgo.NewUA(sipgo.WithUserAgent("paysip"), sipgo.WithUserAgentHostname(host),
+		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(log)),
+		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(log)))
+	if err != nil {
+		return nil, err
+	}
+	srv, err := sipgo.NewServer(ua, sipgo.WithServerLogger(log))
+	if err != nil {
+		return nil, err
+	}
+	client, err := sipgo.NewClient(ua, sipgo.WithClientHostname(host), sipgo.WithClientLogger(log))
+	if err != nil {
+		return nil, err
+	}
+	secret := make([]byte, 32)
+	rand.Read(secret)
+	s := &Server{cfg: cfg, log: log, ua: ua, srv: srv, client: client, reg: sipreg.New(), now: time.Now,
+		ready: make(chan struct{}), host: host, branches: map[string]*forkState{}}
+	s.auth = &sipauth.Verifier{Realm: cfg.Domain, Secret: secret, Lookup: func(user, alg string) (string, bool) {
+		if cfg.Accounts == nil {
+			return "", false
+		}
+		return cfg.Accounts.UserHA1(context.Background(), user, cfg.Domain, alg)
+	}}
+	s.api = newBitcoinAPI(s)
+	srv.OnRegister(s.onRegister)
+	for _, m := range []sip.RequestMethod{sip.INVITE, sip.MESSAGE, sip.INFO, sip.BYE, sip.OPTIONS, sip.SUBSCRIBE,
+		sip.NOTIFY, sip.UPDATE, sip.REFER, sip.PRACK, sip.PUBLISH, sip.CANCEL} {
+		srv.OnRequest(m, s.onRequest)
+	}
+	srv.OnAck(s.onAck)
+	srv.OnNoRoute(func(req *sip.Request, tx sip.ServerTransaction) {
+		s.respond(tx, req, sip.StatusMethodNotAllowed, "Method Not Allowed")
+	})
+	if cfg.Open {
+		log.Warn("AUTHENTICATION IS OFF (--open): anyone can register any address and use the Bitcoin API; for local development only")
+	}
+	return s, nil
+}
+
+// Registry exposes the location service (tests, monitoring).
+func (s *Server) Registry() *sipreg.Registry { return s.reg }
+
+// Ready is closed when the listeners are up.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// SIPPort, HTTPPort and TLSPort are the bound ports once Ready.
+func (s *Server) SIPPort() int  { return s.sipPort }
+func (s *Server) HTTPPort() int { return s.httpPort }
+func (s *Server) TLSPort() int  { return s.tlsPort }
+
+// Run listens and serves until ctx ends.
+func (s *Server) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	udp, err := net.ListenPacket("udp", s.cfg.SIPAddr)
+	if err != nil {
+		return err
+	}
+	s.sipPort = udp.LocalAddr().(*net.UDPAddr).Port
+	tcp, err := net.Listen("tcp", net.JoinHostPort(s.host, strconv.Itoa(s.sipPort)))
+	if err != nil {
+		udp.Close()
+		return err
+	}
+	hl, err := net.Listen("tcp", s.cfg.HTTPAddr)
+	if err != nil {
+		udp.Close()
+		tcp.Close()
+		return err
+	}
+	s.httpPort = hl.Addr().(*net.TCPAddr).Port
+	var tlsConf *tls.Config
+	var tlsL net.Listener
+	if s.cfg.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(s.cfg.TLSCert, s.cfg.TLSKey)
+		if err != nil {
+			return fmt.Errorf("TLS certificate: %w", err)
+		}
+		tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}}
+		addr := s.cfg.TLSAddr
+		if addr == "" {
+			addr = net.JoinHostPort(s.host, "5061")
+		}
+		if tlsL, err = tls.Listen("tcp", addr, tlsConf); err != nil {
+			return err
+		}
+		s.tlsPort = tlsL.Addr().(*net.TCPAddr).Port
+		hl = tls.NewListener(hl, tlsConf)
+	}
+	ws := newHandoffListener(hl.Addr())
+	mux := http.NewServeMux()
+	mux.Handle("/sip", ws)
+	mux.HandleFunc("/api/directory", s.serveDirectory)
+	if s.cfg.HTTPHandler != nil {
+		mux.Handle("/", s.cfg.HTTPHandler)
+	}
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+
+	errs := make(chan error, 5)
+	go func() { errs <- s.srv.ServeUDP(udp) }()
+	go func() { errs <- s.srv.ServeTCP(tcp) }()
+	go func() { errs <- s.srv.ServeWS(ws) }()
+	go func() { errs <- hs.Serve(hl) }()
+	if tlsL != nil {
+		go func() { errs <- s.srv.ServeTLS(tlsL) }()
+	}
+	go s.api.watchLoop(ctx)
+	s.log.Info("SIP server up", "domain", s.cfg.Domain, "udp+tcp", udp.LocalAddr(), "http+ws", hl.Addr(), "tls", s.tlsPort)
+	close(s.ready)
+	select {
+	case <-ctx.Done():
+	case err = <-errs:
+	}
+	hs.Close()
+	ws.Close()
+	udp.Close()
+	tcp.Close()
+	if tlsL != nil {
+		tlsL.Close()
+	}
+	s.srv.Close()
+	s.ua.Close()
+	if errors.Is(err, http.ErrServerClosed) || errors.Is(err, net.ErrClosed) {
+		err = nil
+	}
+	return err
+}
+
+// respond answers a request with a status and optional extra headers.
+func (s *Server) respond(tx sip.ServerTransaction, req *sip.Request, code int, reason string, hdrs ...sip.Header) {
+	res := sip.NewResponseFromRequest(req, code, reason, nil)
+	for _, h := range hdrs {
+		res.AppendHeader(h)
+	}
+	if err := tx.Respond(res); err != nil {
+		s.log.Debug("respond", "err", err)
+	}
+}
+
+// isLocal reports whether a URI's host is this server's domain or address.
+func (s *Server) isLocal(u sip.Uri) bool {
+	h := strings.ToLower(u.Host)
+	if h == strings.ToLower(s.cfg.Domain) {
+		return true
+	}
+	if h == s.host && (u.Port == 0 || u.Port == s.sipPort || u.Port == s.httpPort || u.Port == s.tlsPort) {
+		return true
+	}
+	return false
+}
+
+// authenticate checks a request's credentials, challenging it (401 or
+// 407) when they are missing or wrong. It returns the user, or "" after
+// answering the request.
+func (s *Server) authenticate(req *sip.Request, tx sip.ServerTransaction, proxy bool) string {
+	hdrName, chalName, code, reason := "Authorization", "WWW-Authenticate", 401, "Unauthorized"
+	if proxy {
+		hdrName, chalName, code, reason = "Proxy-Authorization", "Proxy-Authenticate", 407, "Proxy Authentication Required"
+	}
+	var value string
+	for _, h := range req.GetHeaders(hdrName) {
+		if strings.Contains(h.Value(), `realm="`+s.cfg.Domain+`"`) {
+			value = h.Value()
+		}
+	}
+	user, err := s.auth.Verify(value, req.Method.String(), s.now())
+	if err == nil {
+		return user
+	}
+	if !errors.Is(err, sipauth.ErrNoCredentials) {
+		s.log.Warn("authentication failed", "method", req.Method, "from", req.Source(), "err", err)
+	}
+	var hdrs []sip.Header
+	for _, c := range s.auth.Challenges(s.now(), errors.Is(err, sipauth.ErrStale)) {
+		hdrs = append(hdrs, sip.NewHeader(chalName, c))
+	}
+	s.respond(tx, req, code, reason, hdrs...)
+	return ""
+}

@@ -1,0 +1,232 @@
+package sipua
+
+import (
+	"context"
+	"errors"
+	"sync"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+)
+
+// Call is an established call, either direction.
+type Call struct {
+	ua        *UA
+	id        string
+	out       *sipgo.DialogClientSession
+	in        *sipgo.DialogServerSession
+	RemoteSDP []byte
+	// Response is the 2xx that answered an outgoing call (its headers).
+	Response *sip.Response
+	// Request is the INVITE of an incoming call.
+	Request *sip.Request
+
+	mu        sync.Mutex
+	onMessage func(req *sip.Request) (int, string)
+	done      chan struct{}
+	once      sync.Once
+	localSDP  []byte
+}
+
+func (c *Call) dialog() *sipgo.Dialog {
+	if c.out != nil {
+		return &c.out.Dialog
+	}
+	return &c.in.Dialog
+}
+
+// Done is closed when the call ends (BYE either way, or failure).
+func (c *Call) Done() <-chan struct{} { return c.done }
+
+func (c *Call) end() {
+	c.once.Do(func() {
+		close(c.done)
+		c.ua.mu.Lock()
+		delete(c.ua.calls, c.id)
+		c.ua.mu.Unlock()
+	})
+}
+
+// OnMessage sets the handler of in-dialog MESSAGE requests.
+func (c *Call) OnMessage(f func(req *sip.Request) (int, string)) {
+	c.mu.Lock()
+	c.onMessage = f
+	c.mu.Unlock()
+}
+
+func (c *Call) deliver(req *sip.Request, tx sip.ServerTransaction) {
+	c.mu.Lock()
+	f := c.onMessage
+	c.mu.Unlock()
+	code, reason := 405, "Method Not Allowed"
+	if f != nil {
+		code, reason = f(req)
+	}
+	tx.Respond(sip.NewResponseFromRequest(req, code, reason, nil))
+}
+
+// Message sends an in-dialog MESSAGE.
+func (c *Call) Message(ctx context.Context, contentType string, body []byte) (*sip.Response, error) {
+	req := sip.NewRequest(sip.MESSAGE, sip.Uri{})
+	req.AppendHeader(sip.NewHeader("Content-Type", contentType))
+	req.SetBody(body)
+	var res *sip.Response
+	var err error
+	if c.out != nil {
+		req.Recipient = c.out.InviteResponse.Contact().Address
+		res, err = c.out.Do(ctx, req)
+	} else {
+		req.Recipient = c.in.InviteRequest.Contact().Address
+		res, err = c.in.Do(ctx, req)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return res, statusErr(res)
+}
+
+// Hangup ends the call with BYE.
+func (c *Call) Hangup(ctx context.Context) error {
+	defer c.end()
+	if c.out != nil {
+		return c.out.Bye(ctx)
+	}
+	return c.in.Bye(ctx)
+}
+
+// Call places a call through the proxy: INVITE with sdp, waits for the
+// answer (answering a digest challenge), ACKs it. Cancelling ctx before
+// the answer sends CANCEL.
+func (u *UA) Call(ctx context.Context, to sip.Uri, sdp []byte, headers ...sip.Header) (*Call, error) {
+	req := sip.NewRequest(sip.INVITE, to)
+	req.AppendHeader(&sip.ToHeader{Address: to})
+	from := &sip.FromHeader{Address: u.aor, Params: sip.NewParams()}
+	from.Params.Add("tag", sip.GenerateTagN(10))
+	req.AppendHeader(from)
+	if sdp != nil {
+		req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+		req.SetBody(sdp)
+	}
+	for _, h := range headers {
+		req.AppendHeader(h)
+	}
+	u.prepare(req)
+	sess, err := u.dcli.WriteInvite(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	if err := sess.WaitAnswer(ctx, sipgo.AnswerOptions{Username: u.cfg.Username, Password: u.cfg.Password}); err != nil {
+		var de *sipgo.ErrDialogResponse
+		if errors.As(err, &de) {
+			return nil, &ErrStatus{Code: de.Res.StatusCode, Reason: de.Res.Reason, Res: de.Res}
+		}
+		return nil, err
+	}
+	if err := sess.Ack(ctx); err != nil {
+		return nil, err
+	}
+	c := &Call{ua: u, id: req.CallID().Value(), out: sess, RemoteSDP: sess.InviteResponse.Body(), Response: sess.InviteResponse, done: make(chan struct{}), localSDP: sdp}
+	u.mu.Lock()
+	u.calls[c.id] = c
+	u.mu.Unlock()
+	go func() {
+		<-sess.Context().Done()
+		c.end()
+	}()
+	return c, nil
+}
+
+// IncomingCall is an INVITE waiting for an answer. The OnInvite handler
+// must Answer or Reject it before returning.
+type IncomingCall struct {
+	Request *sip.Request
+	ua      *UA
+	sess    *sipgo.DialogServerSession
+	call    *Call
+}
+
+// Answer accepts the call with an SDP answer.
+func (ic *IncomingCall) Answer(sdp []byte, headers ...sip.Header) (*Call, error) {
+	hdrs := append([]sip.Header{sip.NewHeader("Content-Type", "application/sdp")}, headers...)
+	hdrs = append(hdrs, ic.ua.contact.Clone())
+	if err := ic.sess.Respond(200, "OK", sdp, hdrs...); err != nil {
+		return nil, err
+	}
+	c := &Call{ua: ic.ua, id: ic.Request.CallID().Value(), in: ic.sess, RemoteSDP: ic.Request.Body(), Request: ic.Request, done: make(chan struct{}), localSDP: sdp}
+	ic.ua.mu.Lock()
+	ic.ua.calls[c.id] = c
+	ic.ua.mu.Unlock()
+	go func() {
+		<-ic.sess.Context().Done()
+		c.end()
+	}()
+	ic.call = c
+	return c, nil
+}
+
+// Reject refuses the call.
+func (ic *IncomingCall) Reject(code int, reason string, headers ...sip.Header) error {
+	return ic.sess.Respond(code, reason, nil, headers...)
+}
+
+// OnInvite sets the handler of incoming calls.
+func (u *UA) OnInvite(f func(*IncomingCall)) {
+	u.mu.Lock()
+	u.onInvite = f
+	u.mu.Unlock()
+}
+
+func (u *UA) handleInvite(req *sip.Request, tx sip.ServerTransaction) {
+	u.mu.Lock()
+	f := u.onInvite
+	existing := u.calls[req.CallID().Value()]
+	u.mu.Unlock()
+	if existing != nil {
+		// A re-INVITE (session refresh, hold): answer with the same SDP.
+		res := sip.NewResponseFromRequest(req, 200, "OK", existing.localSDP)
+		res.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+		res.AppendHeader(u.contact.Clone())
+		tx.Respond(res)
+		return
+	}
+	sess, err := u.dsrv.ReadInvite(req, tx)
+	if err != nil {
+		tx.Respond(sip.NewResponseFromRequest(req, 400, "Bad Request", nil))
+		return
+	}
+	if f == nil {
+		sess.Respond(480, "Temporarily Unavailable", nil)
+		return
+	}
+	ic := &IncomingCall{Request: req, ua: u, sess: sess}
+	f(ic)
+	if ic.call == nil {
+		return
+	}
+	// Keep the transaction until the ACK arrives (it ends in ReadAck).
+	select {
+	case <-tx.Acks():
+	case <-tx.Done():
+	case <-ic.call.done:
+	}
+}
+
+func (u *UA) handleBye(req *sip.Request, tx sip.ServerTransaction) {
+	u.mu.Lock()
+	c := u.calls[req.CallID().Value()]
+	u.mu.Unlock()
+	if c == nil {
+		tx.Respond(sip.NewResponseFromRequest(req, 481, "Call/Transaction Does Not Exist", nil))
+		return
+	}
+	var err error
+	if c.out != nil {
+		err = c.out.ReadBye(req, tx)
+	} else {
+		err = c.in.ReadBye(req, tx)
+	}
+	if err != nil {
+		tx.Respond(sip.NewResponseFromRequest(req, 481, "Call/Transaction Does Not Exist", nil))
+	}
+	c.end()
+}

@@ -1,0 +1,319 @@
+// Package sipua is a SIP user agent for Go agents (payers and payees):
+// registration with refresh, the priced directory, calls (INVITE with SDP,
+// ACK, BYE, CANCEL, re-INVITE answered) and in-dialog MESSAGE, with
+// context-aware APIs, over emiago/sipgo. Every request goes through the
+// domain's proxy (an outbound proxy, RFC 3261 section 8.1.2).
+package sipua
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+)
+
+// Config configures a user agent.
+type Config struct {
+	// AOR is the agent's address, e.g. sip:tutor@paysip.test.
+	AOR string
+	// Proxy is the domain's SIP server, host:port.
+	Proxy string
+	// Transport to the proxy: "tcp" (default) or "udp". A call's SDP with a
+	// DataChannel is ~2 KB, over what UDP carries safely.
+	Transport string
+	// Username and Password answer digest challenges; empty for anonymous.
+	Username, Password string
+	// ContactParams are added to the registered Contact (the directory's
+	// offer, +sip.instance...), in order, as name=value.
+	ContactParams [][2]string
+	Log           *slog.Logger
+}
+
+// UA is a running user agent.
+type UA struct {
+	cfg     Config
+	log     *slog.Logger
+	aor     sip.Uri
+	proxy   sip.Uri
+	ua      *sipgo.UserAgent
+	srv     *sipgo.Server
+	client  *sipgo.Client
+	contact sip.ContactHeader
+	dcli    *sipgo.DialogClientCache
+	dsrv    *sipgo.DialogServerCache
+
+	mu        sync.Mutex
+	onInvite  func(*IncomingCall)
+	onMessage func(req *sip.Request) (int, string)
+	calls     map[string]*Call // Call-ID -> call, for in-dialog MESSAGE
+	regCSeq   uint32
+	regCallID string
+	listener  net.Listener
+}
+
+// New starts a user agent listening on loopback.
+func New(cfg Config) (*UA, error) {
+	if cfg.Transport == "" {
+		cfg.Transport = "tcp"
+	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	u := &UA{cfg: cfg, log: log.With("component", "sipua", "aor", cfg.AOR), calls: map[string]*Call{}}
+	if err := sip.ParseUri(cfg.AOR, &u.aor); err != nil {
+		return nil, fmt.Errorf("AOR %q: %w", cfg.AOR, err)
+	}
+	host, port, err := net.SplitHostPort(cfg.Proxy)
+	if err != nil {
+		return nil, fmt.Errorf("proxy %q: %w", cfg.Proxy, err)
+	}
+	p, _ := strconv.Atoi(port)
+	u.proxy = sip.Uri{Scheme: "sip", Host: host, Port: p, UriParams: sip.HeaderParams{{K: "transport", V: cfg.Transport}, {K: "lr", V: ""}}}
+	if u.ua, err = sipgo.NewUA(sipgo.WithUserAgent("paysip-ua"), sipgo.WithUserAgentHostname("127.0.0.1"),
+		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(u.log)),
+		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(u.log))); err != nil {
+		return nil, err
+	}
+	if u.srv, err = sipgo.NewServer(u.ua); err != nil {
+		return nil, err
+	}
+	if u.client, err = sipgo.NewClient(u.ua, sipgo.WithClientHostname("127.0.0.1")); err != nil {
+		return nil, err
+	}
+	network := cfg.Transport
+	if network == "udp" {
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		go u.srv.ServeUDP(pc)
+		p = pc.LocalAddr().(*net.UDPAddr).Port
+	} else {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		u.listener = l
+		go u.srv.ServeTCP(l)
+		p = l.Addr().(*net.TCPAddr).Port
+	}
+	u.contact = sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: u.aor.User, Host: "127.0.0.1", Port: p,
+		UriParams: sip.HeaderParams{{K: "transport", V: network}}}, Params: sip.NewParams()}
+	u.dcli = sipgo.NewDialogClientCache(u.client, u.contact)
+	u.dsrv = sipgo.NewDialogServerCache(u.client, u.contact)
+	u.srv.OnInvite(u.handleInvite)
+	u.srv.OnAck(func(req *sip.Request, tx sip.ServerTransaction) { u.dsrv.ReadAck(req, tx) })
+	u.srv.OnBye(u.handleBye)
+	u.srv.OnMessage(u.handleMessage)
+	u.srv.OnOptions(func(req *sip.Request, tx sip.ServerTransaction) {
+		tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
+	})
+	return u, nil
+}
+
+// Close stops the agent.
+func (u *UA) Close() error {
+	if u.listener != nil {
+		u.listener.Close()
+	}
+	return u.ua.Close()
+}
+
+// AOR is the agent's address.
+func (u *UA) AOR() sip.Uri { return u.aor }
+
+// Contact is the agent's contact URI.
+func (u *UA) Contact() sip.Uri { return u.contact.Address }
+
+func (u *UA) route() *sip.RouteHeader { return &sip.RouteHeader{Address: u.proxy} }
+
+// prepare sends a request through the proxy.
+func (u *UA) prepare(req *sip.Request) {
+	if req.Route() == nil {
+		req.PrependHeader(u.route())
+	}
+	req.SetTransport(strings.ToUpper(u.cfg.Transport))
+	req.SetDestination(u.cfg.Proxy)
+}
+
+// do sends a request, answering one digest challenge.
+func (u *UA) do(ctx context.Context, req *sip.Request) (*sip.Response, error) {
+	u.prepare(req)
+	res, err := u.client.Do(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	if (res.StatusCode == 401 || res.StatusCode == 407) && u.cfg.Username != "" {
+		return u.client.DoDigestAuth(ctx, req, res, sipgo.DigestAuth{Username: u.cfg.Username, Password: u.cfg.Password})
+	}
+	return res, nil
+}
+
+// ErrStatus is a final non-2xx response.
+type ErrStatus struct {
+	Code   int
+	Reason string
+	Res    *sip.Response
+}
+
+func (e *ErrStatus) Error() string { return fmt.Sprintf("%d %s", e.Code, e.Reason) }
+
+func statusErr(res *sip.Response) error {
+	if res.IsSuccess() {
+		return nil
+	}
+	return &ErrStatus{Code: res.StatusCode, Reason: res.Reason, Res: res}
+}
+
+// Register binds the agent's contact to aor (its own address, or the
+// directory's) for expires seconds; 0 removes the binding. It returns the
+// bindings the registrar reports.
+func (u *UA) register(ctx context.Context, aor sip.Uri, expires int, params [][2]string) ([]*sip.ContactHeader, error) {
+	u.mu.Lock()
+	u.regCSeq++
+	if u.regCallID == "" {
+		u.regCallID = sip.GenerateTagN(16)
+	}
+	seq, callID := u.regCSeq, u.regCallID
+	u.mu.Unlock()
+	req := sip.NewRequest(sip.REGISTER, sip.Uri{Scheme: "sip", Host: aor.Host})
+	to := &sip.ToHeader{Address: aor}
+	from := &sip.FromHeader{Address: u.aor, Params: sip.NewParams()}
+	from.Params.Add("tag", sip.GenerateTagN(10))
+	req.AppendHeader(to)
+	req.AppendHeader(from)
+	cid := sip.CallIDHeader(callID + aor.User)
+	req.AppendHeader(&cid)
+	req.AppendHeader(&sip.CSeqHeader{SeqNo: seq, MethodName: sip.REGISTER})
+	c := u.contact.Clone()
+	for _, p := range params {
+		c.Params.Add(p[0], p[1])
+	}
+	req.AppendHeader(c)
+	req.AppendHeader(sip.NewHeader("Expires", strconv.Itoa(expires)))
+	res, err := u.do(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	if err := statusErr(res); err != nil {
+		return nil, err
+	}
+	var out []*sip.ContactHeader
+	for _, h := range res.GetHeaders("Contact") {
+		if ch, ok := h.(*sip.ContactHeader); ok {
+			out = append(out, ch)
+		}
+	}
+	return out, nil
+}
+
+// Register binds the agent's own address.
+func (u *UA) Register(ctx context.Context, expires int) ([]*sip.ContactHeader, error) {
+	return u.register(ctx, u.aor, expires, u.cfg.ContactParams)
+}
+
+// Offer is what a priced endpoint announces in the directory.
+type Offer struct {
+	PriceSatPerMin int64
+	Name           string
+	PayeeKey       string // hex, optional
+}
+
+// JoinDirectory lists the agent at sip:directory@DOMAIN with its offer.
+func (u *UA) JoinDirectory(ctx context.Context, o Offer, expires int) error {
+	params := [][2]string{{"+paysip.aor", `"` + u.aor.String() + `"`}, {"+paysip.price", strconv.FormatInt(o.PriceSatPerMin, 10)}}
+	if o.Name != "" {
+		params = append(params, [2]string{"+paysip.name", `"` + strings.ReplaceAll(o.Name, `"`, "") + `"`})
+	}
+	if o.PayeeKey != "" {
+		params = append(params, [2]string{"+paysip.key", o.PayeeKey})
+	}
+	_, err := u.register(ctx, sip.Uri{Scheme: "sip", User: "directory", Host: u.aor.Host}, expires, params)
+	return err
+}
+
+// KeepRegistered registers now and refreshes at 80% of the expiry until
+// ctx ends, then un-registers. join, if set, also keeps the directory
+// listing. Errors after the first are logged and retried.
+func (u *UA) KeepRegistered(ctx context.Context, expires int, join *Offer) error {
+	refresh := func() error {
+		if _, err := u.Register(ctx, expires); err != nil {
+			return err
+		}
+		if join != nil {
+			return u.JoinDirectory(ctx, *join, expires)
+		}
+		return nil
+	}
+	if err := refresh(); err != nil {
+		return err
+	}
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				bye, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+				u.Register(bye, 0)
+				if join != nil {
+					u.register(bye, sip.Uri{Scheme: "sip", User: "directory", Host: u.aor.Host}, 0, nil)
+				}
+				cancel()
+				return
+			case <-time.After(time.Duration(expires) * time.Second * 8 / 10):
+				if err := refresh(); err != nil {
+					u.log.Warn("registration refresh failed", "err", err)
+				}
+			}
+		}
+	}()
+	return nil
+}
+
+// Message sends a MESSAGE outside any dialog.
+func (u *UA) Message(ctx context.Context, to sip.Uri, contentType string, body []byte) (*sip.Response, error) {
+	req := sip.NewRequest(sip.MESSAGE, to)
+	req.AppendHeader(&sip.ToHeader{Address: to})
+	from := &sip.FromHeader{Address: u.aor, Params: sip.NewParams()}
+	from.Params.Add("tag", sip.GenerateTagN(10))
+	req.AppendHeader(from)
+	req.AppendHeader(sip.NewHeader("Content-Type", contentType))
+	req.SetBody(body)
+	return u.do(ctx, req)
+}
+
+// OnMessage sets the handler of MESSAGE requests outside calls; it
+// returns the status to answer.
+func (u *UA) OnMessage(f func(req *sip.Request) (int, string)) {
+	u.mu.Lock()
+	u.onMessage = f
+	u.mu.Unlock()
+}
+
+func (u *UA) handleMessage(req *sip.Request, tx sip.ServerTransaction) {
+	u.mu.Lock()
+	call := u.calls[req.CallID().Value()]
+	f := u.onMessage
+	u.mu.Unlock()
+	if call != nil {
+		call.deliver(req, tx)
+		return
+	}
+	code, reason := 200, "OK"
+	if f != nil {
+		code, reason = f(req)
+	} else {
+		code, reason = 405, "Method Not Allowed"
+	}
+	tx.Respond(sip.NewResponseFromRequest(req, code, reason, nil))
+}
+
+var errClosed = errors.New("closed")
