@@ -31,10 +31,10 @@ var Algorithms = []string{"SHA-256", "MD5"}
 
 // Errors of Verify.
 var (
-	ErrNoCredentials = errors.New("no credentials")
+	ErrNoCredentials  = errors.New("no credentials")
 	ErrBadCredentials = errors.New("bad credentials")
-	ErrUnknownUser   = errors.New("unknown user")
-	ErrStale         = errors.New("stale nonce")
+	ErrUnknownUser    = errors.New("unknown user")
+	ErrStale          = errors.New("stale nonce")
 )
 
 // HA1 is a user's stored secret for one algorithm: H(user:realm:password).
@@ -59,6 +59,9 @@ func hexHash(algorithm, s string) string {
 type Verifier struct {
 	Realm  string
 	Secret []byte
+	// MD5First offers MD5 before SHA-256, for clients that answer only the
+	// first challenge and know only MD5 (sipp, older phones).
+	MD5First bool
 	// Lookup returns a user's HA1 for an algorithm ("MD5" or "SHA-256").
 	Lookup func(user, algorithm string) (ha1 string, ok bool)
 }
@@ -92,8 +95,12 @@ func (v *Verifier) checkNonce(n string, now time.Time) error {
 // Proxy-Authenticate) headers to send, one per algorithm.
 func (v *Verifier) Challenges(now time.Time, stale bool) []string {
 	n := v.nonce(now)
-	out := make([]string, 0, len(Algorithms))
-	for _, alg := range Algorithms {
+	algs := Algorithms
+	if v.MD5First {
+		algs = []string{"MD5", "SHA-256"}
+	}
+	out := make([]string, 0, len(algs))
+	for _, alg := range algs {
 		c := digest.Challenge{Realm: v.Realm, Nonce: n, Algorithm: alg, QOP: []string{"auth"}, Stale: stale}
 		out = append(out, c.String())
 	}

@@ -28,7 +28,7 @@ const (
 // Errors of Apply.
 var (
 	ErrWildcard   = errors.New("wildcard Contact needs Expires: 0 and no other contact") // 400
-	ErrOutOfOrder = errors.New("CSeq not above the one of this Call-ID")             // 500
+	ErrOutOfOrder = errors.New("CSeq not above the one of this Call-ID")                 // 500
 )
 
 // IntervalTooBriefError asks for a longer expiry (423, Min-Expires).

@@ -326,10 +326,15 @@ func (s *Server) fork(req *sip.Request, tx sip.ServerTransaction, targets []targ
 	fs.mu.Unlock()
 }
 
-// upstream is a branch response readied for the caller: our Via removed.
-func upstream(res *sip.Response) *sip.Response {
+// upstream readies a branch response for the caller: our Via removed, and
+// addressed to where the request came from (the clone would otherwise keep
+// the branch's addressing, and over UDP go back to ourselves).
+func (fs *forkState) upstream(res *sip.Response) *sip.Response {
 	up := res.Clone()
 	up.RemoveHeader("Via")
+	up.SetTransport(fs.req.Transport())
+	up.SetSource("")
+	up.SetDestination(fs.req.Source())
 	return up
 }
 
@@ -371,7 +376,7 @@ func (fs *forkState) onResponse(b *branch, res *sip.Response) {
 	switch {
 	case res.IsProvisional():
 		if !fs.finalSent {
-			fs.tx.Respond(upstream(res))
+			fs.tx.Respond(fs.upstream(res))
 		}
 	case res.IsSuccess():
 		b.final = true
@@ -379,21 +384,21 @@ func (fs *forkState) onResponse(b *branch, res *sip.Response) {
 			// Every 2xx to an INVITE goes up (RFC 3261 section 16.7 step 5).
 			if !fs.finalSent {
 				fs.finalSent = true
-				fs.tx.Respond(upstream(res))
+				fs.tx.Respond(fs.upstream(res))
 				fs.cancelOthers(b)
 			} else {
-				fs.s.srv.WriteResponse(upstream(res))
+				fs.s.srv.WriteResponse(fs.upstream(res))
 			}
 			return
 		}
 		if !fs.finalSent {
 			fs.finalSent = true
-			fs.tx.Respond(upstream(res))
+			fs.tx.Respond(fs.upstream(res))
 		}
 		fs.maybeFinish()
 	default:
 		b.final = true
-		fs.record(upstream(res))
+		fs.record(fs.upstream(res))
 		if fs.invite && res.StatusCode >= 600 {
 			fs.cancelOthers(b)
 		}

@@ -317,3 +317,31 @@ func (u *UA) handleMessage(req *sip.Request, tx sip.ServerTransaction) {
 }
 
 var errClosed = errors.New("closed")
+
+// Subscribe sends a SUBSCRIBE (RFC 6665) for event with a body; NOTIFY
+// requests of the subscription go to the OnNotify handler.
+func (u *UA) Subscribe(ctx context.Context, to sip.Uri, event, contentType string, body []byte, expires int) (*sip.Response, error) {
+	req := sip.NewRequest(sip.SUBSCRIBE, to)
+	req.AppendHeader(&sip.ToHeader{Address: to})
+	from := &sip.FromHeader{Address: u.aor, Params: sip.NewParams()}
+	from.Params.Add("tag", sip.GenerateTagN(10))
+	req.AppendHeader(from)
+	req.AppendHeader(u.contact.Clone())
+	req.AppendHeader(sip.NewHeader("Event", event))
+	req.AppendHeader(sip.NewHeader("Expires", strconv.Itoa(expires)))
+	req.AppendHeader(sip.NewHeader("Content-Type", contentType))
+	req.SetBody(body)
+	res, err := u.do(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return res, statusErr(res)
+}
+
+// OnNotify sets the handler of NOTIFY requests.
+func (u *UA) OnNotify(f func(req *sip.Request)) {
+	u.srv.OnNotify(func(req *sip.Request, tx sip.ServerTransaction) {
+		tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
+		f(req)
+	})
+}
