@@ -106,6 +106,14 @@ func (s *Server) onRequest(req *sip.Request, tx sip.ServerTransaction) {
 		s.respond(tx, req, 481, "Call/Transaction Does Not Exist")
 		return
 	}
+	if req.SipVersion != "SIP/2.0" {
+		s.respond(tx, req, 505, "Version Not Supported")
+		return
+	}
+	if cs := req.CSeq(); cs == nil || cs.MethodName != req.Method {
+		s.respond(tx, req, 400, "Bad Request: CSeq method does not match")
+		return
+	}
 	if mf := req.MaxForwards(); mf != nil && mf.Val() == 0 {
 		s.respond(tx, req, 483, "Too Many Hops")
 		return
@@ -113,6 +121,11 @@ func (s *Server) onRequest(req *sip.Request, tx sip.ServerTransaction) {
 	// Loose routing (RFC 3261 section 16.4): pop our own Route entries.
 	inDialog := s.popOurRoutes(req)
 	if r := req.Route(); r != nil {
+		// A further hop elsewhere: only inside a dialog we record-routed,
+		// or for an account holder (no open relay).
+		if !s.cfg.Open && !inDialog && s.authenticate(req, tx, true) == "" {
+			return
+		}
 		s.fork(req, tx, []target{{uri: req.Recipient, dest: hostPort(r.Address), transport: uriTransport(r.Address)}})
 		return
 	}
