@@ -70,7 +70,7 @@ func startServer(t testing.TB, open bool, mod ...func(*sipserver.Config)) *serve
 		db.AddUser(context.Background(), u, domain, u+"-password")
 	}
 	cfg := sipserver.Config{Domain: domain, SIPAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Accounts: db, Open: open,
-		Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))}
+		Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel()}))}
 	for _, m := range mod {
 		m(&cfg)
 	}
@@ -168,4 +168,11 @@ func (s *server) waitBindings(t testing.TB, user string, n int) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatalf("%s never had %d bindings", user, n)
+}
+
+func logLevel() slog.Level {
+	if os.Getenv("PAYSIP_TEST_LOG") != "" {
+		return slog.LevelDebug
+	}
+	return slog.LevelError
 }

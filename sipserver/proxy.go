@@ -311,6 +311,11 @@ func (s *Server) fork(req *sip.Request, tx sip.ServerTransaction, targets []targ
 			}
 		}
 		r.SetTransport(t.transport)
+		// RFC 3261 section 18.1.1: a request over 1300 bytes (counting the
+		// Via we add) goes over TCP, not UDP.
+		if strings.EqualFold(t.transport, "UDP") && len(r.String())+120 > 1300 {
+			r.SetTransport("TCP")
+		}
 		r.SetDestination(t.dest)
 		timeout := 32 * time.Second
 		if fs.invite {
