@@ -30,7 +30,10 @@ func TestKamailioWebSocketEdge(t *testing.T) {
 	}
 	srv := startServer(t, true)
 	dir := t.TempDir()
-	vals := struct{ UDPPort, WSPort, PaysipPort int; ModPath string }{freePort(t, "udp"), freePort(t, "tcp"), srv.SIPPort(), modPath}
+	vals := struct {
+		UDPPort, WSPort, PaysipPort int
+		ModPath                     string
+	}{freePort(t, "udp"), freePort(t, "tcp"), srv.SIPPort(), modPath}
 	var cfg bytes.Buffer
 	template.Must(template.ParseFiles("testdata/kamailio.cfg.tmpl")).Execute(&cfg, vals)
 	cfgPath := filepath.Join(dir, "kamailio.cfg")

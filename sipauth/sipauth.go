@@ -26,8 +26,13 @@ import (
 // NonceLifetime is how long a nonce is accepted.
 const NonceLifetime = 5 * time.Minute
 
-// Algorithms offered, in order of preference (RFC 8760 section 2.4).
-var Algorithms = []string{"SHA-256", "MD5"}
+// DefaultAlgorithms are offered unless configured otherwise: MD5 only.
+// RFC 8760 adds SHA-256 (and would put it first), but deployed clients
+// stumble on it: sipp 3.6 answers only the first challenge and knows only
+// MD5, baresip 1.0 gives up on a challenge set that contains an algorithm
+// it lacks. Deployments whose clients implement RFC 8760 configure
+// "SHA-256", "MD5".
+var DefaultAlgorithms = []string{"MD5"}
 
 // Errors of Verify.
 var (
@@ -59,9 +64,9 @@ func hexHash(algorithm, s string) string {
 type Verifier struct {
 	Realm  string
 	Secret []byte
-	// MD5First offers MD5 before SHA-256, for clients that answer only the
-	// first challenge and know only MD5 (sipp, older phones).
-	MD5First bool
+	// Algorithms offered, in order of preference ("MD5", "SHA-256");
+	// empty means DefaultAlgorithms. Only these are accepted.
+	Algorithms []string
 	// Lookup returns a user's HA1 for an algorithm ("MD5" or "SHA-256").
 	Lookup func(user, algorithm string) (ha1 string, ok bool)
 }
@@ -95,16 +100,29 @@ func (v *Verifier) checkNonce(n string, now time.Time) error {
 // Proxy-Authenticate) headers to send, one per algorithm.
 func (v *Verifier) Challenges(now time.Time, stale bool) []string {
 	n := v.nonce(now)
-	algs := Algorithms
-	if v.MD5First {
-		algs = []string{"MD5", "SHA-256"}
-	}
+	algs := v.algorithms()
 	out := make([]string, 0, len(algs))
 	for _, alg := range algs {
 		c := digest.Challenge{Realm: v.Realm, Nonce: n, Algorithm: alg, QOP: []string{"auth"}, Stale: stale}
 		out = append(out, c.String())
 	}
 	return out
+}
+
+func (v *Verifier) algorithms() []string {
+	if len(v.Algorithms) == 0 {
+		return DefaultAlgorithms
+	}
+	return v.Algorithms
+}
+
+func (v *Verifier) offers(alg string) bool {
+	for _, a := range v.algorithms() {
+		if strings.EqualFold(a, alg) {
+			return true
+		}
+	}
+	return false
 }
 
 // Verify checks an Authorization header value for a request of method;
@@ -124,8 +142,8 @@ func (v *Verifier) Verify(header, method string, now time.Time) (string, error) 
 	if alg == "" {
 		alg = "MD5"
 	}
-	if !strings.EqualFold(alg, "MD5") && !strings.EqualFold(alg, "SHA-256") {
-		return "", fmt.Errorf("%w: algorithm %q", ErrBadCredentials, alg)
+	if !v.offers(alg) {
+		return "", fmt.Errorf("%w: algorithm %q not offered", ErrBadCredentials, alg)
 	}
 	if err := v.checkNonce(cred.Nonce, now); err != nil {
 		return "", err

@@ -2,6 +2,7 @@ package sipauth
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -10,7 +11,7 @@ import (
 
 func TestDigest(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
-	v := &Verifier{Realm: "paysip.test", Secret: []byte("k"), Lookup: func(user, alg string) (string, bool) {
+	v := &Verifier{Realm: "paysip.test", Secret: []byte("k"), Algorithms: []string{"SHA-256", "MD5"}, Lookup: func(user, alg string) (string, bool) {
 		if user != "alice" {
 			return "", false
 		}
@@ -69,4 +70,23 @@ func FuzzVerify(f *testing.F) {
 	f.Fuzz(func(t *testing.T, h string) {
 		v.Verify(h, "REGISTER", time.Unix(0, 0))
 	})
+}
+
+func TestChallengeAlgorithms(t *testing.T) {
+	v := &Verifier{Realm: "r", Secret: []byte("k")}
+	if c := v.Challenges(time.Unix(0, 0), false); len(c) != 1 || !strings.Contains(c[0], "MD5") {
+		t.Fatalf("default %v", c)
+	}
+	v.Algorithms = []string{"SHA-256", "MD5"}
+	if c := v.Challenges(time.Unix(0, 0), false); len(c) != 2 || !strings.Contains(c[0], "SHA-256") {
+		t.Fatalf("configured %v", c)
+	}
+	// An algorithm not offered is refused even with right credentials.
+	v.Algorithms = []string{"MD5"}
+	v.Lookup = func(string, string) (string, bool) { return HA1("SHA-256", "a", "r", "p"), true }
+	chal, _ := digest.ParseChallenge(strings.Replace(v.Challenges(time.Unix(0, 0), false)[0], "MD5", "SHA-256", 1))
+	cred, _ := digest.Digest(chal, digest.Options{Method: "REGISTER", URI: "sip:r", Username: "a", Password: "p", Count: 1})
+	if _, err := v.Verify(cred.String(), "REGISTER", time.Unix(1, 0)); !errors.Is(err, ErrBadCredentials) {
+		t.Fatalf("SHA-256 not offered but accepted: %v", err)
+	}
 }

@@ -50,10 +50,9 @@ type Config struct {
 	TLSAddr         string
 	// Open turns authentication off (local development only).
 	Open bool
-	// DigestMD5First offers the MD5 challenge before SHA-256 (RFC 8760
-	// prefers SHA-256 first), for clients that answer only the first
-	// challenge and know only MD5.
-	DigestMD5First bool
+	// DigestAlgorithms are the digest algorithms offered, in order
+	// (sipauth.DefaultAlgorithms, MD5 only, when empty: see there why).
+	DigestAlgorithms []string
 	// NoAnonymousInbound refuses calls to the domain's addresses from
 	// callers without an account (they are allowed by default: a priced
 	// line needs only its callers' payment).
@@ -140,7 +139,7 @@ func New(cfg Config) (*Server, error) {
 	rand.Read(secret)
 	s := &Server{cfg: cfg, log: log, ua: ua, srv: srv, client: client, reg: sipreg.New(), now: time.Now,
 		ready: make(chan struct{}), host: host, branches: map[string]*forkState{}}
-	s.auth = &sipauth.Verifier{Realm: cfg.Domain, Secret: secret, MD5First: cfg.DigestMD5First, Lookup: func(user, alg string) (string, bool) {
+	s.auth = &sipauth.Verifier{Realm: cfg.Domain, Secret: secret, Algorithms: cfg.DigestAlgorithms, Lookup: func(user, alg string) (string, bool) {
 		if cfg.Accounts == nil {
 			return "", false
 		}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -32,7 +33,7 @@ func runServe(args []string) error {
 	tlsAddr := fs.String("tls-addr", "127.0.0.1:5061", "SIP over TLS listen address (with --tls-cert)")
 	open := fs.Bool("open", false, "no authentication at all (local development only)")
 	noAnon := fs.Bool("no-anonymous-calls", false, "refuse calls from callers without an account")
-	md5First := fs.Bool("digest-md5-first", false, "offer the MD5 digest challenge before SHA-256 (for clients that answer only the first, e.g. sipp)")
+	digestAlgs := fs.String("digest-algorithms", "MD5", "digest algorithms offered, in order (MD5, SHA-256); SHA-256 confuses many deployed clients")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -51,7 +52,7 @@ func runServe(args []string) error {
 	}
 	defer db.Close()
 	srv, err := sipserver.New(sipserver.Config{Domain: *domain, SIPAddr: *sipAddr, HTTPAddr: *httpAddr,
-		TLSCert: *tlsCert, TLSKey: *tlsKey, TLSAddr: *tlsAddr, Open: *open, NoAnonymousInbound: *noAnon, DigestMD5First: *md5First,
+		TLSCert: *tlsCert, TLSKey: *tlsKey, TLSAddr: *tlsAddr, Open: *open, NoAnonymousInbound: *noAnon, DigestAlgorithms: strings.Split(*digestAlgs, ","),
 		Accounts: db, Chain: nd.chain, Log: log})
 	if err != nil {
 		return err
