@@ -253,6 +253,7 @@ type forkState struct {
 	branches  []*branch
 	finalSent bool
 	best      *sip.Response
+	done      chan struct{} // closed once the final response is sent
 }
 
 type branch struct {
@@ -280,7 +281,7 @@ func (s *Server) recordRoute(transport, callID string) sip.Header {
 // 2xx at once (cancelling the other INVITE branches), otherwise the best
 // final response once every branch is done (section 16.7).
 func (s *Server) fork(req *sip.Request, tx sip.ServerTransaction, targets []target) {
-	fs := &forkState{s: s, tx: tx, req: req, invite: req.IsInvite()}
+	fs := &forkState{s: s, tx: tx, req: req, invite: req.IsInvite(), done: make(chan struct{})}
 	if fs.invite {
 		tx.OnCancel(func(*sip.Request) { fs.cancelAll() })
 	}
@@ -342,6 +343,22 @@ func (s *Server) fork(req *sip.Request, tx sip.ServerTransaction, targets []targ
 	}
 	fs.maybeFinish()
 	fs.mu.Unlock()
+	// sipgo ends the server transaction when the handler returns: hold it
+	// until the final response is sent, so a CANCEL can still match the
+	// INVITE and responses go out on a live transaction.
+	select {
+	case <-fs.done:
+	case <-tx.Done():
+	case <-time.After(4 * time.Minute):
+	}
+}
+
+// sendFinal marks the final response sent (caller holds fs.mu).
+func (fs *forkState) sendFinal() {
+	if !fs.finalSent {
+		fs.finalSent = true
+		close(fs.done)
+	}
 }
 
 // upstream readies a branch response for the caller: our Via removed, and
@@ -401,8 +418,8 @@ func (fs *forkState) onResponse(b *branch, res *sip.Response) {
 		if fs.invite {
 			// Every 2xx to an INVITE goes up (RFC 3261 section 16.7 step 5).
 			if !fs.finalSent {
-				fs.finalSent = true
 				fs.tx.Respond(fs.upstream(res))
+				fs.sendFinal()
 				fs.cancelOthers(b)
 			} else {
 				fs.s.srv.WriteResponse(fs.upstream(res))
@@ -410,8 +427,8 @@ func (fs *forkState) onResponse(b *branch, res *sip.Response) {
 			return
 		}
 		if !fs.finalSent {
-			fs.finalSent = true
 			fs.tx.Respond(fs.upstream(res))
+			fs.sendFinal()
 		}
 		fs.maybeFinish()
 	default:
@@ -451,7 +468,6 @@ func (fs *forkState) maybeFinish() {
 			return
 		}
 	}
-	fs.finalSent = true
 	best := fs.best
 	if best == nil {
 		best = sip.NewResponseFromRequest(fs.req, 408, "Request Timeout", nil)
@@ -466,6 +482,7 @@ func (fs *forkState) maybeFinish() {
 		res.StatusCode, res.Reason = 500, "Server Internal Error" // RFC 3261 section 16.7 step 6
 	}
 	fs.tx.Respond(res)
+	fs.sendFinal()
 }
 
 func (fs *forkState) cancelAll() {

@@ -215,9 +215,18 @@ func (s *Server) Run(ctx context.Context) error {
 	mux := http.NewServeMux()
 	mux.Handle("/sip", ws)
 	mux.HandleFunc("/api/directory", s.serveDirectory)
-	if s.cfg.HTTPHandler != nil {
-		mux.Handle("/", s.cfg.HTTPHandler)
-	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		// A WebSocket upgrade on any path is SIP (some stacks use "/").
+		if headerHas(r.Header, "Upgrade", "websocket") {
+			ws.ServeHTTP(w, r)
+			return
+		}
+		if s.cfg.HTTPHandler != nil {
+			s.cfg.HTTPHandler.ServeHTTP(w, r)
+			return
+		}
+		http.NotFound(w, r)
+	})
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
 	errs := make(chan error, 5)

@@ -139,11 +139,19 @@ func (u *UA) Call(ctx context.Context, to sip.Uri, sdp []byte, headers ...sip.He
 // IncomingCall is an INVITE waiting for an answer. The OnInvite handler
 // must Answer or Reject it before returning.
 type IncomingCall struct {
-	Request *sip.Request
-	ua      *UA
-	sess    *sipgo.DialogServerSession
-	call    *Call
+	Request  *sip.Request
+	ua       *UA
+	sess     *sipgo.DialogServerSession
+	call     *Call
+	canceled chan struct{}
 }
+
+// Canceled is closed when the caller cancels the call before it is
+// answered (the transaction layer has already answered 487).
+func (ic *IncomingCall) Canceled() <-chan struct{} { return ic.canceled }
+
+// Ring sends 180 Ringing.
+func (ic *IncomingCall) Ring() error { return ic.sess.Respond(180, "Ringing", nil) }
 
 // Answer accepts the call with an SDP answer.
 func (ic *IncomingCall) Answer(sdp []byte, headers ...sip.Header) (*Call, error) {
@@ -198,7 +206,9 @@ func (u *UA) handleInvite(req *sip.Request, tx sip.ServerTransaction) {
 		sess.Respond(480, "Temporarily Unavailable", nil)
 		return
 	}
-	ic := &IncomingCall{Request: req, ua: u, sess: sess}
+	ic := &IncomingCall{Request: req, ua: u, sess: sess, canceled: make(chan struct{})}
+	var once sync.Once
+	tx.OnCancel(func(*sip.Request) { once.Do(func() { close(ic.canceled) }) })
 	f(ic)
 	if ic.call == nil {
 		return

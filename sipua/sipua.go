@@ -7,10 +7,12 @@ package sipua
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -344,4 +346,38 @@ func (u *UA) OnNotify(f func(req *sip.Request)) {
 		tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
 		f(req)
 	})
+}
+
+// Listing is one entry of a server's directory (GET /api/directory).
+type Listing struct {
+	AOR            string `json:"aor"`
+	Name           string `json:"name,omitempty"`
+	PriceSatPerMin int64  `json:"price_sat_per_min"`
+	PayeeKey       string `json:"payee_key,omitempty"`
+	Contact        string `json:"contact"`
+	ExpiresIn      int    `json:"expires_in"`
+}
+
+// FetchDirectory reads the priced endpoints from a paysip server's HTTP
+// interface (base like http://127.0.0.1:8080).
+func FetchDirectory(ctx context.Context, base string) ([]Listing, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(base, "/")+"/api/directory", nil)
+	if err != nil {
+		return nil, err
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("directory: %s", res.Status)
+	}
+	var body struct {
+		Entries []Listing `json:"entries"`
+	}
+	if err := json.NewDecoder(res.Body).Decode(&body); err != nil {
+		return nil, fmt.Errorf("directory: %w", err)
+	}
+	return body.Entries, nil
 }
