@@ -201,27 +201,11 @@ func (s *payeeSession) loop(ctx context.Context, cancel context.CancelFunc) erro
 }
 
 func (s *payeeSession) send(ctx context.Context, m paywire.Message) error {
-	b, err := paywire.Encode(m)
-	if err != nil {
-		return err
-	}
-	return s.conn.Send(ctx, b)
+	return sendMsg(ctx, s.conn, m)
 }
 
 func (s *payeeSession) exec(ctx context.Context, cancel context.CancelFunc, effs []channel.Effect, herr error) error {
-	for _, ef := range effs {
-		if err := s.perform(ctx, cancel, ef); err != nil {
-			return err
-		}
-	}
-	if herr != nil {
-		var pe *channel.ProtocolError
-		if errors.As(herr, &pe) {
-			s.log.Warn("refused the payer's message", "code", pe.Code, "err", herr)
-		}
-		return herr
-	}
-	return nil
+	return perform(effs, herr, s.log, func(ef channel.Effect) error { return s.perform(ctx, cancel, ef) })
 }
 
 func (s *payeeSession) perform(ctx context.Context, cancel context.CancelFunc, ef channel.Effect) error {

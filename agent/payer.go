@@ -151,30 +151,11 @@ func (s *PayerSession) await(ctx context.Context, done func() bool) error {
 }
 
 func (s *PayerSession) send(ctx context.Context, m paywire.Message) error {
-	b, err := paywire.Encode(m)
-	if err != nil {
-		return err
-	}
-	return s.conn.Send(ctx, b)
+	return sendMsg(ctx, s.conn, m)
 }
 
-// exec performs effects in order and stops at the first failure: that is
-// how the refund is stored before the funding is broadcast, and each
-// payment stored before it is sent.
 func (s *PayerSession) exec(ctx context.Context, effs []channel.Effect, herr error) error {
-	for _, ef := range effs {
-		if err := s.perform(ctx, ef); err != nil {
-			return err
-		}
-	}
-	if herr != nil {
-		var pe *channel.ProtocolError
-		if errors.As(herr, &pe) {
-			s.log.Warn("refused the payee's message", "code", pe.Code, "err", herr)
-		}
-		return herr
-	}
-	return nil
+	return perform(effs, herr, s.log, func(ef channel.Effect) error { return s.perform(ctx, ef) })
 }
 
 func (s *PayerSession) perform(ctx context.Context, ef channel.Effect) error {

@@ -143,18 +143,14 @@ func (n *Node) sync() error {
 	w := bufio.NewWriter(f)
 	var added []chainhash.Hash
 	for h := int64(len(l.hashes)) + 1; h <= tip; h++ {
-		hash, err := n.client.GetBlockHash(h)
-		if err != nil {
-			return err
-		}
-		b, err := n.client.GetBlock(hash)
+		b, err := n.block(h)
 		if err != nil {
 			return err
 		}
 		if err := writeBlock(w, b); err != nil {
 			return err
 		}
-		added = append(added, *hash)
+		added = append(added, b.BlockHash())
 	}
 	if err := w.Flush(); err != nil {
 		return err
@@ -170,15 +166,20 @@ func (n *Node) sync() error {
 func (n *Node) resync(tip int64) error {
 	blocks := make([]*wire.MsgBlock, 0, tip)
 	for h := int64(1); h <= tip; h++ {
-		hash, err := n.client.GetBlockHash(h)
-		if err != nil {
-			return err
-		}
-		b, err := n.client.GetBlock(hash)
+		b, err := n.block(h)
 		if err != nil {
 			return err
 		}
 		blocks = append(blocks, b)
 	}
 	return n.chain.rewrite(blocks)
+}
+
+// block fetches the node's block at height h.
+func (n *Node) block(h int64) (*wire.MsgBlock, error) {
+	hash, err := n.client.GetBlockHash(h)
+	if err != nil {
+		return nil, err
+	}
+	return n.client.GetBlock(hash)
 }

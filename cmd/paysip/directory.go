@@ -1,15 +1,14 @@
 package main
 
 import (
-	"encoding/json"
+	"context"
 	"flag"
 	"fmt"
-	"net/http"
 	"os"
 	"text/tabwriter"
 	"time"
 
-	"github.com/paysip/paysip/sipserver"
+	"github.com/paysip/paysip/sipua"
 )
 
 func init() {
@@ -19,33 +18,22 @@ func init() {
 func runDirectory(args []string) error {
 	fs := flag.NewFlagSet("directory", flag.ContinueOnError)
 	server := fs.String("server", "http://127.0.0.1:8080", "the paysip server's HTTP address")
-	asJSON := fs.Bool("json", false, "print the JSON as served")
+	asJSON := fs.Bool("json", false, "print the entries as JSON")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	c := &http.Client{Timeout: 10 * time.Second}
-	res, err := c.Get(*server + "/api/directory")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	entries, err := sipua.FetchDirectory(ctx, *server)
 	if err != nil {
 		return err
 	}
-	defer res.Body.Close()
-	if res.StatusCode != 200 {
-		return fmt.Errorf("%s: %s", *server, res.Status)
-	}
-	var dir struct {
-		Domain    string              `json:"domain"`
-		Directory string              `json:"directory"`
-		Entries   []sipserver.Listing `json:"entries"`
-	}
-	if err := json.NewDecoder(res.Body).Decode(&dir); err != nil {
-		return fmt.Errorf("directory: %w", err)
-	}
 	if *asJSON {
-		return printJSON(dir)
+		return printJSON(entries)
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 2, 2, ' ', 0)
 	fmt.Fprintf(tw, "ADDRESS\tNAME\tSAT/MIN\tEXPIRES IN\n")
-	for _, e := range dir.Entries {
+	for _, e := range entries {
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%ds\n", e.AOR, e.Name, e.PriceSatPerMin, e.ExpiresIn)
 	}
 	return tw.Flush()
