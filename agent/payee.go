@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/btcsuite/btcd/btcec/v2"
 	"github.com/paysip/paysip/chain"
 	"github.com/paysip/paysip/channel"
 	"github.com/paysip/paysip/internal/failpoint"
+	"github.com/paysip/paysip/meter"
 	"github.com/paysip/paysip/paywire"
 	"github.com/paysip/paysip/store"
 	"github.com/paysip/paysip/wallet"
@@ -56,6 +58,9 @@ type Payee struct {
 	// SettleMargin: an open channel is settled once the chain is within
 	// this many blocks of its refund's lock time (default 12, two hours).
 	SettleMargin uint32
+	// Metering, when set, ends a session whose payer falls behind it
+	// (a paid call); nil lets payments come at the payer's pace.
+	Metering *meter.Payee
 
 	mu     sync.Mutex
 	payout []byte
@@ -128,13 +133,17 @@ type payeeSession struct {
 	result   PayeeResult
 	release  func()
 	claim    *claim
+	best     atomic.Int64 // paid in this call, for the watchdog
+	paidBase int64        // held before this call (a resumed channel)
+	watch    func()
 }
 
 // Serve runs one payer session on conn until it closes, the payer goes
 // away, or ctx ends, and closes conn. A session that ends with the channel
 // open and paid settles it unless KeepOpen.
 func (a *Payee) Serve(ctx context.Context, conn Conn, peer string) (*PayeeResult, error) {
-	ctx, cancel := context.WithCancel(ctx)
+	ctx, cancelCause := context.WithCancelCause(ctx)
+	cancel := func() { cancelCause(context.Canceled) }
 	defer cancel()
 	defer conn.Close()
 	key, idx, err := a.Wallet.ChannelKey()
@@ -155,7 +164,13 @@ func (a *Payee) Serve(ctx context.Context, conn Conn, peer string) (*PayeeResult
 			s.release()
 		}
 	}()
+	if a.Metering != nil {
+		s.watch = func() { go s.watchPayments(ctx, *a.Metering, &s.best, cancelCause) }
+	}
 	err = s.loop(ctx, cancel)
+	if cause := context.Cause(ctx); errors.Is(cause, ErrPaymentLate) {
+		err = ErrPaymentLate
+	}
 	a.mu.Lock()
 	takenOver := s.claim != nil && s.claim.taken
 	a.mu.Unlock()
@@ -259,13 +274,23 @@ func (s *payeeSession) perform(ctx context.Context, cancel context.CancelFunc, e
 		s.log = s.log.With("channel", ef.Channel.ID())
 		s.result.ChannelID, s.result.PaidSat = ef.Channel.ID(), ef.PaidSat
 		s.release = a.claimChannel(s, ef.Channel.ID(), cancel)
+		s.best.Store(ef.PaidSat)
 		s.log.Info("channel open", "capacity_sat", ef.Channel.CapacitySat, "paid_sat", ef.PaidSat)
+		if s.watch != nil {
+			// The meter counts from the open: what a resumed channel held
+			// before this call is not this call's.
+			base := ef.PaidSat
+			s.best.Store(0)
+			s.paidBase = base
+			s.watch()
+		}
 	case channel.PersistPayment:
 		if err := a.Store.PayeePayment(ctx, ef.ChannelID, ef.PaidSat, ef.Sig); err != nil {
 			return fmt.Errorf("storing payment of %d: %w", ef.PaidSat, err)
 		}
 		failpoint.Hit("payee-payment-stored")
 		s.result.PaidSat = ef.PaidSat
+		s.best.Store(ef.PaidSat - s.paidBase)
 	case channel.SettleRequested:
 		txid := ""
 		if ef.PaidSat > 0 {

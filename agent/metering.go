@@ -1,0 +1,92 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"time"
+
+	"github.com/paysip/paysip/meter"
+	"github.com/paysip/paysip/paywire"
+)
+
+// ErrPaymentLate ends a payee session whose payer fell behind the meter.
+var ErrPaymentLate = errors.New("payment late")
+
+// Tick is what the payer's meter reports each time it pays.
+type Tick struct {
+	Elapsed   time.Duration
+	PaidSat   int64
+	PoolLeft  int64
+	LowBudget bool // the budget or the pool ends within the warning time
+}
+
+// Meter pays for the call as each tick starts (the seed's per-second
+// payments), from the moment it is called, until ctx ends or a cap is
+// reached: then it returns meter.ErrBudget or meter.ErrPool and the caller
+// hangs up. onTick, if set, is told of every payment.
+func (s *PayerSession) Meter(ctx context.Context, m meter.Payer, onTick func(Tick)) error {
+	// A resumed channel already carries earlier calls: this call's amounts
+	// come on top, within what the pool can still pay.
+	base := s.PaidSat()
+	if room := s.MaxPayable() - base; m.MaxPayableSat == 0 || m.MaxPayableSat > room {
+		m.MaxPayableSat = room
+	}
+	tick := m.Tick
+	if tick <= 0 {
+		tick = time.Second
+	}
+	start := time.Now()
+	warned := false
+	for {
+		elapsed := time.Since(start)
+		_, target, capErr := m.Target(elapsed)
+		if base+target > s.PaidSat() {
+			if err := s.Pay(ctx, base+target); err != nil {
+				return err
+			}
+			low := m.Low(s.PaidSat() - base)
+			if onTick != nil {
+				onTick(Tick{Elapsed: elapsed, PaidSat: s.PaidSat(), PoolLeft: s.Channel().CapacitySat - s.PaidSat(), LowBudget: low && !warned})
+			}
+			warned = warned || low
+		}
+		if capErr != nil {
+			return capErr
+		}
+		next := start.Add((elapsed/tick + 1) * tick)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Until(next)):
+		}
+	}
+}
+
+// watchPayments ends the session (cancel with ErrPaymentLate) when the
+// payer falls behind m, after telling it why.
+func (s *payeeSession) watchPayments(ctx context.Context, m meter.Payee, best *atomic.Int64, cancel context.CancelCauseFunc) {
+	start := time.Now()
+	step := m.Tick / 4
+	if step <= 0 {
+		step = 250 * time.Millisecond
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(step):
+		}
+		elapsed := time.Since(start)
+		if due := m.Due(elapsed); best.Load() < due {
+			s.log.Warn("payment late: hanging up", "due_sat", due, "held_sat", best.Load(), "elapsed", elapsed)
+			e := &paywire.Error{Code: paywire.CodePaymentLate, Reason: "payment late: the call is paid as it goes", Expected: &due}
+			e.SetVersion(paywire.Version1)
+			sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+			sendMsg(sctx, s.conn, e)
+			scancel()
+			cancel(ErrPaymentLate)
+			return
+		}
+	}
+}
