@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -26,6 +27,15 @@ type Config struct {
 	LoopbackOnly bool
 	// GatherTimeout bounds ICE gathering (default 5 s).
 	GatherTimeout time.Duration
+	// NoDataChannel offers audio only: the payment protocol then runs over
+	// in-dialog SIP MESSAGE (package sipconn).
+	NoDataChannel bool
+}
+
+// OffersDataChannel reports whether an SDP has the DataChannel m-line:
+// the payment transport is the DataChannel if so, SIP MESSAGE otherwise.
+func OffersDataChannel(sdp []byte) bool {
+	return strings.Contains(string(sdp), "m=application") && strings.Contains(string(sdp), "webrtc-datachannel")
 }
 
 // Peer is one side of a call's WebRTC session.
@@ -115,14 +125,16 @@ func NewOffer(ctx context.Context, cfg Config) (*Peer, []byte, error) {
 		p.Close()
 		return nil, nil, err
 	}
-	ordered := true
-	proto := paywire.DataChannelProtocol
-	dc, err := p.pc.CreateDataChannel(paywire.DataChannelLabel, &webrtc.DataChannelInit{Ordered: &ordered, Protocol: &proto})
-	if err != nil {
-		p.Close()
-		return nil, nil, err
+	if !cfg.NoDataChannel {
+		ordered := true
+		proto := paywire.DataChannelProtocol
+		dc, err := p.pc.CreateDataChannel(paywire.DataChannelLabel, &webrtc.DataChannelInit{Ordered: &ordered, Protocol: &proto})
+		if err != nil {
+			p.Close()
+			return nil, nil, err
+		}
+		p.attach(dc)
 	}
-	p.attach(dc)
 	offer, err := p.pc.CreateOffer(nil)
 	if err != nil {
 		p.Close()

@@ -29,6 +29,7 @@ type nodeFlags struct {
 	datadir, network          string
 	rpc, rpcUser, rpcPass     string
 	rpcCert, walletPassphrase string
+	walletName                string
 	verbose                   bool
 }
 
@@ -48,6 +49,7 @@ func (n *nodeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&n.rpcPass, "btcd-pass", "", "external btcd RPC password")
 	fs.StringVar(&n.rpcCert, "btcd-cert", "", "external btcd RPC TLS certificate (empty: plain HTTP)")
 	fs.StringVar(&n.walletPassphrase, "wallet-passphrase", "", "wallet encryption passphrase (better set PAYSIP_WALLET_PASSPHRASE)")
+	fs.StringVar(&n.walletName, "wallet", "", "name of the wallet (and channel store) in the data directory, for several agents on one machine")
 	fs.BoolVar(&n.verbose, "v", false, "log at debug level")
 }
 
@@ -124,6 +126,22 @@ type node struct {
 	wallet   *wallet.Wallet
 	store    *store.DB
 	mnemonic string // set when the wallet was just created
+}
+
+// walletPath and storePath are the wallet file and channel store of the
+// selected wallet (--wallet).
+func (n *nodeFlags) walletPath() string {
+	if n.walletName == "" {
+		return filepath.Join(n.netDir(), "wallet.json")
+	}
+	return filepath.Join(n.netDir(), "wallet-"+n.walletName+".json")
+}
+
+func (n *nodeFlags) storePath() string {
+	if n.walletName == "" {
+		return filepath.Join(n.netDir(), "paysip.db")
+	}
+	return filepath.Join(n.netDir(), "paysip-"+n.walletName+".db")
 }
 
 // rpcInfo is what a running embedded btcd leaves for other commands.
@@ -210,14 +228,14 @@ func (n *nodeFlags) open(ctx context.Context, log *slog.Logger) (*node, error) {
 		return nil, err
 	}
 	pass := n.walletPassphrase
-	if nd.wallet, nd.mnemonic, err = wallet.OpenOrCreate(filepath.Join(n.netDir(), "wallet.json"), nd.chain, pass); err != nil {
+	if nd.wallet, nd.mnemonic, err = wallet.OpenOrCreate(n.walletPath(), nd.chain, pass); err != nil {
 		nd.close()
 		return nil, err
 	}
 	if nd.mnemonic != "" {
-		log.Warn("created a new wallet; write down its mnemonic (paysip wallet mnemonic shows it again)", "file", filepath.Join(n.netDir(), "wallet.json"))
+		log.Warn("created a new wallet; write down its mnemonic (paysip wallet mnemonic shows it again)", "file", n.walletPath())
 	}
-	if nd.store, err = store.Open(filepath.Join(n.netDir(), "paysip.db")); err != nil {
+	if nd.store, err = store.Open(n.storePath()); err != nil {
 		nd.close()
 		return nil, err
 	}

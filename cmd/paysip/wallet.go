@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
 
 	"github.com/btcsuite/btcd/btcutil"
@@ -49,7 +48,7 @@ func runWallet(args []string) error {
 			return err
 		}
 		defer nd.close()
-		w, err := wallet.Restore(ctx, filepath.Join(nf.netDir(), "wallet.json"), nd.chain, joinWords(rest[1:]), nf.walletPassphrase, true)
+		w, err := wallet.Restore(ctx, nf.walletPath(), nd.chain, joinWords(rest[1:]), nf.walletPassphrase, true)
 		if err != nil {
 			return err
 		}

@@ -1,0 +1,116 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os/exec"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/btcsuite/btcd/btcutil"
+	"github.com/btcsuite/btcd/chaincfg"
+	"github.com/btcsuite/btcd/chaincfg/chainhash"
+	"github.com/paysip/paysip/internal/regtest"
+)
+
+type proc struct {
+	cmd *exec.Cmd
+	out *bytes.Buffer
+}
+
+func startProc(t *testing.T, bin string, args ...string) *proc {
+	t.Helper()
+	var out bytes.Buffer
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{cmd: cmd, out: &out}
+	t.Cleanup(func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGINT)
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		}
+		if t.Failed() {
+			t.Logf("%s output:\n%s", args[0], out.String())
+		}
+	})
+	return p
+}
+
+func (p *proc) waitFor(t *testing.T, s string) {
+	t.Helper()
+	for i := 0; i < 300; i++ {
+		if strings.Contains(p.out.String(), s) {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("never printed %q:\n%s", s, p.out.String())
+}
+
+// TestPaidCallCommands runs the server, a payee and a caller as separate
+// paysip processes on one regtest node: a paid call over the DataChannel,
+// then one over SIP MESSAGE; each closes its channel and the payee's
+// settlement confirms on chain.
+func TestPaidCallCommands(t *testing.T) {
+	bin := paysipBin(t)
+	env := regtest.New(t)
+	dir := t.TempDir()
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	sipAddr := l.Addr().String()
+	l.Close()
+	n := env.Node
+	common := []string{"--datadir", dir, "--btcd-rpc", n.RPCAddr, "--btcd-user", n.RPCUser, "--btcd-pass", n.RPCPass}
+	startProc(t, bin, append([]string{"serve", "--open", "--domain", "paysip.test", "--sip-addr", sipAddr, "--http-addr", "127.0.0.1:0"}, common...)...).waitFor(t, "paysip serving")
+	payee := startProc(t, bin, append([]string{"payee", "--aor", "sip:tutor@paysip.test", "--price", "60000", "--wallet", "tutor",
+		"--sip-server", sipAddr, "--tick", "100ms"}, common...)...)
+	payee.waitFor(t, "ready at 60000 sat/min")
+
+	out, err := exec.Command(bin, append(append([]string{"wallet", "--wallet", "caller"}, common...), "address")...).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, err := btcutil.DecodeAddress(strings.TrimSpace(string(out)), &chaincfg.RegressionNetParams)
+	if err != nil {
+		t.Fatalf("address %q: %v", out, err)
+	}
+	env.Fund(addr, 3_000_000)
+
+	for _, transport := range []string{"datachannel", "message"} {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		cmd := exec.CommandContext(ctx, bin, append([]string{"call", "sip:tutor@paysip.test", "--wallet", "caller", "--sip-server", sipAddr,
+			"--seconds", "5", "--tick", "100ms", "--capacity", "500000", "--close", "--transport", transport}, common...)...)
+		out, err := cmd.CombinedOutput()
+		cancel()
+		if err != nil {
+			t.Fatalf("%s call: %v\n%s", transport, err, out)
+		}
+		m := regexp.MustCompile(`call paid (\d+) sat; channel closed, settlement ([0-9a-f]{64})`).FindSubmatch(out)
+		if m == nil {
+			t.Fatalf("%s call output:\n%s", transport, out)
+		}
+		var paid int64
+		fmt.Sscan(string(m[1]), &paid)
+		if paid < 4000 || paid > 6000 {
+			t.Fatalf("%s: paid %d for 5 ticks at 1,000 sat each", transport, paid)
+		}
+		env.Mine(1)
+		h, _ := chainhash.NewHashFromStr(string(m[2]))
+		if st, err := env.Chain.TxStatus(context.Background(), *h); err != nil || st.Confirmations != 1 {
+			t.Fatalf("%s settlement %s: %+v %v", transport, m[2], st, err)
+		}
+		payee.waitFor(t, "("+transport+")")
+	}
+}
