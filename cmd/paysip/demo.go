@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -17,11 +19,16 @@ import (
 	"github.com/btcsuite/btcd/chaincfg"
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
 	"github.com/btcsuite/btcd/wire"
+	"github.com/emiago/sipgo/sip"
 	"github.com/paysip/paysip/agent"
 	"github.com/paysip/paysip/btcnode"
 	"github.com/paysip/paysip/chain"
 	"github.com/paysip/paysip/chain/btcdrpc"
 	"github.com/paysip/paysip/channel"
+	"github.com/paysip/paysip/meter"
+	"github.com/paysip/paysip/rtcconn"
+	"github.com/paysip/paysip/sipserver"
+	"github.com/paysip/paysip/sipua"
 	"github.com/paysip/paysip/store"
 	"github.com/paysip/paysip/wallet"
 )
@@ -104,6 +111,9 @@ func runDemo(args []string) error {
 	d := &demo{ctx: ctx, dir: dir, log: log, say: say, params: &chaincfg.RegressionNetParams}
 	defer d.close()
 	report, err := d.run(out, *scenario, *seconds, *price, *capacity, *tick)
+	if errors.Is(err, agent.ErrPaymentLate) {
+		err = fmt.Errorf("%w (the demo's payer fell behind its meter)", err)
+	}
 	if err != nil {
 		return err
 	}
@@ -254,24 +264,30 @@ func (d *demo) run(out io.Writer, scenario string, seconds, price, capacity int6
 
 	payer := &agent.Payer{Wallet: payerW, Chain: d.chain, Store: payerDB, CapacitySat: capacity, MaxPriceSatPerMin: price, Log: d.log}
 	payee := &agent.Payee{Wallet: payeeW, Chain: d.chain, Store: payeeDB, PriceSatPerMin: price, Poll: 50 * time.Millisecond, Log: d.log,
-		MinExpiryBlocks: 6, MaxExpiryBlocks: 1008}
+		MinExpiryBlocks: 6, MaxExpiryBlocks: 1008, Metering: &meter.Payee{PriceSatPerMin: price, Tick: tick, Grace: 5 * tick}}
 	if scenario == "payee-vanishes" {
 		payee.KeepOpen = true // it will never settle
 	}
 
 	// The call: the payer opens a channel with the payee over the call's
 	// message channel.
-	payerConn, payeeConn := agent.Pipe()
-	served := make(chan *agent.PayeeResult, 1)
-	go func() {
-		res, err := payee.Serve(ctx, payeeConn, "sip:caller@paysip.invalid")
-		if err != nil && !errors.Is(err, agent.ErrConnClosed) {
-			d.log.Warn("payee session", "err", err)
-		}
-		served <- res
-	}()
-	d.say("calling sip:tutor@paysip.invalid: learning its terms, preparing the pool, getting the refund signed...")
-	s, err := payer.Open(ctx, payerConn, "sip:tutor@paysip.invalid")
+	// SIP: the domain's server, the tutor registered with an account and
+	// listed in the directory at its price; the caller anonymous.
+	call, err := d.startSIP(ctx, payee, price)
+	if err != nil {
+		return nil, err
+	}
+	defer call.close()
+	d.say("directory: found %s, %d sat/min", call.listing.AOR, call.listing.PriceSatPerMin)
+	d.say("calling %s over WebRTC (audio + the paysip DataChannel), via the SIP proxy at %s...", call.listing.AOR, call.proxy)
+	conn, err := call.dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	served := call.served
+	payer.MaxPriceSatPerMin = call.listing.PriceSatPerMin // the directory's price is the most this caller pays
+	d.say("call answered; on the DataChannel: learning the payee's terms, preparing the pool, getting the refund signed...")
+	s, err := payer.Open(ctx, conn, call.listing.AOR)
 	if err != nil {
 		return nil, err
 	}
@@ -317,9 +333,10 @@ func (d *demo) run(out io.Writer, scenario string, seconds, price, capacity int6
 		}
 		<-served
 		closeTxID = closed.SettlementTxID
+		call.hangup()
 	case "payer-vanishes":
-		d.say("the payer vanishes mid-call (its connection drops without a word)")
-		payerConn.Close()
+		d.say("the payer vanishes mid-call (its WebRTC session drops without a word, no BYE)")
+		call.callerPeer.Close()
 		res := <-served
 		if res == nil || res.SettlementTxID == "" {
 			return nil, fmt.Errorf("the payee did not settle alone")
@@ -328,7 +345,7 @@ func (d *demo) run(out io.Writer, scenario string, seconds, price, capacity int6
 		closeTxID = res.SettlementTxID
 	case "payee-vanishes":
 		d.say("the payee vanishes and never settles")
-		payeeConn.Close()
+		call.payeeGone()
 		<-served
 		lock := ch.ExpiryHeight
 		rep.RefundLockHeight = &lock
@@ -405,4 +422,156 @@ func (d *demo) run(out io.Writer, scenario string, seconds, price, capacity int6
 	d.say("  payer wallet %d -> %d sat (%+d)", rep.Payer.BeforeSat, rep.Payer.AfterSat, rep.Payer.AfterSat-rep.Payer.BeforeSat)
 	d.say("  payee wallet %d -> %d sat (%+d)", rep.Payee.BeforeSat, rep.Payee.AfterSat, rep.Payee.AfterSat-rep.Payee.BeforeSat)
 	return rep, nil
+}
+
+// demoCall is the demo's SIP side: server, tutor and caller user agents,
+// and the WebRTC sessions of the call.
+type demoCall struct {
+	d          *demo
+	srv        *sipserver.Server
+	proxy      string
+	cancel     context.CancelFunc
+	tutor      *sipua.UA
+	caller     *sipua.UA
+	listing    sipua.Listing
+	callerPeer *rtcconn.Peer
+	call       *sipua.Call
+	served     chan *agent.PayeeResult
+	payeePeer  chan *rtcconn.Peer
+}
+
+func (d *demo) startSIP(ctx context.Context, payee *agent.Payee, price int64) (*demoCall, error) {
+	quietSIPGo()
+	accounts, err := store.Open(filepath.Join(d.dir, "server.db"))
+	if err != nil {
+		return nil, err
+	}
+	d.stores = append(d.stores, accounts)
+	const domain = "paysip.demo"
+	password := randomPassword()
+	if err := accounts.AddUser(ctx, "tutor", domain, password); err != nil {
+		return nil, err
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	c := &demoCall{d: d, cancel: cancel, served: make(chan *agent.PayeeResult, 1), payeePeer: make(chan *rtcconn.Peer, 1)}
+	if c.srv, err = sipserver.New(sipserver.Config{Domain: domain, SIPAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Accounts: accounts, Chain: d.chain, Log: d.log}); err != nil {
+		cancel()
+		return nil, err
+	}
+	go c.srv.Run(sctx)
+	select {
+	case <-c.srv.Ready():
+	case <-time.After(10 * time.Second):
+		cancel()
+		return nil, errors.New("SIP server did not start")
+	}
+	c.proxy = fmt.Sprintf("127.0.0.1:%d", c.srv.SIPPort())
+	d.say("SIP server for %s up: %s (UDP/TCP), ws://127.0.0.1:%d/sip", domain, c.proxy, c.srv.HTTPPort())
+	if c.tutor, err = sipua.New(sipua.Config{AOR: "sip:tutor@" + domain, Proxy: c.proxy, Username: "tutor", Password: password, Log: d.log}); err != nil {
+		cancel()
+		return nil, err
+	}
+	rtc := rtcconn.Config{LoopbackOnly: true}
+	c.tutor.OnInvite(func(ic *sipua.IncomingCall) {
+		peer, answer, err := rtcconn.Answer(sctx, rtc, ic.Request.Body())
+		if err != nil {
+			ic.Reject(488, "Not Acceptable Here")
+			return
+		}
+		call, err := ic.Answer(answer)
+		if err != nil {
+			peer.Close()
+			return
+		}
+		c.payeePeer <- peer
+		go func() {
+			defer peer.Close()
+			conn, err := peer.Conn(sctx)
+			if err != nil {
+				c.served <- nil
+				return
+			}
+			res, err := payee.Serve(sctx, conn, ic.Request.From().Address.String())
+			if err != nil && !errors.Is(err, agent.ErrConnClosed) {
+				d.log.Warn("payee session", "err", err)
+			}
+			hctx, hcancel := context.WithTimeout(context.Background(), 3*time.Second)
+			call.Hangup(hctx)
+			hcancel()
+			c.served <- res
+		}()
+	})
+	if err := c.tutor.KeepRegistered(sctx, 300, &sipua.Offer{PriceSatPerMin: price, Name: "The tutor"}); err != nil {
+		cancel()
+		return nil, fmt.Errorf("tutor registration: %w", err)
+	}
+	entries, err := sipua.FetchDirectory(ctx, fmt.Sprintf("http://127.0.0.1:%d", c.srv.HTTPPort()))
+	if err != nil || len(entries) == 0 {
+		cancel()
+		return nil, fmt.Errorf("directory: %v (%d entries)", err, len(entries))
+	}
+	c.listing = entries[0]
+	if c.caller, err = sipua.New(sipua.Config{AOR: "sip:caller@" + domain, Proxy: c.proxy, Log: d.log}); err != nil {
+		cancel()
+		return nil, err
+	}
+	return c, nil
+}
+
+// dial calls the listed payee and returns the open DataChannel.
+func (c *demoCall) dial(ctx context.Context) (agent.Conn, error) {
+	peer, offer, err := rtcconn.NewOffer(ctx, rtcconn.Config{LoopbackOnly: true})
+	if err != nil {
+		return nil, err
+	}
+	c.callerPeer = peer
+	var to sip.Uri
+	if err := sip.ParseUri(c.listing.AOR, &to); err != nil {
+		return nil, err
+	}
+	if c.call, err = c.caller.Call(ctx, to, offer, sip.NewHeader("Supported", sipserver.OptionTag)); err != nil {
+		return nil, fmt.Errorf("call: %w", err)
+	}
+	if err := peer.SetAnswer(c.call.RemoteSDP); err != nil {
+		return nil, err
+	}
+	return peer.Conn(ctx)
+}
+
+// hangup ends the call normally: BYE, WebRTC closed.
+func (c *demoCall) hangup() {
+	if c.call != nil {
+		hctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		c.call.Hangup(hctx)
+		cancel()
+	}
+	if c.callerPeer != nil {
+		c.callerPeer.Close()
+	}
+}
+
+// payeeGone drops the payee's side of the call without a word.
+func (c *demoCall) payeeGone() {
+	select {
+	case p := <-c.payeePeer:
+		p.Close()
+	default:
+	}
+}
+
+func (c *demoCall) close() {
+	c.hangup()
+	if c.caller != nil {
+		c.caller.Close()
+	}
+	if c.tutor != nil {
+		c.tutor.Close()
+	}
+	c.cancel()
+}
+
+func randomPassword() string {
+	b := make([]byte, 12)
+	rand.Read(b)
+	return hex.EncodeToString(b)
 }
