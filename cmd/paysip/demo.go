@@ -27,6 +27,7 @@ import (
 	"github.com/paysip/paysip/channel"
 	"github.com/paysip/paysip/meter"
 	"github.com/paysip/paysip/rtcconn"
+	"github.com/paysip/paysip/sipconn"
 	"github.com/paysip/paysip/sipserver"
 	"github.com/paysip/paysip/sipua"
 	"github.com/paysip/paysip/store"
@@ -76,6 +77,7 @@ func runDemo(args []string) error {
 	datadir := fs.String("datadir", "", "keep the demo's node, wallets and stores here (default: a temporary directory, removed)")
 	tick := fs.Duration("tick", time.Second, "length of a call second (tests shorten it)")
 	verbose := fs.Bool("v", false, "log the agents' events")
+	transport := fs.String("transport", "datachannel", "where the payments go: datachannel (WebRTC) or message (in-dialog SIP MESSAGE)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -108,7 +110,7 @@ func runDemo(args []string) error {
 		}
 		defer os.RemoveAll(dir)
 	}
-	d := &demo{ctx: ctx, dir: dir, log: log, say: say, params: &chaincfg.RegressionNetParams}
+	d := &demo{ctx: ctx, dir: dir, log: log, say: say, params: &chaincfg.RegressionNetParams, transport: *transport}
 	defer d.close()
 	report, err := d.run(out, *scenario, *seconds, *price, *capacity, *tick)
 	if errors.Is(err, agent.ErrPaymentLate) {
@@ -125,15 +127,16 @@ func runDemo(args []string) error {
 }
 
 type demo struct {
-	ctx    context.Context
-	dir    string
-	log    *slog.Logger
-	say    func(string, ...any)
-	params *chaincfg.Params
-	node   *btcnode.Node
-	chain  *btcdrpc.Client
-	faucet *wallet.Wallet
-	stores []*store.DB
+	transport string
+	ctx       context.Context
+	dir       string
+	log       *slog.Logger
+	say       func(string, ...any)
+	params    *chaincfg.Params
+	node      *btcnode.Node
+	chain     *btcdrpc.Client
+	faucet    *wallet.Wallet
+	stores    []*store.DB
 }
 
 func (d *demo) close() {
@@ -279,14 +282,18 @@ func (d *demo) run(out io.Writer, scenario string, seconds, price, capacity int6
 	}
 	defer call.close()
 	d.say("directory: found %s, %d sat/min", call.listing.AOR, call.listing.PriceSatPerMin)
-	d.say("calling %s over WebRTC (audio + the paysip DataChannel), via the SIP proxy at %s...", call.listing.AOR, call.proxy)
+	if d.transport == "message" {
+		d.say("calling %s (audio over WebRTC, payments in SIP MESSAGE), via the SIP proxy at %s...", call.listing.AOR, call.proxy)
+	} else {
+		d.say("calling %s over WebRTC (audio + the paysip DataChannel), via the SIP proxy at %s...", call.listing.AOR, call.proxy)
+	}
 	conn, err := call.dial(ctx)
 	if err != nil {
 		return nil, err
 	}
 	served := call.served
 	payer.MaxPriceSatPerMin = call.listing.PriceSatPerMin // the directory's price is the most this caller pays
-	d.say("call answered; on the DataChannel: learning the payee's terms, preparing the pool, getting the refund signed...")
+	d.say("call answered; learning the payee's terms, preparing the pool, getting the refund signed...")
 	s, err := payer.Open(ctx, conn, call.listing.AOR)
 	if err != nil {
 		return nil, err
@@ -336,7 +343,7 @@ func (d *demo) run(out io.Writer, scenario string, seconds, price, capacity int6
 		call.hangup()
 	case "payer-vanishes":
 		d.say("the payer vanishes mid-call (its WebRTC session drops without a word, no BYE)")
-		call.callerPeer.Close()
+		call.callerGone()
 		res := <-served
 		if res == nil || res.SettlementTxID == "" {
 			return nil, fmt.Errorf("the payee did not settle alone")
@@ -435,6 +442,7 @@ type demoCall struct {
 	caller     *sipua.UA
 	listing    sipua.Listing
 	callerPeer *rtcconn.Peer
+	msgConn    *sipconn.MessageConn
 	call       *sipua.Call
 	served     chan *agent.PayeeResult
 	payeePeer  chan *rtcconn.Peer
@@ -486,10 +494,12 @@ func (d *demo) startSIP(ctx context.Context, payee *agent.Payee, price int64) (*
 		c.payeePeer <- peer
 		go func() {
 			defer peer.Close()
-			conn, err := peer.Conn(sctx)
-			if err != nil {
-				c.served <- nil
-				return
+			var conn agent.Conn = sipconn.New(call)
+			if rtcconn.OffersDataChannel(ic.Request.Body()) {
+				if conn, err = peer.Conn(sctx); err != nil {
+					c.served <- nil
+					return
+				}
 			}
 			res, err := payee.Serve(sctx, conn, ic.Request.From().Address.String())
 			if err != nil && !errors.Is(err, agent.ErrConnClosed) {
@@ -520,7 +530,7 @@ func (d *demo) startSIP(ctx context.Context, payee *agent.Payee, price int64) (*
 
 // dial calls the listed payee and returns the open DataChannel.
 func (c *demoCall) dial(ctx context.Context) (agent.Conn, error) {
-	peer, offer, err := rtcconn.NewOffer(ctx, rtcconn.Config{LoopbackOnly: true})
+	peer, offer, err := rtcconn.NewOffer(ctx, rtcconn.Config{LoopbackOnly: true, NoDataChannel: c.d.transport == "message"})
 	if err != nil {
 		return nil, err
 	}
@@ -534,6 +544,10 @@ func (c *demoCall) dial(ctx context.Context) (agent.Conn, error) {
 	}
 	if err := peer.SetAnswer(c.call.RemoteSDP); err != nil {
 		return nil, err
+	}
+	if c.d.transport == "message" {
+		c.msgConn = sipconn.New(c.call)
+		return c.msgConn, nil
 	}
 	return peer.Conn(ctx)
 }
@@ -550,13 +564,27 @@ func (c *demoCall) hangup() {
 	}
 }
 
-// payeeGone drops the payee's side of the call without a word.
+// callerGone drops the caller's side without a word (no close, no BYE):
+// its WebRTC session closes, and with the MESSAGE transport its user agent
+// stops answering.
+func (c *demoCall) callerGone() {
+	c.callerPeer.Close()
+	if c.msgConn != nil {
+		c.caller.Close()
+		c.caller = nil
+		c.call = nil
+	}
+}
+
+// payeeGone drops the payee's side of the call without a word (it keeps
+// its channel open and never settles); the caller hangs up.
 func (c *demoCall) payeeGone() {
 	select {
 	case p := <-c.payeePeer:
 		p.Close()
 	default:
 	}
+	c.hangup()
 }
 
 func (c *demoCall) close() {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -34,10 +35,20 @@ func paysipBin(t *testing.T) string {
 // regtest node and checks the on-chain arithmetic of its report.
 func TestDemoScenarios(t *testing.T) {
 	bin := paysipBin(t)
-	for _, sc := range []string{"hangup", "payer-vanishes", "payee-vanishes"} {
-		t.Run(sc, func(t *testing.T) {
+	for _, run := range []struct{ scenario, transport string }{
+		{"hangup", "datachannel"}, {"payer-vanishes", "datachannel"}, {"payee-vanishes", "datachannel"},
+		{"hangup", "message"}, {"payer-vanishes", "message"},
+	} {
+		sc := run.scenario
+		t.Run(sc+"/"+run.transport, func(t *testing.T) {
 			t.Parallel()
-			cmd := exec.Command(bin, "demo", "--json", "--scenario", sc, "--seconds", "6", "--tick", "50ms", "--datadir", t.TempDir())
+			// A 30-second call (fast seconds) for the hangup scenario.
+			seconds := int64(6)
+			if sc == "hangup" {
+				seconds = 30
+			}
+			cmd := exec.Command(bin, "demo", "--json", "--scenario", sc, "--seconds", fmt.Sprint(seconds), "--tick", "50ms",
+				"--transport", run.transport, "--datadir", t.TempDir())
 			cmd.Stderr = os.Stderr
 			out, err := cmd.Output()
 			if err != nil {
@@ -53,7 +64,7 @@ func TestDemoScenarios(t *testing.T) {
 			payerDelta, payeeDelta := r.Payer.BeforeSat-r.Payer.AfterSat, r.Payee.AfterSat-r.Payee.BeforeSat
 			switch sc {
 			case "hangup", "payer-vanishes":
-				wantSeconds := int64(6)
+				wantSeconds := seconds
 				if sc == "payer-vanishes" {
 					wantSeconds = 3
 				}
