@@ -114,3 +114,53 @@ func TestPaidCallCommands(t *testing.T) {
 		payee.waitFor(t, "("+transport+")")
 	}
 }
+
+// TestSecondCallResumes: with a payee that keeps channels open, a second
+// call from the same payer resumes the channel (no new funding); a caller
+// whose price limit is below the payee's price refuses its terms.
+func TestSecondCallResumes(t *testing.T) {
+	bin := paysipBin(t)
+	env := regtest.New(t)
+	dir := t.TempDir()
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	sipAddr := l.Addr().String()
+	l.Close()
+	n := env.Node
+	common := []string{"--datadir", dir, "--btcd-rpc", n.RPCAddr, "--btcd-user", n.RPCUser, "--btcd-pass", n.RPCPass}
+	startProc(t, bin, append([]string{"serve", "--open", "--domain", "paysip.test", "--sip-addr", sipAddr, "--http-addr", "127.0.0.1:0"}, common...)...).waitFor(t, "paysip serving")
+	startProc(t, bin, append([]string{"payee", "--aor", "sip:tutor@paysip.test", "--price", "60000", "--wallet", "tutor", "--keep-open",
+		"--sip-server", sipAddr, "--tick", "100ms"}, common...)...).waitFor(t, "ready at 60000 sat/min")
+	out, err := exec.Command(bin, append(append([]string{"wallet", "--wallet", "caller"}, common...), "address")...).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, _ := btcutil.DecodeAddress(strings.TrimSpace(string(out)), &chaincfg.RegressionNetParams)
+	env.Fund(addr, 3_000_000)
+	call := func(extra ...string) (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		args := append([]string{"call", "sip:tutor@paysip.test", "--wallet", "caller", "--sip-server", sipAddr, "--seconds", "3", "--tick", "100ms", "--capacity", "500000"}, extra...)
+		out, err := exec.CommandContext(ctx, bin, append(args, common...)...).CombinedOutput()
+		return string(out), err
+	}
+	first, err := call()
+	if err != nil {
+		t.Fatalf("first call: %v\n%s", err, first)
+	}
+	m := regexp.MustCompile(`channel ([0-9a-f]{64}:\d+) open`).FindStringSubmatch(first)
+	if m == nil {
+		t.Fatalf("first call opened no channel:\n%s", first)
+	}
+	second, err := call()
+	if err != nil {
+		t.Fatalf("second call: %v\n%s", err, second)
+	}
+	if !strings.Contains(second, "resuming channel "+m[1]) || strings.Contains(second, " open: ") {
+		t.Fatalf("second call did not resume %s:\n%s", m[1], second)
+	}
+	// A caller that pays at most 30,000 sat/min refuses the payee's terms.
+	third, err := call("--max-price", "30000")
+	if err == nil || !strings.Contains(third, "price 60000 sat/min above the caller's limit 30000") {
+		t.Fatalf("call with a lower price limit: %v\n%s", err, third)
+	}
+}
