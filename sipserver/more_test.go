@@ -210,3 +210,34 @@ func TestNoAnonymousInbound(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestByeReason: a BYE's Reason header (RFC 3326) crosses the proxy.
+func TestByeReason(t *testing.T) {
+	r := startServer(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	tutor := r.ua("tutor", true)
+	tutor.Register(ctx, 300)
+	answered := make(chan *sipua.Call, 1)
+	tutor.OnInvite(func(ic *sipua.IncomingCall) {
+		c, _ := ic.Answer([]byte("v=0\r\n"))
+		answered <- c
+	})
+	call, err := r.ua("caller", false).Call(ctx, uri("sip:tutor@"+domain), []byte("v=0\r\n"), sip.NewHeader("Supported", "paysip"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc := <-answered
+	time.Sleep(100 * time.Millisecond) // the ACK
+	if err := tc.HangupWithReason(ctx, `SIP;cause=402;text="payment late"`); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-call.Done():
+	case <-ctx.Done():
+		t.Fatal("BYE did not arrive")
+	}
+	if got := call.HangupReason(); !strings.Contains(got, "payment late") {
+		t.Fatalf("Reason %q", got)
+	}
+}

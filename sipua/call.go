@@ -22,6 +22,7 @@ type Call struct {
 	Request *sip.Request
 
 	mu        sync.Mutex
+	byeReason string
 	onMessage func(req *sip.Request) (int, string)
 	done      chan struct{}
 	once      sync.Once
@@ -86,12 +87,36 @@ func (c *Call) Message(ctx context.Context, contentType string, body []byte) (*s
 }
 
 // Hangup ends the call with BYE.
-func (c *Call) Hangup(ctx context.Context) error {
+func (c *Call) Hangup(ctx context.Context) error { return c.HangupWithReason(ctx, "") }
+
+// HangupWithReason ends the call with a BYE carrying a Reason header
+// (RFC 3326), e.g. `SIP;cause=402;text="payment late"`.
+func (c *Call) HangupWithReason(ctx context.Context, reason string) error {
 	defer c.end()
-	if c.out != nil {
-		return c.out.Bye(ctx)
+	if reason == "" {
+		if c.out != nil {
+			return c.out.Bye(ctx)
+		}
+		return c.in.Bye(ctx)
 	}
-	return c.in.Bye(ctx)
+	if c.out != nil {
+		bye := sip.NewRequest(sip.BYE, c.out.InviteResponse.Contact().Address)
+		bye.SetTransport(c.out.InviteRequest.Transport())
+		bye.AppendHeader(sip.NewHeader("Reason", reason))
+		return c.out.WriteBye(ctx, bye)
+	}
+	bye := sip.NewRequest(sip.BYE, c.in.InviteRequest.Contact().Address)
+	bye.SetTransport(c.in.InviteRequest.Transport())
+	bye.AppendHeader(sip.NewHeader("Reason", reason))
+	return c.in.WriteBye(ctx, bye)
+}
+
+// HangupReason is the Reason header of the BYE that ended the call, if
+// the other side gave one.
+func (c *Call) HangupReason() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.byeReason
 }
 
 // Call places a call through the proxy: INVITE with sdp, waits for the
@@ -228,6 +253,11 @@ func (u *UA) handleBye(req *sip.Request, tx sip.ServerTransaction) {
 	if c == nil {
 		tx.Respond(sip.NewResponseFromRequest(req, 481, "Call/Transaction Does Not Exist", nil))
 		return
+	}
+	if r := req.GetHeader("Reason"); r != nil {
+		c.mu.Lock()
+		c.byeReason = r.Value()
+		c.mu.Unlock()
 	}
 	var err error
 	if c.out != nil {

@@ -27,6 +27,10 @@ func init() {
 	register(command{"call", "call a priced SIP address and pay for it per second", runCall})
 }
 
+// PaymentLateReason is the Reason header (RFC 3326) of the payee's BYE
+// when the caller fell behind the meter.
+const PaymentLateReason = `SIP;cause=402;text="payment late"`
+
 // sipFlags locate the SIP server and the account.
 type sipFlags struct {
 	server, user, password string
@@ -109,7 +113,11 @@ func runPayee(args []string) error {
 			fmt.Printf("call from %s (%s)\n", from, transport)
 			res, err := payee.Serve(ctx, conn, from)
 			hctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			call.Hangup(hctx)
+			reason := ""
+			if errors.Is(err, agent.ErrPaymentLate) {
+				reason = PaymentLateReason
+			}
+			call.HangupWithReason(hctx, reason)
 			cancel()
 			fmt.Printf("call from %s ended: paid %d sat, settlement %s (%v)\n", from, res.PaidSat, orNone(res.SettlementTxID), errOrOK(err))
 		}()
