@@ -12,6 +12,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/paysip/paysip/agent"
@@ -30,6 +31,8 @@ type Config struct {
 	// NoDataChannel offers audio only: the payment protocol then runs over
 	// in-dialog SIP MESSAGE (package sipconn).
 	NoDataChannel bool
+	// Audio is what this side sends: AudioNone, AudioTone or AudioEcho.
+	Audio string
 }
 
 // OffersDataChannel reports whether an SDP has the DataChannel m-line:
@@ -47,6 +50,9 @@ type Peer struct {
 	in     chan []byte
 	closed chan struct{}
 	once   sync.Once
+
+	received atomic.Int64
+	echo     *webrtc.TrackLocalStaticRTP
 }
 
 func api(cfg Config) *webrtc.API {
@@ -121,7 +127,13 @@ func NewOffer(ctx context.Context, cfg Config) (*Peer, []byte, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	if _, err := p.pc.AddTransceiverFromKind(webrtc.RTPCodecTypeAudio, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendrecv}); err != nil {
+	if cfg.Audio == AudioNone {
+		if _, err := p.pc.AddTransceiverFromKind(webrtc.RTPCodecTypeAudio, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendrecv}); err != nil {
+			p.Close()
+			return nil, nil, err
+		}
+	}
+	if err := p.startAudio(cfg.Audio); err != nil {
 		p.Close()
 		return nil, nil, err
 	}
@@ -168,6 +180,10 @@ func Answer(ctx context.Context, cfg Config, offer []byte) (*Peer, []byte, error
 	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: string(offer)}); err != nil {
 		p.Close()
 		return nil, nil, fmt.Errorf("SDP offer: %w", err)
+	}
+	if err := p.startAudio(cfg.Audio); err != nil {
+		p.Close()
+		return nil, nil, err
 	}
 	ans, err := p.pc.CreateAnswer(nil)
 	if err != nil {

@@ -57,6 +57,8 @@ func runPayee(args []string) error {
 	name := fs.String("name", "", "display name in the directory")
 	keepOpen := fs.Bool("keep-open", false, "keep a channel open when a call ends, for the caller's next call (settled before expiry anyway)")
 	grace := fs.Duration("grace", 3*time.Second, "how late a payment may be before the payee hangs up")
+	echo := fs.Bool("echo", false, "serve calls with an echo of the caller's audio")
+	tone := fs.Bool("tone", false, "serve calls with a 440 Hz tone (G.711)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -84,6 +86,12 @@ func runPayee(args []string) error {
 	}
 	defer ua.Close()
 	rtc := rtcconn.Config{LoopbackOnly: sf.loopback}
+	switch {
+	case *echo:
+		rtc.Audio = rtcconn.AudioEcho
+	case *tone:
+		rtc.Audio = rtcconn.AudioTone
+	}
 	ua.OnInvite(func(ic *sipua.IncomingCall) {
 		from := ic.Request.From().Address.String()
 		peer, answer, err := rtcconn.Answer(ctx, rtc, ic.Request.Body())

@@ -75,7 +75,7 @@ func TestPaidCallCommands(t *testing.T) {
 	common := []string{"--datadir", dir, "--btcd-rpc", n.RPCAddr, "--btcd-user", n.RPCUser, "--btcd-pass", n.RPCPass}
 	startProc(t, bin, append([]string{"serve", "--open", "--domain", "paysip.test", "--sip-addr", sipAddr, "--http-addr", "127.0.0.1:0"}, common...)...).waitFor(t, "paysip serving")
 	payee := startProc(t, bin, append([]string{"payee", "--aor", "sip:tutor@paysip.test", "--price", "60000", "--wallet", "tutor",
-		"--sip-server", sipAddr, "--tick", "100ms"}, common...)...)
+		"--sip-server", sipAddr, "--tick", "100ms", "--tone"}, common...)...)
 	payee.waitFor(t, "ready at 60000 sat/min")
 
 	out, err := exec.Command(bin, append(append([]string{"wallet", "--wallet", "caller"}, common...), "address")...).Output()

@@ -479,7 +479,7 @@ func (d *demo) startSIP(ctx context.Context, payee *agent.Payee, price int64) (*
 		cancel()
 		return nil, err
 	}
-	rtc := rtcconn.Config{LoopbackOnly: true}
+	rtc := rtcconn.Config{LoopbackOnly: true, Audio: rtcconn.AudioTone}
 	c.tutor.OnInvite(func(ic *sipua.IncomingCall) {
 		peer, answer, err := rtcconn.Answer(sctx, rtc, ic.Request.Body())
 		if err != nil {
