@@ -61,6 +61,8 @@ type Payee struct {
 	// Metering, when set, ends a session whose payer falls behind it
 	// (a paid call); nil lets payments come at the payer's pace.
 	Metering *meter.Payee
+	// OnPayment, if set, is told of every payment stored (running totals).
+	OnPayment func(channelID string, paidSat int64)
 
 	mu     sync.Mutex
 	payout []byte
@@ -291,6 +293,9 @@ func (s *payeeSession) perform(ctx context.Context, cancel context.CancelFunc, e
 		failpoint.Hit("payee-payment-stored")
 		s.result.PaidSat = ef.PaidSat
 		s.best.Store(ef.PaidSat - s.paidBase)
+		if a.OnPayment != nil {
+			a.OnPayment(ef.ChannelID, ef.PaidSat)
+		}
 	case channel.SettleRequested:
 		txid := ""
 		if ef.PaidSat > 0 {

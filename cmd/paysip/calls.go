@@ -36,6 +36,7 @@ type sipFlags struct {
 	server, user, password string
 	loopback               bool
 	tick                   time.Duration
+	prepay                 int64
 }
 
 func (f *sipFlags) register(fs *flag.FlagSet) {
@@ -44,6 +45,7 @@ func (f *sipFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.password, "sip-password", "", "SIP account password (better PAYSIP_SIP_PASSWORD)")
 	fs.BoolVar(&f.loopback, "loopback", true, "WebRTC on loopback addresses only (one-machine setups)")
 	fs.DurationVar(&f.tick, "tick", time.Second, "length of a paid unit of call (tests shorten it)")
+	fs.Int64Var(&f.prepay, "prepay", 1, "caller: units of call paid ahead (1: each second as it starts)")
 }
 
 func runPayee(args []string) error {
@@ -76,6 +78,9 @@ func runPayee(args []string) error {
 	defer nd.close()
 	payee := &agent.Payee{Wallet: nd.wallet, Chain: nd.chain, Store: nd.store, Log: log, PriceSatPerMin: *price,
 		KeepOpen: *keepOpen, Poll: 200 * time.Millisecond, Metering: &meter.Payee{PriceSatPerMin: *price, Tick: sf.tick, Grace: *grace}}
+	payee.OnPayment = func(id string, paid int64) {
+		fmt.Fprintf(os.Stderr, "\r  channel %s…  earned %8d sat", id[:12], paid)
+	}
 	if err := payee.Recover(ctx); err != nil {
 		log.Warn("recovery", "err", err)
 	}
@@ -236,7 +241,7 @@ func runCall(args []string) error {
 		defer cancel()
 	}
 	base := s.PaidSat()
-	err = s.Meter(mctx, meter.Payer{PriceSatPerMin: price, Tick: sf.tick, BudgetSat: *budget}, func(t agent.Tick) {
+	err = s.Meter(mctx, meter.Payer{PriceSatPerMin: price, Tick: sf.tick, Ahead: sf.prepay, BudgetSat: *budget}, func(t agent.Tick) {
 		fmt.Fprintf(os.Stderr, "\r  %5.0f s  paid %8d sat  pool left %8d sat", t.Elapsed.Seconds()+1, t.PaidSat-base, t.PoolLeft)
 		if t.LowBudget {
 			fmt.Fprintf(os.Stderr, "  (low balance)")
