@@ -33,6 +33,9 @@ type Config struct {
 	NoDataChannel bool
 	// Audio is what this side sends: AudioNone, AudioTone or AudioEcho.
 	Audio string
+	// Networks, when set, restricts ICE candidates to these networks
+	// (UDP4, no mDNS): a deployment's own segment, or the test hosts.
+	Networks []*net.IPNet
 }
 
 // OffersDataChannel reports whether an SDP has the DataChannel m-line:
@@ -57,7 +60,19 @@ type Peer struct {
 
 func api(cfg Config) *webrtc.API {
 	se := webrtc.SettingEngine{}
-	if cfg.LoopbackOnly {
+	switch {
+	case len(cfg.Networks) > 0:
+		se.SetIPFilter(func(ip net.IP) bool {
+			for _, n := range cfg.Networks {
+				if n.Contains(ip) {
+					return true
+				}
+			}
+			return false
+		})
+		se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+		se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	case cfg.LoopbackOnly:
 		se.SetIncludeLoopbackCandidate(true)
 		se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
 		se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
