@@ -293,7 +293,9 @@ func newUA(aor string, sf sipFlags) (*sipua.UA, error) {
 	return sipua.New(sipua.Config{AOR: aor, Proxy: sf.server, Username: user, Password: pass})
 }
 
-// openChannels lists the payer's open channels with peer.
+// openChannels lists the payer's open channels with peer that still have
+// a tenth of their pool: a nearly spent one is left to be settled, and a
+// new channel is opened instead.
 func openChannels(ctx context.Context, db *store.DB, peer string) []string {
 	recs, err := db.List(ctx, store.StateOpen)
 	if err != nil {
@@ -301,7 +303,8 @@ func openChannels(ctx context.Context, db *store.DB, peer string) []string {
 	}
 	var ids []string
 	for _, r := range recs {
-		if r.Role == store.Payer && r.Peer == peer {
+		left := r.Channel.CapacitySat - r.SignedSat
+		if r.Role == store.Payer && r.Peer == peer && left >= r.Channel.CapacitySat/10 {
 			ids = append(ids, r.ID())
 		}
 	}
