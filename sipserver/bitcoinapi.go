@@ -14,12 +14,12 @@ import (
 	"github.com/btcsuite/btcd/btcutil"
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
 	"github.com/btcsuite/btcd/txscript"
-	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 	"github.com/paysip/paysip/chain"
 	"github.com/paysip/paysip/chainapi"
 	"github.com/paysip/paysip/channel"
 	"github.com/paysip/paysip/paywire"
+	"github.com/paysip/paysip/sipreg"
 )
 
 // WatchEvent is the SUBSCRIBE event package of script watches.
@@ -369,7 +369,7 @@ func (a *bitcoinAPI) notify(ctx context.Context, w *watch, body []byte) {
 // message sends a notification as a MESSAGE to a user's registered
 // contacts.
 func (a *bitcoinAPI) message(ctx context.Context, user string, body []byte) {
-	for _, b := range a.s.reg.Lookup(sipreg_AOR(user, a.s.cfg.Domain), a.s.now()) {
+	for _, b := range a.s.reg.Lookup(sipreg.AOR(sipURI(user, a.s.cfg.Domain)), a.s.now()) {
 		req := sip.NewRequest(sip.MESSAGE, b.Contact.Address)
 		from := &sip.FromHeader{Address: sipURI(BitcoinUser, a.s.cfg.Domain), Params: sip.NewParams()}
 		from.Params.Add("tag", sip.GenerateTagN(10))
@@ -388,7 +388,6 @@ func (a *bitcoinAPI) sendTo(ctx context.Context, req *sip.Request, target sip.Ur
 	if _, err := a.s.client.Do(ctx, req); err != nil {
 		a.s.log.Debug("notification not delivered", "to", target.String(), "err", err)
 	}
-	_ = sipgo.ClientRequestAddVia
 }
 
 func target2(s *Server, u sip.Uri) target {
@@ -397,5 +396,3 @@ func target2(s *Server, u sip.Uri) target {
 	}
 	return target{uri: u, dest: hostPort(u), transport: uriTransport(u)}
 }
-
-func sipreg_AOR(user, domain string) string { return "sip:" + user + "@" + strings.ToLower(domain) }

@@ -3,7 +3,6 @@ package sipserver
 import (
 	"bufio"
 	"bytes"
-	"errors"
 	"net"
 	"net/http"
 	"sync"
@@ -103,5 +102,3 @@ type replayConn struct {
 }
 
 func (c *replayConn) Read(p []byte) (int, error) { return c.r.Read(p) }
-
-var errClosed = errors.New("closed")

@@ -2,7 +2,6 @@ package sipserver
 
 import (
 	"errors"
-	"fmt"
 	"strconv"
 	"strings"
 
@@ -135,5 +134,3 @@ func splitList(v string) []string {
 	}
 	return out
 }
-
-var _ = fmt.Sprint

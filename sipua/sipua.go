@@ -8,7 +8,6 @@ package sipua
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -317,8 +316,6 @@ func (u *UA) handleMessage(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	tx.Respond(sip.NewResponseFromRequest(req, code, reason, nil))
 }
-
-var errClosed = errors.New("closed")
 
 // Subscribe sends a SUBSCRIBE (RFC 6665) for event with a body; NOTIFY
 // requests of the subscription go to the OnNotify handler.
