@@ -131,14 +131,30 @@ func TestBitcoinAPI(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("no NOTIFY")
 	}
+}
 
-	// Rate limit: a burst far above 2 x 50/s is cut with 503.
-	limited := false
-	for i := 0; i < 150 && !limited; i++ {
-		res, _ := alice.Message(ctx, uri("sip:bitcoin@"+domain), ct, []byte(`{"v":1,"type":"tip"}`))
-		limited = res != nil && res.StatusCode == 503
+// TestBitcoinAPIRateLimit: an account asking faster than its rate (here
+// 1/s, burst 2) is answered 503 with Retry-After.
+func TestBitcoinAPIRateLimit(t *testing.T) {
+	env := regtest.New(t)
+	r := startServer(t, func(c *sipserver.Config) { c.Chain = env.Chain; c.APIRate = 1 })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	alice := r.ua("alice", true)
+	for i := 0; i < 10; i++ {
+		res, err := alice.Message(ctx, uri("sip:bitcoin@"+domain), ct, []byte(`{"v":1,"type":"tip"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.StatusCode == 503 {
+			if res.GetHeader("Retry-After") == nil || i < 2 {
+				t.Fatalf("request %d: %s", i, res.String())
+			}
+			return
+		}
+		if res.StatusCode != 200 {
+			t.Fatalf("request %d: %d", i, res.StatusCode)
+		}
 	}
-	if !limited {
-		t.Fatal("no rate limit")
-	}
+	t.Fatal("ten requests within moments, and no rate limit")
 }

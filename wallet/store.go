@@ -97,12 +97,27 @@ func readState(path string) (*fileState, error) {
 	if err != nil {
 		return nil, err
 	}
+	s, err := parseState(b)
+	if err != nil {
+		return nil, fmt.Errorf("wallet file %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// parseState decodes and checks a wallet file's contents.
+func parseState(b []byte) (*fileState, error) {
 	var s fileState
 	if err := json.Unmarshal(b, &s); err != nil {
-		return nil, fmt.Errorf("corrupt wallet file %s: %w", path, err)
+		return nil, fmt.Errorf("corrupt: %w", err)
 	}
 	if s.Version != fileVersion {
-		return nil, fmt.Errorf("wallet file %s has version %d; this paysip reads version %d", path, s.Version, fileVersion)
+		return nil, fmt.Errorf("version %d; this paysip reads version %d", s.Version, fileVersion)
+	}
+	if (s.Mnemonic == "") == (s.Encrypted == nil) {
+		return nil, errors.New("corrupt: wants exactly one of a mnemonic and an encrypted one")
+	}
+	if s.Encrypted != nil && (len(s.Encrypted.Salt) == 0 || len(s.Encrypted.Ciphertext) == 0) {
+		return nil, errors.New("corrupt: encryption fields missing")
 	}
 	return &s, nil
 }
