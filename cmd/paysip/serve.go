@@ -11,7 +11,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/emiago/sipgo/sip"
 	"github.com/paysip/paysip/sipserver"
 	"github.com/paysip/paysip/store"
 )
@@ -40,7 +39,7 @@ func runServe(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	log := nf.logger()
-	sip.SetDefaultLogger(log.With("component", "sipgo"))
+	quietSIPGo()
 	nd, err := nf.openChain(ctx, log)
 	if err != nil {
 		return err
