@@ -81,7 +81,13 @@ func startServer(t testing.TB, open bool, mod ...func(*sipserver.Config)) *serve
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	t.Cleanup(func() {
+		cancel()
+		select { // done is empty if Run already failed
+		case <-done:
+		case <-time.After(10 * time.Second):
+		}
+	})
 	select {
 	case <-srv.Ready():
 	case err := <-done:

@@ -176,14 +176,8 @@ func (s *Server) TLSPort() int  { return s.tlsPort }
 func (s *Server) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	udp, err := net.ListenPacket("udp", s.cfg.SIPAddr)
+	udp, tcp, err := s.listenSIP()
 	if err != nil {
-		return err
-	}
-	s.sipPort = udp.LocalAddr().(*net.UDPAddr).Port
-	tcp, err := net.Listen("tcp", net.JoinHostPort(s.host, strconv.Itoa(s.sipPort)))
-	if err != nil {
-		udp.Close()
 		return err
 	}
 	hl, err := net.Listen("tcp", s.cfg.HTTPAddr)
@@ -257,6 +251,36 @@ func (s *Server) Run(ctx context.Context) error {
 		err = nil
 	}
 	return err
+}
+
+// listenSIP binds UDP and TCP on the same port. With port 0 the kernel
+// picks the UDP port, and the same number may be taken for TCP: then it
+// tries another.
+func (s *Server) listenSIP() (net.PacketConn, net.Listener, error) {
+	_, port, err := net.SplitHostPort(s.cfg.SIPAddr)
+	if err != nil {
+		return nil, nil, err
+	}
+	tries := 1
+	if port == "0" {
+		tries = 20
+	}
+	var lastErr error
+	for i := 0; i < tries; i++ {
+		udp, err := net.ListenPacket("udp", s.cfg.SIPAddr)
+		if err != nil {
+			return nil, nil, err
+		}
+		p := udp.LocalAddr().(*net.UDPAddr).Port
+		tcp, err := net.Listen("tcp", net.JoinHostPort(s.host, strconv.Itoa(p)))
+		if err == nil {
+			s.sipPort = p
+			return udp, tcp, nil
+		}
+		udp.Close()
+		lastErr = err
+	}
+	return nil, nil, lastErr
 }
 
 // respond answers a request with a status and optional extra headers.

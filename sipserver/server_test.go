@@ -53,7 +53,13 @@ func startServer(t *testing.T, mod func(*sipserver.Config)) *rig {
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- srv.Run(rctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	t.Cleanup(func() {
+		cancel()
+		select { // done is empty if Run already failed
+		case <-done:
+		case <-time.After(10 * time.Second):
+		}
+	})
 	select {
 	case <-srv.Ready():
 	case err := <-done:
