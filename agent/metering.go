@@ -8,6 +8,7 @@ import (
 
 	"github.com/paysip/paysip/meter"
 	"github.com/paysip/paysip/paywire"
+	"github.com/paysip/paysip/sat"
 )
 
 // ErrPaymentLate ends a payee session whose payer fell behind the meter.
@@ -41,8 +42,12 @@ func (s *PayerSession) Meter(ctx context.Context, m meter.Payer, onTick func(Tic
 	for {
 		elapsed := time.Since(start)
 		_, target, capErr := m.Target(elapsed)
-		if base+target > s.PaidSat() {
-			if err := s.Pay(ctx, base+target); err != nil {
+		total, err := sat.Add(base, target)
+		if err != nil {
+			return err
+		}
+		if total > s.PaidSat() {
+			if err := s.Pay(ctx, total); err != nil {
 				return err
 			}
 			low := m.Low(s.PaidSat() - base)

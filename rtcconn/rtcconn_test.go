@@ -2,9 +2,7 @@ package rtcconn_test
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -12,11 +10,9 @@ import (
 	"github.com/emiago/sipgo/sip"
 	"github.com/paysip/paysip/agent"
 	"github.com/paysip/paysip/channel"
-	"github.com/paysip/paysip/internal/regtest"
+	"github.com/paysip/paysip/internal/calltest"
 	"github.com/paysip/paysip/rtcconn"
-	"github.com/paysip/paysip/sipserver"
 	"github.com/paysip/paysip/sipua"
-	"github.com/paysip/paysip/store"
 )
 
 func init() { sip.SetDefaultLogger(slog.New(slog.DiscardHandler)) }
@@ -70,37 +66,12 @@ func TestDataChannelAlone(t *testing.T) {
 // the payment protocol runs on the DataChannel against a real regtest
 // node; the payee settles on close.
 func TestPaidCallOverDataChannel(t *testing.T) {
-	env := regtest.New(t)
+	w := calltest.New(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	srv, err := sipserver.New(sipserver.Config{Domain: "paysip.test", SIPAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Open: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Run(ctx)
-	<-srv.Ready()
-	proxy := fmt.Sprintf("127.0.0.1:%d", srv.SIPPort())
-	openStore := func(name string) *store.DB {
-		db, err := store.Open(filepath.Join(t.TempDir(), name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { db.Close() })
-		return db
-	}
-	payerW, _ := env.NewWallet("payer", "")
-	payeeW, _ := env.NewWallet("payee", "")
-	a, _ := payerW.NewAddress()
-	env.Fund(a, 2_000_000)
-	payer := &agent.Payer{Wallet: payerW, Chain: env.Chain, Store: openStore("payer.db"), CapacitySat: 500_000}
-	payee := &agent.Payee{Wallet: payeeW, Chain: env.Chain, Store: openStore("payee.db"), PriceSatPerMin: 60_000, Poll: 20 * time.Millisecond}
+	payer, payee := w.Payer, w.Payee
 	rtc := rtcconn.Config{LoopbackOnly: true}
-
-	tutor, _ := sipua.New(sipua.Config{AOR: "sip:tutor@paysip.test", Proxy: proxy})
-	defer tutor.Close()
-	if err := tutor.KeepRegistered(ctx, 300, &sipua.Offer{PriceSatPerMin: 60_000}); err != nil {
-		t.Fatal(err)
-	}
+	tutor := w.Tutor(t, ctx)
 	served := make(chan *agent.PayeeResult, 1)
 	tutor.OnInvite(func(ic *sipua.IncomingCall) {
 		peer, answer, err := rtcconn.Answer(ctx, rtc, ic.Request.Body())
@@ -123,16 +94,12 @@ func TestPaidCallOverDataChannel(t *testing.T) {
 			served <- res
 		}()
 	})
-	caller, _ := sipua.New(sipua.Config{AOR: "sip:caller@paysip.test", Proxy: proxy})
-	defer caller.Close()
 	peer, offer, err := rtcconn.NewOffer(ctx, rtc)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer peer.Close()
-	var to sip.Uri
-	sip.ParseUri("sip:tutor@paysip.test", &to)
-	call, err := caller.Call(ctx, to, offer, sip.NewHeader("Supported", "paysip"))
+	call, err := w.UA(t, "caller").Call(ctx, calltest.TutorURI(), offer, sip.NewHeader("Supported", "paysip"))
 	if err != nil {
 		t.Fatal(err)
 	}

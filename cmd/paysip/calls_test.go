@@ -65,28 +65,8 @@ func (p *proc) waitFor(t *testing.T, s string) {
 // then one over SIP MESSAGE; each closes its channel and the payee's
 // settlement confirms on chain.
 func TestPaidCallCommands(t *testing.T) {
-	bin := paysipBin(t)
-	env := regtest.New(t)
-	dir := t.TempDir()
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	sipAddr := l.Addr().String()
-	l.Close()
-	n := env.Node
-	common := []string{"--datadir", dir, "--btcd-rpc", n.RPCAddr, "--btcd-user", n.RPCUser, "--btcd-pass", n.RPCPass}
-	startProc(t, bin, append([]string{"serve", "--open", "--domain", "paysip.test", "--sip-addr", sipAddr, "--http-addr", "127.0.0.1:0"}, common...)...).waitFor(t, "paysip serving")
-	payee := startProc(t, bin, append([]string{"payee", "--aor", "sip:tutor@paysip.test", "--price", "60000", "--wallet", "tutor",
-		"--sip-server", sipAddr, "--tick", "100ms", "--tone"}, common...)...)
-	payee.waitFor(t, "ready at 60000 sat/min")
-
-	out, err := exec.Command(bin, append(append([]string{"wallet", "--wallet", "caller"}, common...), "address")...).Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr, err := btcutil.DecodeAddress(strings.TrimSpace(string(out)), &chaincfg.RegressionNetParams)
-	if err != nil {
-		t.Fatalf("address %q: %v", out, err)
-	}
-	env.Fund(addr, 3_000_000)
+	cw := startCallWorld(t, "--tone")
+	bin, env, common, sipAddr, payee := cw.bin, cw.env, cw.common, cw.sipAddr, cw.payee
 
 	for _, transport := range []string{"datachannel", "message"} {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -119,23 +99,8 @@ func TestPaidCallCommands(t *testing.T) {
 // call from the same payer resumes the channel (no new funding); a caller
 // whose price limit is below the payee's price refuses its terms.
 func TestSecondCallResumes(t *testing.T) {
-	bin := paysipBin(t)
-	env := regtest.New(t)
-	dir := t.TempDir()
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	sipAddr := l.Addr().String()
-	l.Close()
-	n := env.Node
-	common := []string{"--datadir", dir, "--btcd-rpc", n.RPCAddr, "--btcd-user", n.RPCUser, "--btcd-pass", n.RPCPass}
-	startProc(t, bin, append([]string{"serve", "--open", "--domain", "paysip.test", "--sip-addr", sipAddr, "--http-addr", "127.0.0.1:0"}, common...)...).waitFor(t, "paysip serving")
-	startProc(t, bin, append([]string{"payee", "--aor", "sip:tutor@paysip.test", "--price", "60000", "--wallet", "tutor", "--keep-open",
-		"--sip-server", sipAddr, "--tick", "100ms"}, common...)...).waitFor(t, "ready at 60000 sat/min")
-	out, err := exec.Command(bin, append(append([]string{"wallet", "--wallet", "caller"}, common...), "address")...).Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr, _ := btcutil.DecodeAddress(strings.TrimSpace(string(out)), &chaincfg.RegressionNetParams)
-	env.Fund(addr, 3_000_000)
+	cw := startCallWorld(t, "--keep-open")
+	bin, common, sipAddr := cw.bin, cw.common, cw.sipAddr
 	call := func(extra ...string) (string, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
@@ -163,4 +128,38 @@ func TestSecondCallResumes(t *testing.T) {
 	if err == nil || !strings.Contains(third, "price 60000 sat/min above the caller's limit 30000") {
 		t.Fatalf("call with a lower price limit: %v\n%s", err, third)
 	}
+}
+
+// callWorld is a regtest node, 'paysip serve --open', 'paysip payee' as
+// sip:tutor@paysip.test at 60,000 sat/min, and a funded caller wallet.
+type callWorld struct {
+	bin, sipAddr string
+	env          *regtest.Env
+	common       []string // data directory and node flags
+	payee        *proc
+}
+
+func startCallWorld(t *testing.T, payeeFlags ...string) *callWorld {
+	t.Helper()
+	cw := &callWorld{bin: paysipBin(t), env: regtest.New(t)}
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	cw.sipAddr = l.Addr().String()
+	l.Close()
+	n := cw.env.Node
+	cw.common = []string{"--datadir", t.TempDir(), "--btcd-rpc", n.RPCAddr, "--btcd-user", n.RPCUser, "--btcd-pass", n.RPCPass}
+	startProc(t, cw.bin, append([]string{"serve", "--open", "--domain", "paysip.test", "--sip-addr", cw.sipAddr, "--http-addr", "127.0.0.1:0"}, cw.common...)...).waitFor(t, "paysip serving")
+	args := append([]string{"payee", "--aor", "sip:tutor@paysip.test", "--price", "60000", "--wallet", "tutor",
+		"--sip-server", cw.sipAddr, "--tick", "100ms"}, payeeFlags...)
+	cw.payee = startProc(t, cw.bin, append(args, cw.common...)...)
+	cw.payee.waitFor(t, "ready at 60000 sat/min")
+	out, err := exec.Command(cw.bin, append(append([]string{"wallet", "--wallet", "caller"}, cw.common...), "address")...).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, err := btcutil.DecodeAddress(strings.TrimSpace(string(out)), &chaincfg.RegressionNetParams)
+	if err != nil {
+		t.Fatalf("address %q: %v", out, err)
+	}
+	cw.env.Fund(addr, 3_000_000)
+	return cw
 }
