@@ -42,6 +42,12 @@ func (s *PayerSession) Meter(ctx context.Context, m meter.Payer, onTick func(Tic
 	for {
 		elapsed := time.Since(start)
 		_, target, capErr := m.Target(elapsed)
+		if base == 0 && target > 0 && target < s.Terms().MinPaymentSat {
+			// A new channel's first payment is at least the payee's
+			// minimum (a state it can settle): below 60,000 sat/min the
+			// first second costs less than that.
+			target = min(s.Terms().MinPaymentSat, m.MaxPayableSat)
+		}
 		total, err := sat.Add(base, target)
 		if err != nil {
 			return err

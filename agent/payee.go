@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,12 +11,16 @@ import (
 	"time"
 
 	"github.com/btcsuite/btcd/btcec/v2"
+	"github.com/btcsuite/btcd/chaincfg/chainhash"
+	"github.com/btcsuite/btcd/wire"
 	"github.com/paysip/paysip/chain"
 	"github.com/paysip/paysip/channel"
 	"github.com/paysip/paysip/internal/failpoint"
 	"github.com/paysip/paysip/meter"
 	"github.com/paysip/paysip/paywire"
+	"github.com/paysip/paysip/sat"
 	"github.com/paysip/paysip/store"
+	"github.com/paysip/paysip/txbuild"
 	"github.com/paysip/paysip/wallet"
 )
 
@@ -28,6 +33,37 @@ const (
 	DefaultMaxExpiryBlocks = 1008
 	DefaultZeroConfMaxSat  = 1_000_000
 	DefaultMinConf         = 1
+	// DefaultHandshakeTimeout bounds a session that has not opened a
+	// channel yet (terms sent, refund signed, resume asked): a payer
+	// cannot keep the payee waiting, or let the refund window go stale.
+	DefaultHandshakeTimeout = time.Minute
+	// DefaultMaxPending bounds the sessions not yet open at once.
+	DefaultMaxPending = 64
+	// DefaultMaxPaymentsPerSec and DefaultPaymentBurst bound a session's
+	// payments, as a token bucket (a flood of tiny valid steps costs the
+	// payee a verification and a write each); a call pays once a second.
+	DefaultMaxPaymentsPerSec = 20
+	DefaultPaymentBurst      = 100
+	// DefaultFeeHeadroom multiplies the fee rate of the moment when the
+	// minimum first payment is derived, so a settlement stays above dust
+	// if fees rise during the call.
+	DefaultFeeHeadroom = 2
+)
+
+// Session ends the payee causes, matched with errors.Is.
+var (
+	// ErrExpiryNear: the channel's refund lock is within the settle margin;
+	// the session ends and the channel is settled.
+	ErrExpiryNear = errors.New("refund lock time near: channel settled")
+	// ErrFundingGone: the unconfirmed funding left the node's mempool
+	// (replaced or double spent); nothing more is served on it.
+	ErrFundingGone = errors.New("funding transaction replaced or double spent")
+	// ErrHandshakeTimeout: the channel was not open in time.
+	ErrHandshakeTimeout = errors.New("channel not opened in time")
+	// ErrBusy: too many sessions are opening channels at once.
+	ErrBusy = errors.New("too many channels being opened")
+	// ErrPaymentFlood: the payer sent payments faster than allowed.
+	ErrPaymentFlood = errors.New("payments too frequent")
 )
 
 // Payee answers payer sessions: it offers terms, signs refunds, takes
@@ -63,10 +99,27 @@ type Payee struct {
 	Metering *meter.Payee
 	// OnPayment, if set, is told of every payment stored (running totals).
 	OnPayment func(channelID string, paidSat int64)
+	// MinLockAheadBlocks: a refund is signed, and a funding accepted, only
+	// while the refund's lock time is at least this many blocks above the
+	// tip (default three quarters of MinExpiryBlocks: some blocks of
+	// slack between the terms and the refund request, never a window a
+	// payer let go stale). It is kept above SettleMargin.
+	MinLockAheadBlocks uint32
+	// HandshakeTimeout, MaxPending and MaxPaymentsPerSec bound what a
+	// payer can make the payee hold (defaults above).
+	HandshakeTimeout  time.Duration
+	MaxPending        int
+	MaxPaymentsPerSec int
+	PaymentBurst      int
+	// FeeHeadroom: see DefaultFeeHeadroom.
+	FeeHeadroom int64
 
-	mu     sync.Mutex
-	payout []byte
-	active map[string]*claim // channel id -> the session serving it
+	mu      sync.Mutex
+	payout  []byte
+	active  map[string]*claim // channel id -> the session serving it
+	pending int               // sessions not open yet
+	tipVal  uint32            // cached tip (see tip)
+	tipAt   time.Time
 }
 
 func (a *Payee) log() *slog.Logger {
@@ -108,14 +161,54 @@ func (a *Payee) Terms(ctx context.Context, key *btcec.PublicKey) (channel.Terms,
 	if err != nil {
 		return channel.Terms{}, err
 	}
+	minPay, err := a.minPayment(ctx, payout)
+	if err != nil {
+		return channel.Terms{}, err
+	}
 	return channel.Terms{
 		PayeeKey: key, PriceSatPerMin: a.PriceSatPerMin, PayoutScript: payout,
-		MinChannelSat:   orDefault(a.MinChannelSat, DefaultMinChannelSat),
+		MinChannelSat:   max(orDefault(a.MinChannelSat, DefaultMinChannelSat), minPay),
 		MinExpiryHeight: uint32(tip) + orDefault(a.MinExpiryBlocks, DefaultMinExpiryBlocks),
 		MaxExpiryHeight: uint32(tip) + orDefault(a.MaxExpiryBlocks, DefaultMaxExpiryBlocks),
-		MinPaymentSat:   orDefault(a.MinPaymentSat, DefaultMinPaymentSat),
+		MinPaymentSat:   minPay,
 		MinStepSat:      orDefault(a.MinStepSat, 1),
 	}, nil
+}
+
+// minPayment is the smallest first payment the payee accepts: the
+// configured minimum, raised to what a settlement at the fee rate of the
+// moment (times FeeHeadroom) needs to leave a payout above dust, so that
+// no call is served for a state that could never be cashed.
+func (a *Payee) minPayment(ctx context.Context, payout []byte) (int64, error) {
+	rate, err := a.Chain.FeeRate(ctx, orDefault(a.FeeTarget, 6))
+	if err != nil {
+		return 0, err
+	}
+	r, err := sat.MulDivCeil(int64(rate), orDefault(a.FeeHeadroom, DefaultFeeHeadroom), 1)
+	if err != nil {
+		return 0, err
+	}
+	floor, err := channel.MinPaymentFor(payout, txbuild.FeeRate(r))
+	if err != nil {
+		return 0, err
+	}
+	return max(orDefault(a.MinPaymentSat, DefaultMinPaymentSat), floor), nil
+}
+
+// minLockAhead is MinLockAheadBlocks or its default.
+func (a *Payee) minLockAhead() uint32 {
+	minExp := orDefault(a.MinExpiryBlocks, DefaultMinExpiryBlocks)
+	return orDefault(a.MinLockAheadBlocks, max(minExp-minExp/4, 1))
+}
+
+// settleMargin is SettleMargin or its default, kept below the minimum lock
+// distance (a channel must not be due to settle the moment it opens).
+func (a *Payee) settleMargin() uint32 {
+	m := orDefault(a.SettleMargin, DefaultSettleMargin)
+	if ahead := a.minLockAhead(); m >= ahead {
+		m = ahead - 1
+	}
+	return m
 }
 
 // PayeeResult says how a session ended.
@@ -138,6 +231,18 @@ type payeeSession struct {
 	best     atomic.Int64 // paid in this call, for the watchdog
 	paidBase int64        // held before this call (a resumed channel)
 	watch    func()
+	unadmit  func()
+	cancel   context.CancelCauseFunc
+	opened   chan struct{} // closed once the channel is open
+	// fundingWait is set while the funding waits for confirmations.
+	fundingWait atomic.Bool
+	payments    payRate
+}
+
+// payRate is a session's payment token bucket.
+type payRate struct {
+	at     time.Time
+	tokens float64
 }
 
 // Serve runs one payer session on conn until it closes, the payer goes
@@ -156,11 +261,41 @@ func (a *Payee) Serve(ctx context.Context, conn Conn, peer string) (*PayeeResult
 	if err != nil {
 		return nil, err
 	}
-	p, err := channel.NewPayee(channel.PayeeConfig{Key: key, Terms: terms})
+	p, err := channel.NewPayee(channel.PayeeConfig{Key: key, Terms: terms, MinLockAhead: a.minLockAhead()})
 	if err != nil {
 		return nil, err
 	}
-	s := &payeeSession{a: a, conn: conn, p: p, keyIndex: idx, peer: peer, log: a.log().With("component", "payee", "peer", peer)}
+	s := &payeeSession{a: a, conn: conn, p: p, keyIndex: idx, peer: peer, cancel: cancelCause, opened: make(chan struct{}),
+		log: a.log().With("component", "payee", "peer", peer)}
+	if !a.admit() {
+		s.log.Warn("session refused: too many channels being opened", "max", orDefault(a.MaxPending, DefaultMaxPending))
+		s.refuse(ctx, paywire.CodeChannelBusy, "too many channels being opened; try again later")
+		return nil, ErrBusy
+	}
+	admitted := true
+	unadmit := func() {
+		if admitted {
+			admitted = false
+			a.mu.Lock()
+			a.pending--
+			a.mu.Unlock()
+		}
+	}
+	defer unadmit()
+	go func() {
+		// Until the channel is open, the session is on a clock.
+		select {
+		case <-s.opened:
+		case <-ctx.Done():
+		case <-time.After(orDefault(a.HandshakeTimeout, DefaultHandshakeTimeout)):
+			// A funding waiting for its confirmations is bounded by
+			// acceptFunding itself (stale window, funding gone).
+			if !s.fundingWait.Load() {
+				s.log.Warn("channel not opened in time: session ended")
+				cancelCause(ErrHandshakeTimeout)
+			}
+		}
+	}()
 	defer func() {
 		if s.release != nil {
 			s.release()
@@ -169,14 +304,20 @@ func (a *Payee) Serve(ctx context.Context, conn Conn, peer string) (*PayeeResult
 	if a.Metering != nil {
 		s.watch = func() { go s.watchPayments(ctx, *a.Metering, &s.best, cancelCause) }
 	}
+	s.unadmit = unadmit
 	err = s.loop(ctx, cancel)
-	if cause := context.Cause(ctx); errors.Is(cause, ErrPaymentLate) {
-		err = ErrPaymentLate
+	cause := context.Cause(ctx)
+	for _, c := range []error{ErrPaymentLate, ErrExpiryNear, ErrFundingGone, ErrHandshakeTimeout} {
+		if errors.Is(cause, c) {
+			err = c
+		}
 	}
 	a.mu.Lock()
 	takenOver := s.claim != nil && s.claim.taken
 	a.mu.Unlock()
-	if s.p.State() == channel.PayeeOpen && s.p.BestSat() > 0 && !a.KeepOpen && !takenOver {
+	due := errors.Is(cause, ErrExpiryNear)
+	if s.p.Channel() != nil && s.p.BestSat() > 0 && (s.p.State() == channel.PayeeOpen || s.p.State() == channel.PayeeFailed && s.result.ChannelID != "") &&
+		(!a.KeepOpen || due) && !takenOver && !errors.Is(cause, ErrFundingGone) {
 		// The payer went away (or misbehaved) mid-call: settle alone.
 		sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		defer scancel()
@@ -210,11 +351,75 @@ func (s *payeeSession) loop(ctx context.Context, cancel context.CancelFunc) erro
 			s.send(ctx, channel.BadMessage(0, err))
 			return err
 		}
+		switch m.(type) {
+		case *paywire.RefundRequest, *paywire.Funded:
+			// Refund lock times are checked against the tip of now.
+			tip, err := s.a.Chain.TipHeight(ctx)
+			if err != nil {
+				return err
+			}
+			s.p.ObserveTip(uint32(tip))
+		case *paywire.Pay:
+			if err := s.checkRate(ctx); err != nil {
+				return err
+			}
+		}
 		effs, herr := s.p.Handle(m)
 		if err := s.exec(ctx, cancel, effs, herr); err != nil {
 			return err
 		}
 	}
+}
+
+// checkRate ends a session whose payer sends more payments per second than
+// MaxPaymentsPerSec.
+func (s *payeeSession) checkRate(ctx context.Context) error {
+	rate, burst := orDefault(s.a.MaxPaymentsPerSec, DefaultMaxPaymentsPerSec), orDefault(s.a.PaymentBurst, DefaultPaymentBurst)
+	now, b := time.Now(), &s.payments
+	if b.at.IsZero() {
+		b.tokens = float64(burst)
+	} else {
+		b.tokens = min(float64(burst), b.tokens+now.Sub(b.at).Seconds()*float64(rate))
+	}
+	b.at = now
+	if b.tokens < 1 {
+		s.log.Warn("payer floods payments: session ended", "limit_per_s", rate, "burst", burst)
+		s.refuse(ctx, paywire.CodeBadPayment, fmt.Sprintf("more than %d payments a second (burst %d)", rate, burst))
+		return ErrPaymentFlood
+	}
+	b.tokens--
+	return nil
+}
+
+// refuse tells the payer why the session ends (best effort). Only the
+// session's own goroutine calls it; others use notify.
+func (s *payeeSession) refuse(ctx context.Context, code, reason string) {
+	id := ""
+	if ch := s.p.Channel(); ch != nil {
+		id = ch.ID()
+	}
+	s.notify(ctx, id, code, reason)
+}
+
+// notify sends an error message about channel id (best effort).
+func (s *payeeSession) notify(ctx context.Context, id, code, reason string) {
+	e := &paywire.Error{Code: code, Reason: reason, ChannelID: id}
+	e.SetVersion(paywire.Version1)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	defer cancel()
+	s.send(sctx, e)
+}
+
+// admit counts a session that has not opened a channel yet, or refuses it
+// when MaxPending are already opening.
+func (a *Payee) admit() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.pending >= orDefault(a.MaxPending, DefaultMaxPending) {
+		return false
+	}
+	a.pending++
+	return true
 }
 
 func (s *payeeSession) send(ctx context.Context, m paywire.Message) error {
@@ -240,6 +445,18 @@ func (s *payeeSession) perform(ctx context.Context, cancel context.CancelFunc, e
 		}
 	case channel.ResumeRequested:
 		rec, err := a.Store.Get(ctx, ef.ChannelID)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			// Not "unknown": a payer told unknown_channel gives the
+			// channel up to its refund. This is a failure to retry.
+			s.log.Error("resume: reading the store", "channel", ef.ChannelID, "err", err)
+			s.refuse(ctx, paywire.CodeInternal, "temporary failure; try again later")
+			return fmt.Errorf("resume of %s: %w", ef.ChannelID, err)
+		}
+		tip, terr := a.Chain.TipHeight(ctx)
+		if terr != nil {
+			s.refuse(ctx, paywire.CodeInternal, "temporary failure; try again later")
+			return terr
+		}
 		var effs []channel.Effect
 		var herr error
 		switch {
@@ -247,37 +464,68 @@ func (s *payeeSession) perform(ctx context.Context, cancel context.CancelFunc, e
 			effs, herr = s.p.RefuseResume("unknown channel")
 		case rec.Role != store.Payee || rec.State != store.StateOpen:
 			effs, herr = s.p.RefuseResume(fmt.Sprintf("channel is %s", rec.State))
+		case uint32(tip)+a.settleMargin() >= rec.Channel.ExpiryHeight:
+			effs, herr = s.p.RefuseResume(fmt.Sprintf("refund lock %d is within %d blocks of the tip %d: the channel is being settled", rec.Channel.ExpiryHeight, a.settleMargin(), tip))
 		default:
 			key, kerr := a.Wallet.ChannelKeyAt(rec.KeyIndex)
 			if kerr != nil {
 				return kerr
 			}
+			challenge := make([]byte, paywire.ChallengeSize)
+			if _, err := rand.Read(challenge); err != nil {
+				return err
+			}
 			s.keyIndex, s.peer = rec.KeyIndex, rec.Peer
-			effs, herr = s.p.Resume(rec.PayeeRecord(), key)
+			effs, herr = s.p.Resume(rec.PayeeRecord(), key, challenge)
 		}
 		return s.exec(ctx, cancel, effs, herr)
 	case channel.FundingReceived:
-		if err := a.acceptFunding(ctx, ef.Channel, ef.Tx.TxHash().String(), func(c context.Context) error {
+		s.fundingWait.Store(true)
+		zeroConf, err := a.acceptFunding(ctx, ef.Channel, ef.Tx, s.p.ObserveTip, func(c context.Context) error {
 			err := a.Chain.Broadcast(c, ef.Tx)
 			if errors.Is(err, chain.ErrAlreadyKnown) {
 				return nil
 			}
 			return err
-		}); err != nil {
+		})
+		if err != nil {
+			if errors.Is(err, ErrFundingGone) || errors.Is(err, channel.ErrRefundLockTooNear) {
+				s.log.Warn("funding not accepted", "err", err)
+				s.refuse(ctx, paywire.CodeBadFunding, err.Error())
+			}
 			return err
 		}
 		failpoint.Hit("payee-funding-broadcast")
-		effs, err := s.p.FundingAccepted()
-		return s.exec(ctx, cancel, effs, err)
+		tip, err := a.Chain.TipHeight(ctx)
+		if err != nil {
+			return err
+		}
+		s.p.ObserveTip(uint32(tip))
+		effs, herr := s.p.FundingAccepted()
+		if herr == nil && zeroConf {
+			// Served before it confirms: watch it until it does.
+			go s.watchFunding(ctx, ef.Tx.TxHash(), ef.Channel.ID())
+		}
+		return s.exec(ctx, cancel, effs, herr)
 	case channel.PersistChannel:
 		r := ef.Record
 		return a.Store.Insert(ctx, store.Record{Role: store.Payee, Peer: s.peer, KeyIndex: s.keyIndex, Channel: r.Channel, FundingTx: r.FundingTx})
 	case channel.Opened:
 		s.log = s.log.With("channel", ef.Channel.ID())
 		s.result.ChannelID, s.result.PaidSat = ef.Channel.ID(), ef.PaidSat
-		s.release = a.claimChannel(s, ef.Channel.ID(), cancel)
+		release, err := a.claimChannel(s, ef.Channel.ID(), cancel)
+		if err != nil {
+			s.refuse(ctx, paywire.CodeChannelClosed, err.Error())
+			return err
+		}
+		s.release = release
+		close(s.opened)
+		if s.unadmit != nil {
+			s.unadmit()
+		}
 		s.best.Store(ef.PaidSat)
-		s.log.Info("channel open", "capacity_sat", ef.Channel.CapacitySat, "paid_sat", ef.PaidSat)
+		s.log.Info("channel open", "capacity_sat", ef.Channel.CapacitySat, "paid_sat", ef.PaidSat, "expiry_height", ef.Channel.ExpiryHeight)
+		go s.watchExpiry(ctx, ef.Channel.ID(), ef.Channel.ExpiryHeight)
 		if s.watch != nil {
 			// The meter counts from the open: what a resumed channel held
 			// before this call is not this call's.
@@ -288,6 +536,13 @@ func (s *payeeSession) perform(ctx context.Context, cancel context.CancelFunc, e
 		}
 	case channel.PersistPayment:
 		if err := a.Store.PayeePayment(ctx, ef.ChannelID, ef.PaidSat, ef.Sig); err != nil {
+			if errors.Is(err, store.ErrNotStored) {
+				// The channel is being settled: nothing more is taken.
+				s.log.Warn("payment after the channel started closing: not acknowledged", "paid_sat", ef.PaidSat)
+				s.refuse(ctx, paywire.CodeChannelClosed, "the channel is being settled")
+			} else {
+				s.refuse(ctx, paywire.CodeInternal, "payment not stored; not acknowledged")
+			}
 			return fmt.Errorf("storing payment of %d: %w", ef.PaidSat, err)
 		}
 		failpoint.Hit("payee-payment-stored")
@@ -312,18 +567,89 @@ func (s *payeeSession) perform(ctx context.Context, cancel context.CancelFunc, e
 	case channel.PeerError:
 		s.log.Warn("payer refused", "code", ef.Msg.Code, "reason", ef.Msg.Reason)
 		return fmt.Errorf("%w: %s: %s", channel.ErrPeer, ef.Msg.Code, ef.Msg.Reason)
+	default:
+		return fmt.Errorf("payee: effect %T not handled", ef)
 	}
 	return nil
 }
 
-type claim struct {
-	cancel context.CancelFunc
-	taken  bool // a newer session took the channel over
+// watchExpiry ends the session once the chain comes within the settle
+// margin of the channel's refund lock: the session then settles on its way
+// out (a call longer than the window cannot go on unsettled, or the payer
+// could take its refund).
+func (s *payeeSession) watchExpiry(ctx context.Context, id string, lock uint32) {
+	for {
+		tip, err := s.a.tip(ctx)
+		if err == nil && uint64(tip)+uint64(s.a.settleMargin()) >= uint64(lock) {
+			s.log.Warn("refund lock near: ending the session to settle", "tip", tip, "lock", lock)
+			s.cancel(ErrExpiryNear)
+			s.notify(ctx, id, paywire.CodeChannelClosed, fmt.Sprintf("refund lock %d is near (tip %d): the channel is settled", lock, tip))
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(orDefault(s.a.Poll, time.Second)):
+		}
+	}
 }
 
-// claim makes this session the only one serving a channel: a session
-// already serving it is ended (bitcoinj's rule on resume).
-func (a *Payee) claimChannel(s *payeeSession, id string, cancel context.CancelFunc) func() {
+// tip is the chain's height, asked at most once per Poll for all sessions.
+func (a *Payee) tip(ctx context.Context) (uint32, error) {
+	a.mu.Lock()
+	if time.Since(a.tipAt) < orDefault(a.Poll, time.Second) {
+		t := a.tipVal
+		a.mu.Unlock()
+		return t, nil
+	}
+	a.mu.Unlock()
+	t, err := a.Chain.TipHeight(ctx)
+	if err != nil {
+		return 0, err
+	}
+	a.mu.Lock()
+	a.tipVal, a.tipAt = uint32(t), time.Now()
+	a.mu.Unlock()
+	return uint32(t), nil
+}
+
+// watchFunding follows a funding accepted before it confirmed: if it leaves
+// the node's mempool without confirming (replaced, or its inputs double
+// spent), the session ends at once; once it has a confirmation the watch
+// stops.
+func (s *payeeSession) watchFunding(ctx context.Context, txid chainhash.Hash, id string) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(orDefault(s.a.Poll, time.Second)):
+		}
+		st, err := s.a.Chain.TxStatus(ctx, txid)
+		switch {
+		case err != nil:
+			continue // the node may be restarting; ask again
+		case st.Known && st.Confirmations > 0:
+			return
+		case !st.Known:
+			s.log.Warn("unconfirmed funding left the mempool: session ended", "txid", txid)
+			s.cancel(ErrFundingGone)
+			s.notify(ctx, id, paywire.CodeBadFunding, "funding transaction replaced or double spent")
+			return
+		}
+	}
+}
+
+type claim struct {
+	cancel      context.CancelFunc
+	causeCancel context.CancelCauseFunc
+	taken       bool          // a newer session took the channel over
+	done        chan struct{} // closed when the session lets the channel go
+}
+
+// claimChannel makes this session the only one serving a channel: a
+// session already serving it is ended (bitcoinj's rule on resume). A
+// channel that is closing cannot be claimed.
+func (a *Payee) claimChannel(s *payeeSession, id string, cancel context.CancelFunc) (func(), error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.active == nil {
@@ -334,7 +660,7 @@ func (a *Payee) claimChannel(s *payeeSession, id string, cancel context.CancelFu
 		old.taken = true
 		old.cancel()
 	}
-	c := &claim{cancel: cancel}
+	c := &claim{cancel: cancel, causeCancel: s.cancel, done: make(chan struct{})}
 	a.active[id] = c
 	s.claim = c
 	return func() {
@@ -343,35 +669,105 @@ func (a *Payee) claimChannel(s *payeeSession, id string, cancel context.CancelFu
 		if a.active[id] == c { // not a newer session's
 			delete(a.active, id)
 		}
+		close(c.done)
+	}, nil
+}
+
+// endSession ends the session serving channel id, if any, with cause, and
+// waits until it has let the channel go (it settles it itself on the way
+// out when cause is ErrExpiryNear). It reports whether a session was
+// serving the channel.
+func (a *Payee) endSession(ctx context.Context, id string, cause error) bool {
+	a.mu.Lock()
+	c := a.active[id]
+	a.mu.Unlock()
+	if c == nil {
+		return false
 	}
+	c.cancel()
+	select {
+	case <-c.done:
+	case <-ctx.Done():
+	}
+	return true
 }
 
 // acceptFunding applies the zero-conf policy: broadcast the funding (the
 // payer did too; twice is harmless), then wait until the node has it in its
-// mempool (capacity up to ZeroConfMaxSat) or until it has MinConf
-// confirmations.
-func (a *Payee) acceptFunding(ctx context.Context, ch *channel.Channel, txid string, broadcast func(context.Context) error) error {
+// mempool, or until it has MinConf confirmations. A funding is taken from
+// the mempool (zero-conf) only when its capacity is at most ZeroConfMaxSat,
+// it does not signal replaceability (BIP125: an input sequence below
+// 0xfffffffe) and every transaction it spends is confirmed (an unconfirmed
+// parent could itself be replaced, taking the funding with it). Otherwise
+// it waits for at least one confirmation. While it waits, the refund's
+// lock must stay far enough ahead (observe is given each new tip); a
+// funding that leaves the mempool ends the wait. zeroConf reports whether
+// the funding was accepted unconfirmed (the session then keeps watching
+// it).
+func (a *Payee) acceptFunding(ctx context.Context, ch *channel.Channel, tx *wire.MsgTx, observe func(uint32), broadcast func(context.Context) error) (zeroConf bool, err error) {
 	if err := broadcast(ctx); err != nil {
-		return fmt.Errorf("funding refused by the node: %w", err)
+		return false, fmt.Errorf("funding refused by the node: %w", err)
 	}
-	minConf := orDefault(a.MinConf, DefaultMinConf)
+	minConf := max(orDefault(a.MinConf, DefaultMinConf), 1)
+	why := "above the zero-conf limit"
 	if ch.CapacitySat <= orDefault(a.ZeroConfMaxSat, DefaultZeroConfMaxSat) {
-		minConf = 0
+		why, err = a.zeroConfRisk(ctx, tx)
+		if err != nil {
+			return false, err
+		}
+		if why == "" {
+			minConf = 0
+		}
 	}
+	if minConf > 0 {
+		a.log().Info("funding: waiting for confirmations", "channel", ch.ID(), "confirmations", minConf, "why", why)
+	}
+	seen := false
 	for {
 		st, err := a.Chain.TxStatus(ctx, ch.Outpoint.Hash)
 		if err != nil {
-			return err
+			return false, err
 		}
 		if st.Known && st.Confirmations >= minConf {
-			return nil
+			return minConf == 0 && st.Confirmations == 0, nil
 		}
+		if seen && !st.Known {
+			return false, ErrFundingGone
+		}
+		seen = seen || st.Known
+		tip, err := a.Chain.TipHeight(ctx)
+		if err != nil {
+			return false, err
+		}
+		if uint64(tip)+uint64(a.minLockAhead()) > uint64(ch.ExpiryHeight) {
+			return false, fmt.Errorf("%w: the funding did not confirm before the refund window went stale (tip %d, lock %d)", channel.ErrRefundLockTooNear, tip, ch.ExpiryHeight)
+		}
+		observe(uint32(tip))
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return false, ctx.Err()
 		case <-time.After(orDefault(a.Poll, time.Second)):
 		}
 	}
+}
+
+// zeroConfRisk says why a funding cannot be trusted unconfirmed, or "".
+func (a *Payee) zeroConfRisk(ctx context.Context, tx *wire.MsgTx) (string, error) {
+	for _, in := range tx.TxIn {
+		if in.Sequence < wire.MaxTxInSequenceNum-1 {
+			return "it signals replaceability (BIP125)", nil
+		}
+	}
+	for _, in := range tx.TxIn {
+		st, err := a.Chain.TxStatus(ctx, in.PreviousOutPoint.Hash)
+		if err != nil {
+			return "", err
+		}
+		if !st.Known || st.Confirmations == 0 {
+			return "it spends an unconfirmed transaction", nil
+		}
+	}
+	return "", nil
 }
 
 // Settle broadcasts the settlement of a stored channel's best payment,
@@ -391,6 +787,12 @@ func (a *Payee) Settle(ctx context.Context, id string) (string, error) {
 	}
 	if rec.BestSat == 0 {
 		return "", fmt.Errorf("%w: nothing was paid on %s", channel.ErrSettlementDust, id)
+	}
+	// From here no payment is stored (so none acknowledged) on this
+	// channel, by this process or another sharing the store: the
+	// settlement carries the last best payment there will ever be.
+	if rec, err = a.Store.StartClosing(ctx, id); err != nil {
+		return "", err
 	}
 	key, err := a.Wallet.ChannelKeyAt(rec.KeyIndex)
 	if err != nil {
@@ -449,7 +851,7 @@ func (a *Payee) Recover(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	margin := orDefault(a.SettleMargin, DefaultSettleMargin)
+	margin := a.settleMargin()
 	var errs []error
 	for _, rec := range recs {
 		if rec.Role != store.Payee {
@@ -460,6 +862,14 @@ func (a *Payee) Recover(ctx context.Context) error {
 			continue
 		}
 		due := uint32(tip)+margin >= rec.Channel.ExpiryHeight
+		if due {
+			// A session still serving the channel is ended first, and
+			// settles it on its way out; Settle below then finds it
+			// closing or spent.
+			if a.endSessionDue(ctx, rec.ID()) {
+				a.log().Info("refund lock near: session ended to settle", "channel", rec.ID(), "tip", tip, "lock", rec.Channel.ExpiryHeight)
+			}
+		}
 		// A settlement that the node lost (or never got) is sent again.
 		if rec.BestSat > 0 && (due || rec.State == store.StateClosing) {
 			if _, err := a.Settle(ctx, rec.ID()); err != nil {
@@ -468,6 +878,20 @@ func (a *Payee) Recover(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// endSessionDue ends the session serving a channel due for settlement.
+func (a *Payee) endSessionDue(ctx context.Context, id string) bool {
+	a.mu.Lock()
+	c := a.active[id]
+	a.mu.Unlock()
+	if c == nil {
+		return false
+	}
+	if c.causeCancel != nil {
+		c.causeCancel(ErrExpiryNear)
+	}
+	return a.endSession(ctx, id, ErrExpiryNear)
 }
 
 // WatchExpiries runs Recover every poll until ctx ends: the timers of

@@ -1,12 +1,15 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"time"
 
+	"github.com/btcsuite/btcd/btcec/v2"
+	"github.com/btcsuite/btcd/wire"
 	"github.com/paysip/paysip/chain"
 	"github.com/paysip/paysip/channel"
 	"github.com/paysip/paysip/internal/failpoint"
@@ -21,13 +24,50 @@ type Payer struct {
 	Chain  chain.Chain
 	Store  Store
 	Log    *slog.Logger
-	// MaxPriceSatPerMin refuses terms above it; 0 accepts any price.
+	// MaxPriceSatPerMin refuses terms above it. Required: set it to the
+	// price the caller saw (directory, 402) or the user's ceiling; with 0
+	// no channel is opened or resumed.
 	MaxPriceSatPerMin int64
 	// CapacitySat is the pool opened when a new channel is needed (raised
-	// to the payee's minimum).
+	// to the payee's minimum, never above MaxCapacitySat).
 	CapacitySat int64
+	// MaxCapacitySat is the largest pool the user allows; 0 means
+	// CapacitySat. Terms asking a larger minimum pool are refused.
+	MaxCapacitySat int64
+	// MaxLockBlocks bounds the refund's lock above the tip (default
+	// channel.DefaultMaxLockBlocks).
+	MaxLockBlocks uint32
+	// MaxFirstPaymentSat, when set, refuses terms whose minimum first
+	// payment is above it (the call's budget).
+	MaxFirstPaymentSat int64
+	// AckTimeout bounds the wait for a payment's ack (default 15 s): a
+	// payee that stops acknowledging gets nothing more.
+	AckTimeout time.Duration
+	// ResumeMargin: a stored channel within this many blocks of its
+	// refund lock is not resumed (default 14: the payee settles 12 blocks
+	// before by default, and the call needs some room).
+	ResumeMargin uint32
 	// FeeTarget is the confirmation target of fee estimates (blocks).
 	FeeTarget int
+}
+
+// ErrNoPriceCeiling: the payer was not told the most it may pay.
+var ErrNoPriceCeiling = errors.New("no price ceiling set: refusing to pay any price")
+
+// ErrAckTimeout: the payee did not acknowledge a payment in time.
+var ErrAckTimeout = errors.New("payee did not acknowledge the payment in time")
+
+// ErrNearExpiry: the stored channel is too close to its refund lock to be
+// resumed; open a new one.
+var ErrNearExpiry = errors.New("channel too close to its refund lock time to resume")
+
+func (a *Payer) config(key *btcec.PrivateKey) channel.PayerConfig {
+	maxCap := a.MaxCapacitySat
+	if maxCap == 0 {
+		maxCap = a.CapacitySat
+	}
+	return channel.PayerConfig{Key: key, MaxPriceSatPerMin: a.MaxPriceSatPerMin, MaxCapacitySat: maxCap,
+		MaxLockBlocks: a.MaxLockBlocks, MaxFirstPaymentSat: a.MaxFirstPaymentSat, Agent: "paysip-go"}
 }
 
 func (a *Payer) log() *slog.Logger {
@@ -58,8 +98,16 @@ func (a *Payer) Open(ctx context.Context, conn Conn, peer string) (*PayerSession
 	if err != nil {
 		return nil, err
 	}
+	if a.MaxPriceSatPerMin <= 0 {
+		return nil, ErrNoPriceCeiling
+	}
 	s := &PayerSession{a: a, conn: conn, keyIndex: idx, peer: peer, log: a.log().With("component", "payer", "peer", peer)}
-	s.p = channel.NewPayer(channel.PayerConfig{Key: key, MaxPriceSatPerMin: a.MaxPriceSatPerMin, Agent: "paysip-go"})
+	s.p = channel.NewPayer(a.config(key))
+	tip, err := a.Chain.TipHeight(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s.p.ObserveTip(uint32(tip))
 	return s, s.start(ctx)
 }
 
@@ -72,14 +120,29 @@ func (a *Payer) Resume(ctx context.Context, conn Conn, id string) (*PayerSession
 	if rec.Role != store.Payer || rec.State != store.StateOpen {
 		return nil, fmt.Errorf("%w: %s is %s %s", channel.ErrResume, id, rec.Role, rec.State)
 	}
+	if a.MaxPriceSatPerMin <= 0 {
+		return nil, ErrNoPriceCeiling
+	}
+	tip, err := a.Chain.TipHeight(ctx)
+	if err != nil {
+		return nil, err
+	}
+	margin := a.ResumeMargin
+	if margin == 0 {
+		margin = DefaultSettleMargin + 2
+	}
+	if uint64(tip)+uint64(margin) >= uint64(rec.Channel.ExpiryHeight) {
+		return nil, fmt.Errorf("%w: %s locked until %d, tip %d", ErrNearExpiry, id, rec.Channel.ExpiryHeight, tip)
+	}
 	key, err := a.Wallet.ChannelKeyAt(rec.KeyIndex)
 	if err != nil {
 		return nil, err
 	}
-	p, err := channel.ResumePayer(channel.PayerConfig{Key: key, MaxPriceSatPerMin: a.MaxPriceSatPerMin, Agent: "paysip-go"}, rec.PayerRecord())
+	p, err := channel.ResumePayer(a.config(key), rec.PayerRecord())
 	if err != nil {
 		return nil, err
 	}
+	p.ObserveTip(uint32(tip))
 	s := &PayerSession{a: a, conn: conn, p: p, keyIndex: rec.KeyIndex, peer: rec.Peer, resuming: true, log: a.log().With("component", "payer", "channel", id)}
 	return s, s.start(ctx)
 }
@@ -111,8 +174,23 @@ func (s *PayerSession) Pay(ctx context.Context, total int64) error {
 	if err := s.exec(ctx, effs, err); err != nil {
 		return err
 	}
-	return s.await(ctx, func() bool { return !s.p.InFlight() })
+	timeout := s.a.AckTimeout
+	if timeout == 0 {
+		timeout = 15 * time.Second
+	}
+	actx, cancel := context.WithTimeoutCause(ctx, timeout, ErrAckTimeout)
+	defer cancel()
+	err = s.await(actx, func() bool { return !s.p.InFlight() })
+	if err != nil && ctx.Err() == nil && errors.Is(context.Cause(actx), ErrAckTimeout) {
+		s.log.Warn("payee did not acknowledge: paying stops", "paid_sat", total, "timeout", timeout)
+		return ErrAckTimeout
+	}
+	return err
 }
+
+// ExpiryHeight is the channel's refund lock time: the payee settles some
+// blocks before it, ending the call (see agent.Payee.SettleMargin).
+func (s *PayerSession) ExpiryHeight() uint32 { return s.p.Channel().ExpiryHeight }
 
 // Close asks the payee to settle and waits for its answer.
 func (s *PayerSession) Close(ctx context.Context, reason string) (*channel.Closed, error) {
@@ -164,6 +242,9 @@ func (s *PayerSession) perform(ctx context.Context, ef channel.Effect) error {
 	case channel.Send:
 		return s.send(ctx, ef.Msg)
 	case channel.TermsReceived:
+		// The core has checked the terms against the user's limits; the
+		// pool is the wanted capacity, raised to the payee's minimum
+		// (which the core checked against MaxCapacitySat).
 		t := ef.Terms
 		capacity := max(a.CapacitySat, t.MinChannelSat)
 		rate, err := a.Chain.FeeRate(ctx, a.feeTarget())
@@ -176,6 +257,7 @@ func (s *PayerSession) perform(ctx context.Context, ef channel.Effect) error {
 		}
 		tx, fee, err := a.Wallet.FundChannel(ctx, key.PubKey(), t.PayeeKey, capacity, rate)
 		if err != nil {
+			s.abort(ctx, fmt.Sprintf("payer cannot fund a pool of %d sat", capacity))
 			return err
 		}
 		s.FundingFee = fee
@@ -185,6 +267,9 @@ func (s *PayerSession) perform(ctx context.Context, ef channel.Effect) error {
 		}
 		s.log.Info("funding prepared", "capacity_sat", capacity, "fee_sat", fee, "price_sat_per_min", t.PriceSatPerMin)
 		effs, err := s.p.Fund(channel.FundRequest{FundingTx: tx, Vout: 0, PayerScript: script, RefundFee: rate})
+		if err != nil {
+			s.abort(ctx, err.Error())
+		}
 		return s.exec(ctx, effs, err)
 	case channel.PersistRefund:
 		r := ef.Record
@@ -220,6 +305,9 @@ func (s *PayerSession) perform(ctx context.Context, ef channel.Effect) error {
 		}
 	case channel.PeerError:
 		s.log.Warn("payee refused", "code", ef.Msg.Code, "reason", ef.Msg.Reason)
+		if ef.Msg.Code == paywire.CodeInternal && s.resuming {
+			return fmt.Errorf("%w: %s: %s (the channel stays open; try again)", channel.ErrPeer, ef.Msg.Code, ef.Msg.Reason)
+		}
 		if ef.Msg.Code == paywire.CodeUnknownChannel && s.resuming {
 			// A resume the payee cannot serve (it never stored the
 			// channel, or closed it): only the refund is left, and the
@@ -230,8 +318,20 @@ func (s *PayerSession) perform(ctx context.Context, ef channel.Effect) error {
 			return fmt.Errorf("%w: %s", ErrResumeRefused, ef.Msg.Reason)
 		}
 		return fmt.Errorf("%w: %s: %s", channel.ErrPeer, ef.Msg.Code, ef.Msg.Reason)
+	default:
+		return fmt.Errorf("payer: effect %T not handled", ef)
 	}
 	return nil
+}
+
+// abort tells the payee why the payer gives up before funding (best
+// effort): nothing was broadcast.
+func (s *PayerSession) abort(ctx context.Context, reason string) {
+	e := &paywire.Error{Code: paywire.CodeInternal, Reason: reason}
+	e.SetVersion(paywire.Version1)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	defer cancel()
+	s.send(sctx, e)
 }
 
 func (a *Payer) feeTarget() int {
@@ -304,10 +404,8 @@ func Reconcile(ctx context.Context, c chain.Chain, db Store, rec *store.Record) 
 	}
 	txid = spend.TxID.String()
 	state := store.StateSettled
-	if rec.RefundTx != nil && spend.TxID == rec.RefundTx.TxHash() {
+	if isRefund(rec, spend) {
 		state = store.StateRefunded
-	} else if rec.Role == store.Payee && txid != rec.CloseTxID {
-		state = store.StateRefunded // not the payee's settlement: the payer's refund
 	}
 	if spend.Confirmations == 0 {
 		state = store.StateClosing
@@ -318,6 +416,25 @@ func Reconcile(ctx context.Context, c chain.Chain, db Store, rec *store.Record) 
 		}
 	}
 	return txid, true, nil
+}
+
+// isRefund tells the payer's refund from a settlement by what it is: the
+// stored refund itself, or a transaction of the refund's shape (one input,
+// non-final, locked at the channel's expiry, one output to the payer's
+// script). A settlement is unlocked (lock time 0) and pays the payee. A
+// payee knows the refund only by its shape: it never stores it.
+func isRefund(rec *store.Record, spend *chain.Spend) bool {
+	if rec.RefundTx != nil && spend.TxID == rec.RefundTx.TxHash() {
+		return true
+	}
+	tx, ch := spend.Tx, rec.Channel
+	if tx == nil {
+		// No transaction to look at: for the payee, anything but its own
+		// settlement can only be the refund.
+		return rec.Role == store.Payee && spend.TxID.String() != rec.CloseTxID
+	}
+	return tx.LockTime == ch.ExpiryHeight && len(tx.TxIn) == 1 && len(tx.TxOut) == 1 &&
+		tx.TxIn[0].Sequence != wire.MaxTxInSequenceNum && bytes.Equal(tx.TxOut[0].PkScript, ch.PayerScript)
 }
 
 // WatchRefunds takes the refund of every open payer channel whose lock
@@ -342,8 +459,13 @@ func (a *Payer) WatchRefunds(ctx context.Context, poll time.Duration, onRefund f
 				continue
 			}
 			if rec.State == store.StateClosing {
-				Reconcile(ctx, a.Chain, a.Store, rec) // confirmations move it on
-				continue
+				// Confirmations move it on. A pool still unspent at the
+				// lock time was never settled, whatever the payee said
+				// (a "closed" naming a settlement it never made): the
+				// refund is taken below.
+				if _, done, err := Reconcile(ctx, a.Chain, a.Store, rec); err != nil || done {
+					continue
+				}
 			}
 			if uint32(tip) < rec.RefundTx.LockTime {
 				continue

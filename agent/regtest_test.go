@@ -44,8 +44,10 @@ func newWorld(t *testing.T) *world {
 	addr, _ := w.payerW.NewAddress()
 	env.Fund(addr, payerFunds)
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	w.payer = &agent.Payer{Wallet: w.payerW, Chain: env.Chain, Store: openStore(t, "payer.db"), CapacitySat: capacity, Log: log}
-	w.payee = &agent.Payee{Wallet: w.payeeW, Chain: env.Chain, Store: openStore(t, "payee.db"), PriceSatPerMin: price, Poll: pollingStep, Log: log}
+	w.payer = &agent.Payer{Wallet: w.payerW, Chain: env.Chain, Store: openStore(t, "payer.db"), CapacitySat: capacity, MaxPriceSatPerMin: 60_000, Log: log}
+	// Fees are fixed on regtest: no headroom, so the first second (1,000 sat) is
+	// above the minimum payment and amounts stay round.
+	w.payee = &agent.Payee{Wallet: w.payeeW, Chain: env.Chain, Store: openStore(t, "payee.db"), PriceSatPerMin: price, Poll: pollingStep, Log: log, FeeHeadroom: 1}
 	return w
 }
 

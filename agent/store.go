@@ -18,6 +18,10 @@ type Store interface {
 	PayerAcked(ctx context.Context, id string, acked int64) error
 	PayeePayment(ctx context.Context, id string, paid int64, sig []byte) error
 	SetState(ctx context.Context, id string, state store.State, closeTxID string) error
+	// StartClosing moves an open channel to closing and returns it; from
+	// then on PayeePayment refuses (store.ErrNotStored) so nothing is
+	// acknowledged that the settlement does not carry.
+	StartClosing(ctx context.Context, id string) (*store.Record, error)
 }
 
 var _ Store = (*store.DB)(nil)

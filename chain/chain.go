@@ -45,6 +45,9 @@ type Utxo struct {
 type Spend struct {
 	TxID          chainhash.Hash
 	Confirmations int64
+	// Tx is the spending transaction when the backend has it (btcdrpc
+	// always does); it tells a refund from a settlement by its shape.
+	Tx *wire.MsgTx
 }
 
 // Chain is the access to the Bitcoin network paysip needs.

@@ -188,11 +188,11 @@ func TestResume(t *testing.T) {
 	broadcasts := len(e.broadcast)
 
 	// A new session on both sides.
-	e.payer, err = ResumePayer(PayerConfig{Key: key("payer channel")}, rec)
+	e.payer, err = ResumePayer(testPayerConfig(), rec)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.payee, _ = NewPayee(PayeeConfig{Key: key("payee channel"), Terms: testTerms()})
+	e.payee, _ = NewPayee(testPayeeConfig())
 	e.opened = false
 	e.open()
 	if e.payer.AckedSat() != 4000 {

@@ -55,7 +55,7 @@ func FuzzPayee(f *testing.F) {
 	b, _ := paywire.Encode(&paywire.Close{ChannelID: ch.ID()})
 	f.Add(b)
 	f.Fuzz(func(t *testing.T, b []byte) {
-		p, _ := NewPayee(PayeeConfig{Key: key("payee channel"), Terms: testTerms()})
+		p, _ := NewPayee(testPayeeConfig())
 		p.state, p.version, p.ch, p.funding = PayeeOpen, 1, e.payee.ch, e.payee.funding
 		m, err := paywire.Decode(b)
 		if err != nil {

@@ -1,6 +1,7 @@
 package channel
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"fmt"
 	"testing"
@@ -29,14 +30,15 @@ func p2wpkh(k *btcec.PrivateKey) []byte {
 }
 
 const (
-	testTip         = 1000
-	testPrice       = 60000 // sat/min: 1,000 sat a second
-	testCapacity    = 5_000_000
-	testMinChannel  = 100_000
-	testMinPayment  = 1000
-	testMinStep     = 1
-	testFeeRate     = txbuild.FeeRate(2000) // 2 sat/vB
-	testFundingCoin = 10_000_000
+	testTip          = 1000
+	testPrice        = 60000 // sat/min: 1,000 sat a second
+	testCapacity     = 5_000_000
+	testMinChannel   = 100_000
+	testMinPayment   = 1000
+	testMinStep      = 1
+	testFeeRate      = txbuild.FeeRate(2000) // 2 sat/vB
+	testFundingCoin  = 10_000_000
+	testMinLockAhead = 18
 )
 
 func testTerms() Terms {
@@ -70,7 +72,7 @@ type env struct {
 	opened       bool
 	peerErrors   []*paywire.Error
 	log          []string // effects in order, for order checks
-	payeeReject  func(Effect) bool
+	before       func(side string, ef Effect) // called before each effect is carried out
 }
 
 func newEnv(t *testing.T) *env {
@@ -82,13 +84,29 @@ func newEnv(t *testing.T) *env {
 	e.coinTx.AddTxOut(wire.NewTxOut(testFundingCoin, p2wpkh(e.payerWallet)))
 	e.coin = txbuild.Coin{Outpoint: wire.OutPoint{Hash: e.coinTx.TxHash(), Index: 0}, Value: testFundingCoin, PkScript: p2wpkh(e.payerWallet)}
 	var err error
-	e.payee, err = NewPayee(PayeeConfig{Key: key("payee channel"), Terms: testTerms()})
+	e.payee, err = NewPayee(testPayeeConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.payer = NewPayer(PayerConfig{Key: key("payer channel"), Agent: "test"})
+	e.payee.ObserveTip(testTip)
+	e.payer = NewPayer(testPayerConfig())
+	e.payer.ObserveTip(testTip)
 	return e
 }
+
+// testPayeeConfig is the payee of the tests: testTerms, refunds locked at
+// least testMinLockAhead blocks above the tip.
+func testPayeeConfig() PayeeConfig {
+	return PayeeConfig{Key: key("payee channel"), Terms: testTerms(), MinLockAhead: testMinLockAhead}
+}
+
+// testPayerConfig is the payer of the tests, with limits the test terms meet.
+func testPayerConfig() PayerConfig {
+	return PayerConfig{Key: key("payer channel"), Agent: "test", MaxPriceSatPerMin: testPrice, MaxCapacitySat: testCapacity}
+}
+
+// testChallenge is the resume challenge of the tests.
+var testChallenge = bytes.Repeat([]byte{7}, paywire.ChallengeSize)
 
 // signFunding signs the P2WPKH inputs of a funding transaction.
 func (e *env) signFunding(tx *wire.MsgTx) {
@@ -133,6 +151,9 @@ func (e *env) by(side string) func([]Effect, error) error {
 func (e *env) run(side string, effs []Effect, err error) error {
 	e.t.Helper()
 	for _, ef := range effs {
+		if e.before != nil {
+			e.before(side, ef)
+		}
 		e.log = append(e.log, fmt.Sprintf("%s:%T", side, ef))
 		switch ef := ef.(type) {
 		case Send:
@@ -165,7 +186,7 @@ func (e *env) run(side string, effs []Effect, err error) error {
 				err = rerr
 			}
 		case ResumeRequested:
-			if rerr := e.by("payee")(e.payee.Resume(e.payeeStore, key("payee channel"))); rerr != nil && err == nil {
+			if rerr := e.by("payee")(e.payee.Resume(e.payeeStore, key("payee channel"), testChallenge)); rerr != nil && err == nil {
 				err = rerr
 			}
 		case PersistChannel:

@@ -138,7 +138,7 @@ func TestMaliciousInputs(t *testing.T) {
 		}, ErrBadSignature, paywire.CodeBadSignature},
 		{"payment signature over another channel", true, func(t *testing.T, e *env) paywire.Message {
 			o := newEnv(t)
-			o.capacity = testCapacity + 1 // another funding transaction
+			o.capacity = testCapacity - 1 // another funding transaction
 			o.open()
 			return payRaw(e, 6000, must(o.payee.Channel().SignPayment(key("payer channel"), 6000)))
 		}, ErrBadSignature, paywire.CodeBadSignature},
@@ -220,9 +220,11 @@ func TestMaliciousInputs(t *testing.T) {
 		{"payee claiming more than was signed on resume", func(t *testing.T, e *env) ([]Effect, error) {
 			e.open()
 			e.pay(2000)
-			p, _ := ResumePayer(PayerConfig{Key: key("payer channel")}, e.payer.Record())
+			p, _ := ResumePayer(testPayerConfig(), e.payer.Record())
 			p.Start()
-			p.Handle(testTerms().Wire(1))
+			terms := testTerms().Wire(1)
+			terms.Challenge = testChallenge
+			p.Handle(terms)
 			ch := p.Channel()
 			return p.Handle(&paywire.Open{Header: paywire.Header{V: 1}, ChannelID: ch.ID(), CapacitySat: ch.CapacitySat, PaidSat: 2001, ExpiryHeight: ch.ExpiryHeight})
 		}, ErrPaymentAboveCapacity, paywire.CodeBadPayment},

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/btcsuite/btcd/btcec/v2"
+	"github.com/btcsuite/btcd/btcec/v2/ecdsa"
 	"github.com/btcsuite/btcd/wire"
 	"github.com/paysip/paysip/paywire"
 )
@@ -20,13 +21,14 @@ const (
 	PayeeRefundSigned                     // waiting for funded
 	PayeeFundingPending                   // waiting for FundingAccepted
 	PayeeResumePending                    // waiting for Resume
+	PayeeResumeAuth                       // waiting for the payer's resume proof
 	PayeeOpen                             // taking payments
 	PayeeClosing                          // settling
 	PayeeClosed                           // settled
 	PayeeFailed                           // session ended by an error
 )
 
-var payeeStateNames = [...]string{"idle", "terms-sent", "refund-signed", "funding-pending", "resume-pending", "open", "closing", "closed", "failed"}
+var payeeStateNames = [...]string{"idle", "terms-sent", "refund-signed", "funding-pending", "resume-pending", "resume-auth", "open", "closing", "closed", "failed"}
 
 func (s PayeeState) String() string { return payeeStateNames[s] }
 
@@ -36,6 +38,13 @@ type PayeeConfig struct {
 	// public half is Terms.PayeeKey.
 	Key   *btcec.PrivateKey
 	Terms Terms
+	// MinLockAhead is how many blocks above the chain's tip (ObserveTip)
+	// the refund's lock time must still be when the payee signs the refund,
+	// when the funding arrives, and when the funding is accepted: a payer
+	// that lets the window go stale (to take its refund at once after being
+	// served) is refused. Required; it should exceed the margin at which
+	// the payee settles before expiry.
+	MinLockAhead uint32
 }
 
 // Payee runs the payee's half of the protocol for one session. It is not
@@ -49,6 +58,31 @@ type Payee struct {
 	bestSat int64
 	bestSig []byte
 	resume  string
+	tip     uint32 // best chain height known (ObserveTip)
+	// resume authentication: the challenge sent and the record to reopen
+	challenge []byte
+	resumeRec PayeeRecord
+}
+
+// ObserveTip tells the payee the chain's current height, against which
+// refund lock times are checked. Call it before handing over a refund
+// request or a funded message, and before FundingAccepted.
+func (p *Payee) ObserveTip(height uint32) {
+	if height > p.tip {
+		p.tip = height
+	}
+}
+
+// checkLockAhead refuses a channel whose refund could be taken too soon.
+func (p *Payee) checkLockAhead(lock uint32, when string) *ProtocolError {
+	need := uint64(p.tip) + uint64(p.cfg.MinLockAhead)
+	if p.tip == 0 {
+		return perr(paywire.CodeInternal, ErrRefundLockTooNear, "the payee does not know the chain's height")
+	}
+	if uint64(lock) < need {
+		return perr(paywire.CodeBadRefund, ErrRefundLockTooNear, "%s: refund lock %d is less than %d blocks above the tip %d", when, lock, p.cfg.MinLockAhead, p.tip).expect(int64(need))
+	}
+	return nil
 }
 
 // NewPayee starts a session. The terms are checked here so that a payee
@@ -59,6 +93,9 @@ func NewPayee(cfg PayeeConfig) (*Payee, error) {
 	}
 	if cfg.Key == nil || !cfg.Key.PubKey().IsEqual(cfg.Terms.PayeeKey) {
 		return nil, fmt.Errorf("%w: terms key is not the session key", ErrBadKey)
+	}
+	if cfg.MinLockAhead == 0 {
+		return nil, fmt.Errorf("%w: no minimum lock distance", ErrBadTerms)
 	}
 	return &Payee{cfg: cfg}, nil
 }
@@ -126,6 +163,10 @@ func (p *Payee) handle(m paywire.Message) ([]Effect, *ProtocolError) {
 		if p.state == PayeeRefundSigned {
 			return p.onFunded(m)
 		}
+	case *paywire.ResumeProof:
+		if p.state == PayeeResumeAuth {
+			return p.onResumeProof(m)
+		}
 	case *paywire.Pay:
 		if p.state == PayeeOpen {
 			return p.onPay(m)
@@ -162,20 +203,45 @@ func (p *Payee) onHello(m *paywire.Hello) ([]Effect, *ProtocolError) {
 }
 
 // Resume continues a stored channel that the payer named in its hello: the
-// payee sends its terms, now carrying the channel's key, and then open with
-// the best payment it holds. key is the payee's private key of that channel.
-func (p *Payee) Resume(rec PayeeRecord, key *btcec.PrivateKey) ([]Effect, error) {
+// payee sends its terms, now carrying the channel's key and a fresh
+// challenge (32 random bytes the caller supplies), and opens the channel
+// only once the payer signs the challenge with the channel's payer key
+// (resume_proof): whoever merely knows a channel id cannot take over the
+// session of the payer who owns it. key is the payee's private key of that
+// channel.
+func (p *Payee) Resume(rec PayeeRecord, key *btcec.PrivateKey, challenge []byte) ([]Effect, error) {
 	if p.state != PayeeResumePending {
 		return nil, fmt.Errorf("%w: resume in state %v", ErrUnexpected, p.state)
+	}
+	if len(challenge) != paywire.ChallengeSize {
+		return nil, fmt.Errorf("%w: challenge of %d bytes", ErrResume, len(challenge))
 	}
 	if rec.Channel == nil || rec.Channel.ID() != p.resume || key == nil || !rec.Channel.PayeeKey.IsEqual(key.PubKey()) {
 		return p.RefuseResume("channel record does not match")
 	}
 	p.cfg.Key, p.cfg.Terms.PayeeKey = key, key.PubKey()
+	p.challenge, p.resumeRec = append([]byte(nil), challenge...), rec
+	p.state = PayeeResumeAuth
+	m := p.cfg.Terms.Wire(p.version)
+	m.Challenge = p.challenge
+	return []Effect{Send{Msg: m}}, nil
+}
+
+// onResumeProof checks the payer's signature of the challenge, then reopens
+// the channel with the best payment held.
+func (p *Payee) onResumeProof(m *paywire.ResumeProof) ([]Effect, *ProtocolError) {
+	rec := p.resumeRec
+	if m.ChannelID != rec.Channel.ID() {
+		return nil, perr(paywire.CodeUnknownChannel, ErrWrongChannel, "%s", m.ChannelID)
+	}
+	sig, err := ecdsa.ParseDERSignature(m.Sig)
+	d := paywire.ResumeDigest(rec.Channel.ID(), p.challenge, rec.Channel.PayeeKey.SerializeCompressed())
+	if err != nil || !sig.Verify(d[:], rec.Channel.PayerKey) {
+		return nil, perr(paywire.CodeBadSignature, ErrResume, "resume proof is not signed by the channel's payer key")
+	}
 	p.ch, p.funding, p.bestSat, p.bestSig = rec.Channel, rec.FundingTx, rec.BestSat, rec.BestSig
 	p.state = PayeeOpen
 	return []Effect{
-		Send{Msg: p.cfg.Terms.Wire(p.version)},
 		p.send(&paywire.Open{ChannelID: p.ch.ID(), CapacitySat: p.ch.CapacitySat, PaidSat: p.bestSat, ExpiryHeight: p.ch.ExpiryHeight}),
 		Opened{Channel: p.ch, PaidSat: p.bestSat},
 	}, nil
@@ -221,6 +287,9 @@ func (p *Payee) onRefundRequest(m *paywire.RefundRequest) ([]Effect, *ProtocolEr
 	if pe := checkRefund(refund, op, pk, t.MinExpiryHeight, t.MaxExpiryHeight); pe != nil {
 		return nil, pe
 	}
+	if pe := p.checkLockAhead(refund.LockTime, "refund request"); pe != nil {
+		return nil, pe
+	}
 	ch, err := NewChannel(op, capacity, payer, t.PayeeKey, refund.LockTime, refund.TxOut[0].PkScript)
 	if err != nil {
 		return nil, &ProtocolError{Code: paywire.CodeBadFunding, Err: err}
@@ -245,6 +314,9 @@ func (p *Payee) onFunded(m *paywire.Funded) ([]Effect, *ProtocolError) {
 	if tx.TxHash() != p.ch.Outpoint.Hash || !bytes.Equal(serializeNoWitness(tx), serializeNoWitness(p.funding)) {
 		return nil, perr(paywire.CodeBadFunding, ErrFundingMismatch, "txid %v, announced %v", tx.TxHash(), p.ch.Outpoint.Hash)
 	}
+	if pe := p.checkLockAhead(p.ch.ExpiryHeight, "funding"); pe != nil {
+		return nil, pe
+	}
 	p.funding = tx
 	p.state = PayeeFundingPending
 	return []Effect{FundingReceived{Channel: p.ch, Tx: tx}}, nil
@@ -256,6 +328,12 @@ func (p *Payee) onFunded(m *paywire.Funded) ([]Effect, *ProtocolError) {
 func (p *Payee) FundingAccepted() ([]Effect, error) {
 	if p.state != PayeeFundingPending {
 		return nil, fmt.Errorf("%w: funding accepted in state %v", ErrUnexpected, p.state)
+	}
+	// The funding may have waited for confirmations: the window must
+	// still hold now.
+	if pe := p.checkLockAhead(p.ch.ExpiryHeight, "funding accepted"); pe != nil {
+		p.state = PayeeFailed
+		return []Effect{Send{Msg: pe.Wire(p.versionOr1(), p.ch.ID())}}, pe
 	}
 	p.state = PayeeOpen
 	return []Effect{

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/btcsuite/btcd/btcec/v2"
+	"github.com/btcsuite/btcd/btcec/v2/ecdsa"
 	"github.com/btcsuite/btcd/txscript"
 	"github.com/btcsuite/btcd/wire"
 	"github.com/paysip/paysip/paywire"
@@ -32,14 +33,39 @@ var payerStateNames = [...]string{"idle", "hello-sent", "terms", "refund-asked",
 
 func (s PayerState) String() string { return payerStateNames[s] }
 
-// PayerConfig configures a payer session.
+// DefaultMaxLockBlocks is how far ahead of the tip a payer lets its refund
+// be locked by default: 1,008 blocks (7 days), bitcoinj's upper clamp.
+const DefaultMaxLockBlocks = 1008
+
+// PayerConfig configures a payer session. The limits are what the payer's
+// user allowed; the payee's terms are checked against them before anything
+// is prepared, so a hostile payee cannot make the payer lock more, for
+// longer, or pay more than allowed.
 type PayerConfig struct {
 	// Key is the payer's key for this channel (derived by the wallet).
 	Key *btcec.PrivateKey
-	// MaxPriceSatPerMin refuses terms above this price; 0 accepts any.
+	// MaxPriceSatPerMin refuses terms above this price. It is required:
+	// with 0 every terms message is refused (there is no "any price").
 	MaxPriceSatPerMin int64
+	// MaxCapacitySat is the largest pool the user allows to lock. Required
+	// to open a channel: terms asking a larger minimum pool are refused.
+	MaxCapacitySat int64
+	// MaxLockBlocks bounds the refund's lock time: at most this many blocks
+	// above the tip (ObserveTip) when the channel is funded. 0 means
+	// DefaultMaxLockBlocks.
+	MaxLockBlocks uint32
+	// MaxFirstPaymentSat, when set, refuses terms whose minimum first
+	// payment is above it (the user's budget for the call).
+	MaxFirstPaymentSat int64
 	// Agent names the software in the hello (optional).
 	Agent string
+}
+
+func (c PayerConfig) maxLock() uint32 {
+	if c.MaxLockBlocks == 0 {
+		return DefaultMaxLockBlocks
+	}
+	return c.MaxLockBlocks
 }
 
 // Payer runs the payer's half of the protocol for one session. It is not
@@ -58,6 +84,16 @@ type Payer struct {
 	signedSat int64
 	ackedSat  int64
 	inFlight  bool
+	tip       uint32 // best chain height known (ObserveTip)
+}
+
+// ObserveTip tells the payer the chain's current height; the refund's lock
+// time is bounded from it. Call it before Start and whenever it is known
+// to have moved.
+func (p *Payer) ObserveTip(height uint32) {
+	if height > p.tip {
+		p.tip = height
+	}
 }
 
 // NewPayer starts a session that will open a new channel.
@@ -145,6 +181,9 @@ func (p *Payer) Fund(req FundRequest) ([]Effect, error) {
 	if expiry < t.MinExpiryHeight || expiry > t.MaxExpiryHeight {
 		return nil, fmt.Errorf("%w: expiry %d outside the payee's window [%d, %d]", ErrBadTerms, expiry, t.MinExpiryHeight, t.MaxExpiryHeight)
 	}
+	if limit := uint64(p.tip) + uint64(p.cfg.maxLock()); p.tip == 0 || uint64(expiry) > limit {
+		return nil, fmt.Errorf("%w: refund lock %d more than %d blocks above the tip %d", ErrBadTerms, expiry, p.cfg.maxLock(), p.tip)
+	}
 	if !standardPayout(req.PayerScript) {
 		return nil, fmt.Errorf("%w: payer script is not standard", ErrRefundPaysElsewhere)
 	}
@@ -158,6 +197,9 @@ func (p *Payer) Fund(req FundRequest) ([]Effect, error) {
 	}
 	if capacity < t.MinChannelSat {
 		return nil, fmt.Errorf("%w: %d < %d", ErrFundingTooSmall, capacity, t.MinChannelSat)
+	}
+	if capacity > p.cfg.MaxCapacitySat {
+		return nil, fmt.Errorf("%w: pool %d above the user's limit %d", ErrBadTerms, capacity, p.cfg.MaxCapacitySat)
 	}
 	ch, err := NewChannel(wire.OutPoint{Hash: req.FundingTx.TxHash(), Index: req.Vout}, capacity, p.cfg.Key.PubKey(), t.PayeeKey, expiry, req.PayerScript)
 	if err != nil {
@@ -345,19 +387,54 @@ func (p *Payer) onTerms(m *paywire.Terms) ([]Effect, *ProtocolError) {
 		code := paywire.CodeBadTerms
 		return nil, &ProtocolError{Code: code, Err: err}
 	}
-	if p.cfg.MaxPriceSatPerMin > 0 && t.PriceSatPerMin > p.cfg.MaxPriceSatPerMin {
+	if p.cfg.MaxPriceSatPerMin <= 0 {
+		return nil, perr(paywire.CodeBadTerms, ErrBadTerms, "the caller set no price ceiling")
+	}
+	if t.PriceSatPerMin > p.cfg.MaxPriceSatPerMin {
 		return nil, perr(paywire.CodeBadTerms, ErrBadTerms, "price %d sat/min above the caller's limit %d", t.PriceSatPerMin, p.cfg.MaxPriceSatPerMin).expect(p.cfg.MaxPriceSatPerMin)
 	}
-	p.terms = t
 	if p.resume != "" {
 		if !t.PayeeKey.IsEqual(p.ch.PayeeKey) {
 			return nil, perr(paywire.CodeBadTerms, ErrBadKey, "payee key differs from the channel's")
 		}
+		if len(m.Challenge) != paywire.ChallengeSize {
+			return nil, perr(paywire.CodeBadTerms, ErrResume, "no resume challenge in the terms")
+		}
+		p.terms = t
+		d := paywire.ResumeDigest(p.ch.ID(), m.Challenge, p.ch.PayeeKey.SerializeCompressed())
+		sig := ecdsa.Sign(p.cfg.Key, d[:]).Serialize()
 		p.state = PayerFunded // waiting for open
-		return nil, nil
+		return []Effect{p.send(&paywire.ResumeProof{ChannelID: p.ch.ID(), Sig: sig})}, nil
 	}
+	if pe := p.checkTermsLimits(t); pe != nil {
+		return nil, pe
+	}
+	p.terms = t
 	p.state = PayerTerms
 	return []Effect{TermsReceived{Terms: t}}, nil
+}
+
+// checkTermsLimits refuses terms that would make the payer lock more, for
+// longer, or pay more at once than its user allowed, before anything is
+// prepared or funded.
+func (p *Payer) checkTermsLimits(t *Terms) *ProtocolError {
+	c := p.cfg
+	if c.MaxCapacitySat <= 0 {
+		return perr(paywire.CodeBadTerms, ErrBadTerms, "the caller set no pool limit")
+	}
+	if t.MinChannelSat > c.MaxCapacitySat {
+		return perr(paywire.CodeBadTerms, ErrBadTerms, "minimum pool %d sat above the caller's limit %d", t.MinChannelSat, c.MaxCapacitySat).expect(c.MaxCapacitySat)
+	}
+	if c.MaxFirstPaymentSat > 0 && t.MinPaymentSat > c.MaxFirstPaymentSat {
+		return perr(paywire.CodeBadTerms, ErrBadTerms, "minimum first payment %d sat above the caller's budget %d", t.MinPaymentSat, c.MaxFirstPaymentSat).expect(c.MaxFirstPaymentSat)
+	}
+	if p.tip == 0 {
+		return perr(paywire.CodeInternal, ErrBadTerms, "the caller does not know the chain's height")
+	}
+	if limit := uint64(p.tip) + uint64(c.maxLock()); uint64(t.MinExpiryHeight) > limit {
+		return perr(paywire.CodeBadTerms, ErrBadTerms, "refund window starts at height %d, more than %d blocks above the tip %d", t.MinExpiryHeight, c.maxLock(), p.tip).expect(int64(limit))
+	}
+	return nil
 }
 
 func (p *Payer) onRefundSigned(m *paywire.RefundSigned) ([]Effect, *ProtocolError) {

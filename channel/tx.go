@@ -241,6 +241,13 @@ func fundingOutput(tx *wire.MsgTx, vout uint32, pkScript []byte) (int64, error) 
 	if !bytes.Equal(out.PkScript, pkScript) {
 		return 0, fmt.Errorf("%w: output %d pays %x", ErrFundingScript, vout, out.PkScript)
 	}
+	// One pool per funding: with two outputs paying the same 2-of-2, the
+	// two sides could disagree on which one the channel is.
+	for i, o := range tx.TxOut {
+		if i != int(vout) && bytes.Equal(o.PkScript, pkScript) {
+			return 0, fmt.Errorf("%w: outputs %d and %d both pay the pool", ErrFundingScript, vout, i)
+		}
+	}
 	if err := sat.Check(out.Value); err != nil || out.Value == 0 {
 		return 0, fmt.Errorf("%w: output value %d", ErrAmount, out.Value)
 	}
@@ -365,4 +372,43 @@ func (c *Channel) SettlementFee(paid int64, payoutScript []byte, rate txbuild.Fe
 	tx.AddTxOut(wire.NewTxOut(paid, payoutScript))
 	tx.TxIn[0].Witness = multisigWitness(c.WitnessScript, c.PayerKey, dummySig, dummySig)
 	return rate.FeeFor(txbuild.VSize(tx))
+}
+
+// MinPaymentFor is the smallest first payment worth accepting when
+// settlements pay payoutScript at rate: a settlement's fee (with the
+// payer's change output, sized for a P2WSH change script, the largest
+// standard single-owner segwit v0 output) plus the smallest non-dust payout.
+// A smaller payment could never be cashed: the payee would serve a call for
+// a state it cannot settle. A payee derives its terms' MinPaymentSat from
+// this at the fee rate of the moment (with headroom for a fee rise).
+func MinPaymentFor(payoutScript []byte, rate txbuild.FeeRate) (int64, error) {
+	// Sizes only: any two valid keys and a 34-byte change script.
+	a, b := dummyKey(1), dummyKey(2)
+	change := append([]byte{txscript.OP_0, 32}, make([]byte, 32)...)
+	c, err := NewChannel(wire.OutPoint{}, sat.MaxMoney, a, b, 1, change)
+	if err != nil {
+		return 0, err
+	}
+	fee, err := c.SettlementFee(1, payoutScript, rate)
+	if err != nil {
+		return 0, err
+	}
+	// Smallest payout above dust for this script.
+	lo, hi := int64(0), int64(1_000_000)
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		if IsDust(mid, payoutScript) {
+			lo = mid + 1
+		} else {
+			hi = mid
+		}
+	}
+	return sat.Add(fee, lo)
+}
+
+func dummyKey(n byte) *btcec.PublicKey {
+	var b [32]byte
+	b[31] = n
+	k, _ := btcec.PrivKeyFromBytes(b[:])
+	return k.PubKey()
 }

@@ -1,11 +1,15 @@
 package paywire
 
-import "fmt"
+import (
+	"crypto/sha256"
+	"fmt"
+)
 
 // Message type names, the values of the JSON "type" field.
 const (
 	TypeHello         = "hello"
 	TypeTerms         = "terms"
+	TypeResumeProof   = "resume_proof"
 	TypeRefundRequest = "refund_request"
 	TypeRefundSigned  = "refund_signed"
 	TypeFunded        = "funded"
@@ -20,6 +24,7 @@ const (
 var registry = map[string]func() Message{
 	TypeHello:         func() Message { return new(Hello) },
 	TypeTerms:         func() Message { return new(Terms) },
+	TypeResumeProof:   func() Message { return new(ResumeProof) },
 	TypeRefundRequest: func() Message { return new(RefundRequest) },
 	TypeRefundSigned:  func() Message { return new(RefundSigned) },
 	TypeFunded:        func() Message { return new(Funded) },
@@ -60,6 +65,19 @@ type Terms struct {
 	MaxExpiryHeight uint32 `json:"max_expiry_height"`
 	MinPaymentSat   int64  `json:"min_payment_sat"` // smallest first payment (dust and fee floor)
 	MinStepSat      int64  `json:"min_step_sat"`    // smallest increment of later payments
+	// Challenge, sent only in answer to a hello that resumes a channel:
+	// 32 random bytes the payer must sign with the channel's payer key
+	// (resume_proof) before the payee reopens the channel.
+	Challenge Hex `json:"challenge,omitempty"`
+}
+
+// ResumeProof proves, payer to payee, that the sender holds the payer key
+// of the channel it resumes: Sig is a DER ECDSA signature of
+// ResumeDigest(channel id, challenge, payee key) by that key.
+type ResumeProof struct {
+	Header
+	ChannelID string `json:"channel_id"`
+	Sig       Hex    `json:"sig"`
 }
 
 // RefundRequest carries the prepared (unbroadcast) funding transaction,
@@ -165,6 +183,7 @@ const (
 // Type implements Message.
 func (*Hello) Type() string         { return TypeHello }
 func (*Terms) Type() string         { return TypeTerms }
+func (*ResumeProof) Type() string   { return TypeResumeProof }
 func (*RefundRequest) Type() string { return TypeRefundRequest }
 func (*RefundSigned) Type() string  { return TypeRefundSigned }
 func (*Funded) Type() string        { return TypeFunded }
@@ -206,6 +225,9 @@ func (m *Terms) validate() *DecodeError {
 	if len(m.PayeeKey) != 33 {
 		return badField("payee_key", "want a 33-byte compressed public key")
 	}
+	if len(m.Challenge) != 0 && len(m.Challenge) != ChallengeSize {
+		return badField("challenge", fmt.Sprintf("want %d bytes", ChallengeSize))
+	}
 	if m.MaxExpiryHeight < m.MinExpiryHeight {
 		return badField("max_expiry_height", "below min_expiry_height")
 	}
@@ -216,6 +238,13 @@ func (m *Terms) validate() *DecodeError {
 		positive("min_payment_sat", m.MinPaymentSat),
 		positive("min_step_sat", m.MinStepSat),
 	)
+}
+
+func (m *ResumeProof) validate() *DecodeError {
+	if len(m.Sig) > 72 {
+		return badField("sig", "longer than a DER signature")
+	}
+	return first(channelID("channel_id", m.ChannelID), nonEmpty("sig", m.Sig))
 }
 
 func (m *RefundRequest) validate() *DecodeError {
@@ -271,4 +300,24 @@ func (m *Error) validate() *DecodeError {
 		}
 	}
 	return first(text("code", m.Code), text("reason", m.Reason))
+}
+
+// ChallengeSize is the length of a resume challenge.
+const ChallengeSize = 32
+
+// ResumeDigest is the hash a payer signs to prove it holds a channel's
+// payer key when resuming it: SHA-256 of a fixed tag, the channel id, the
+// payee's challenge and the payee's channel key (compressed). The tag keeps
+// it apart from any transaction sighash, so the signature can never be
+// reused to spend coins; the challenge makes each proof single-use.
+func ResumeDigest(channelID string, challenge, payeeKey []byte) [32]byte {
+	h := sha256.New()
+	h.Write([]byte("paysip/resume/1\x00"))
+	h.Write([]byte(channelID))
+	h.Write([]byte{0})
+	h.Write(challenge)
+	h.Write(payeeKey)
+	var out [32]byte
+	copy(out[:], h.Sum(nil))
+	return out
 }

@@ -19,6 +19,7 @@ func samples() []Message {
 	return []Message{
 		&Hello{Versions: []int{1}, Agent: "paysip-go/0.1"},
 		&Hello{Versions: []int{1, 2}, Resume: cid},
+		&ResumeProof{ChannelID: cid, Sig: []byte{0x30, 0x44, 1, 2}},
 		&Terms{PayeeKey: bytes.Repeat([]byte{2}, 33), PriceSatPerMin: 60000, PayoutScript: []byte{0, 20, 1, 2},
 			MinChannelSat: 100000, MinExpiryHeight: 600, MaxExpiryHeight: 1600, MinPaymentSat: 2000, MinStepSat: 1},
 		&RefundRequest{PayerKey: bytes.Repeat([]byte{3}, 33), FundingTx: []byte{1, 2, 3}, FundingVout: 0, RefundTx: []byte{4, 5}},

@@ -104,10 +104,35 @@ func (d *DB) PayerAcked(ctx context.Context, id string, acked int64) error {
 }
 
 // PayeePayment stores the payee's new best payment before it is
-// acknowledged. A value not above the stored best is refused.
+// acknowledged. A value not above the stored best is refused, and so is
+// any payment once the channel is closing (StartClosing): a payment that
+// comes after the settlement was built could never be cashed, so it must
+// not be acknowledged.
 func (d *DB) PayeePayment(ctx context.Context, id string, paid int64, sig []byte) error {
 	return d.update(ctx, id, `UPDATE channels SET best_sat = ?, best_sig = ?, updated_at = ?
-		WHERE id = ? AND role = 'payee' AND best_sat < ?`, paid, sig, time.Now().Unix(), id, paid)
+		WHERE id = ? AND role = 'payee' AND state = 'open' AND best_sat < ?`, paid, sig, time.Now().Unix(), id, paid)
+}
+
+// StartClosing moves an open channel to closing and returns it as stored,
+// in one transaction: from then on PayeePayment refuses new payments, so
+// the best payment read here is the last that can ever be acknowledged.
+// A channel already closing is returned as is (its settlement may be sent
+// again). This is the lock that keeps a settlement and a live session
+// apart, across processes sharing the database.
+func (d *DB) StartClosing(ctx context.Context, id string) (*Record, error) {
+	var rec *Record
+	err := d.write(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.Exec(`UPDATE channels SET state = 'closing', updated_at = ? WHERE id = ? AND state = 'open'`, time.Now().Unix(), id); err != nil {
+			return err
+		}
+		r, err := scan(tx.QueryRow("SELECT "+columns+" FROM channels WHERE id = ?", id))
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("%w: %s", ErrNotFound, id)
+		}
+		rec = r
+		return err
+	})
+	return rec, err
 }
 
 // SetState moves a channel to state, recording the closing txid if given.
@@ -135,18 +160,18 @@ func (d *DB) update(ctx context.Context, id string, query string, args ...any) e
 	})
 }
 
-const columns = `role, state, peer, key_index, capacity_sat, expiry_height, payer_key, payee_key, payer_script,
+const columns = `id, role, state, peer, key_index, capacity_sat, expiry_height, payer_key, payee_key, payer_script,
 	funding_tx, refund_tx, signed_sat, acked_sat, best_sat, best_sig, close_txid, updated_at`
 
 func scan(row interface{ Scan(...any) error }) (*Record, error) {
 	var (
 		r                                     Record
-		role, state                           string
+		id, role, state                       string
 		keyIndex, expiry, capacity, updatedAt int64
 		payerKey, payeeKey, payerScript       []byte
 		funding, refund                       []byte
 	)
-	if err := row.Scan(&role, &state, &r.Peer, &keyIndex, &capacity, &expiry, &payerKey, &payeeKey, &payerScript,
+	if err := row.Scan(&id, &role, &state, &r.Peer, &keyIndex, &capacity, &expiry, &payerKey, &payeeKey, &payerScript,
 		&funding, &refund, &r.SignedSat, &r.AckedSat, &r.BestSat, &r.BestSig, &r.CloseTxID, &updatedAt); err != nil {
 		return nil, err
 	}
@@ -168,15 +193,19 @@ func scan(row interface{ Scan(...any) error }) (*Record, error) {
 	if err != nil {
 		return nil, err
 	}
-	// The outpoint is the funding's pool output: find it by script.
-	ch, err := channel.NewChannel(wire.OutPoint{}, capacity, pk, ek, uint32(expiry), payerScript)
+	// The outpoint is the channel's id (txid:vout), checked against the
+	// stored funding: the output there must pay the pool.
+	op, err := wire.NewOutPointFromString(id)
+	if err != nil {
+		return nil, fmt.Errorf("stored channel id %q: %w", id, err)
+	}
+	ch, err := channel.NewChannel(*op, capacity, pk, ek, uint32(expiry), payerScript)
 	if err != nil {
 		return nil, err
 	}
-	for i, out := range r.FundingTx.TxOut {
-		if bytes.Equal(out.PkScript, ch.PkScript) && out.Value == capacity {
-			ch.Outpoint = wire.OutPoint{Hash: r.FundingTx.TxHash(), Index: uint32(i)}
-		}
+	if op.Hash != r.FundingTx.TxHash() || int(op.Index) >= len(r.FundingTx.TxOut) ||
+		!bytes.Equal(r.FundingTx.TxOut[op.Index].PkScript, ch.PkScript) || r.FundingTx.TxOut[op.Index].Value != capacity {
+		return nil, fmt.Errorf("stored channel %s: its funding does not pay the pool at that output", id)
 	}
 	r.Channel = ch
 	return &r, nil

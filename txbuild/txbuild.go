@@ -65,8 +65,12 @@ var dummyP2WPKHWitness = wire.TxWitness{make([]byte, 73), make([]byte, 33)}
 // Fund builds an unsigned transaction spending every coin to outputs, with
 // a change output to changeScript appended when the change is above dust
 // (otherwise it goes to the fee). The fee is computed for the signed size at
-// rate. changeIndex is -1 when there is no change. Inputs signal
-// replaceability (BIP125) so a stuck transaction can be bumped.
+// rate. changeIndex is -1 when there is no change. Inputs are final
+// (sequence 0xffffffff): the transaction does not signal replaceability
+// (BIP125), because a payee may accept a channel funding before it
+// confirms, and a funding its payer could replace would let the payer take
+// back what it paid. A stuck transaction is bumped by a child (CPFP) on
+// its change instead.
 func Fund(coins []Coin, outputs []*wire.TxOut, changeScript []byte, rate FeeRate) (tx *wire.MsgTx, fee int64, changeIndex int, err error) {
 	tx = wire.NewMsgTx(TxVersion)
 	var in, out int64
@@ -77,7 +81,7 @@ func Fund(coins []Coin, outputs []*wire.TxOut, changeScript []byte, rate FeeRate
 		if in, err = sat.Add(in, c.Value); err != nil {
 			return nil, 0, 0, err
 		}
-		tx.AddTxIn(&wire.TxIn{PreviousOutPoint: c.Outpoint, Sequence: wire.MaxTxInSequenceNum - 2, Witness: dummyP2WPKHWitness})
+		tx.AddTxIn(&wire.TxIn{PreviousOutPoint: c.Outpoint, Sequence: wire.MaxTxInSequenceNum, Witness: dummyP2WPKHWitness})
 	}
 	for _, o := range outputs {
 		if out, err = sat.Add(out, o.Value); err != nil {

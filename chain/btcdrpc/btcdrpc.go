@@ -170,7 +170,14 @@ func (c *Client) SpendOf(ctx context.Context, op wire.OutPoint, pkScript []byte)
 				if err != nil {
 					return nil, err
 				}
-				return &chain.Spend{TxID: *h, Confirmations: int64(tx.Confirmations)}, nil
+				sp := &chain.Spend{TxID: *h, Confirmations: int64(tx.Confirmations)}
+				if raw, err := hex.DecodeString(tx.Hex); err == nil {
+					var m wire.MsgTx
+					if m.Deserialize(bytes.NewReader(raw)) == nil && m.TxHash() == *h {
+						sp.Tx = &m
+					}
+				}
+				return sp, nil
 			}
 		}
 	}

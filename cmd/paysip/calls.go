@@ -152,7 +152,7 @@ func runCall(args []string) error {
 	seconds := fs.Int64("seconds", 0, "hang up after this many seconds (0: at Ctrl-C)")
 	budget := fs.Int64("budget", 0, "most the call may cost, sat (0: the pool)")
 	capacity := fs.Int64("capacity", 1_000_000, "pool of a new channel, sat")
-	maxPrice := fs.Int64("max-price", 0, "refuse a price above this, sat/min (0: any)")
+	maxPrice := fs.Int64("max-price", 0, "refuse a price above this, sat/min (required: 'paysip directory' shows prices)")
 	from := fs.String("from", "", "the caller's address (default: anonymous@ the callee's domain)")
 	transport := fs.String("transport", "datachannel", "where the payments go: datachannel or message")
 	closeAtEnd := fs.Bool("close", false, "close the channel at the end of the call (the payee settles); default: keep it for the next call")
@@ -164,6 +164,9 @@ func runCall(args []string) error {
 	}
 	if fs.NArg() != 1 {
 		return errors.New("usage: paysip call [flags] sip:NAME@DOMAIN")
+	}
+	if *maxPrice <= 0 {
+		return errors.New("paysip call: --max-price is required: the most you pay, sat/min ('paysip directory' shows prices)")
 	}
 	var to sip.Uri
 	if err := sip.ParseUri(fs.Arg(0), &to); err != nil {

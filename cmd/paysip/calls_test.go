@@ -71,7 +71,7 @@ func TestPaidCallCommands(t *testing.T) {
 	for _, transport := range []string{"datachannel", "message"} {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		cmd := exec.CommandContext(ctx, bin, append([]string{"call", "sip:tutor@paysip.test", "--wallet", "caller", "--sip-server", sipAddr,
-			"--seconds", "5", "--tick", "100ms", "--capacity", "500000", "--close", "--transport", transport}, common...)...)
+			"--seconds", "5", "--tick", "100ms", "--capacity", "500000", "--max-price", "60000", "--close", "--transport", transport}, common...)...)
 		out, err := cmd.CombinedOutput()
 		cancel()
 		if err != nil {
@@ -104,7 +104,7 @@ func TestSecondCallResumes(t *testing.T) {
 	call := func(extra ...string) (string, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
-		args := append([]string{"call", "sip:tutor@paysip.test", "--wallet", "caller", "--sip-server", sipAddr, "--seconds", "3", "--tick", "100ms", "--capacity", "500000"}, extra...)
+		args := append([]string{"call", "sip:tutor@paysip.test", "--wallet", "caller", "--sip-server", sipAddr, "--seconds", "3", "--tick", "100ms", "--capacity", "500000", "--max-price", "60000"}, extra...)
 		out, err := exec.CommandContext(ctx, bin, append(args, common...)...).CombinedOutput()
 		return string(out), err
 	}

@@ -41,7 +41,7 @@ func TestChannelsCommand(t *testing.T) {
 	payeeDir, payeeW, payeeDB := open("payee")
 	a, _ := payerW.NewAddress()
 	env.Fund(a, 2_000_000)
-	payer := &agent.Payer{Wallet: payerW, Chain: env.Chain, Store: payerDB, CapacitySat: 500_000}
+	payer := &agent.Payer{Wallet: payerW, Chain: env.Chain, Store: payerDB, CapacitySat: 500_000, MaxPriceSatPerMin: 60_000}
 	payee := &agent.Payee{Wallet: payeeW, Chain: env.Chain, Store: payeeDB, PriceSatPerMin: 60_000, KeepOpen: true, Poll: 20 * time.Millisecond}
 	c1, c2 := agent.Pipe()
 	done := make(chan struct{})

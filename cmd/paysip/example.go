@@ -53,11 +53,13 @@ func runExample(args []string) error {
 	payee, err := channel.NewPayee(channel.PayeeConfig{Key: payeeChan, Terms: channel.Terms{
 		PayeeKey: payeeChan.PubKey(), PriceSatPerMin: *price, PayoutScript: p2wpkh(payeeWallet),
 		MinChannelSat: 100_000, MinExpiryHeight: tip + 24, MaxExpiryHeight: tip + 1008, MinPaymentSat: 1000, MinStepSat: 1,
-	}})
+	}, MinLockAhead: 18})
 	if err != nil {
 		return err
 	}
-	payer := channel.NewPayer(channel.PayerConfig{Key: payerChan, Agent: "paysip-example"})
+	payee.ObserveTip(tip)
+	payer := channel.NewPayer(channel.PayerConfig{Key: payerChan, Agent: "paysip-example", MaxPriceSatPerMin: *price, MaxCapacitySat: 1_000_000})
+	payer.ObserveTip(tip)
 
 	check := func(what string, tx *wire.MsgTx) error {
 		fetch := txscript.NewMultiPrevOutFetcher(prev)

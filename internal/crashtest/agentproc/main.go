@@ -90,7 +90,7 @@ func run(log *slog.Logger, role, dir, rpc, user, pass, addrFile string, seconds 
 			}()
 		}
 	case "payer":
-		p := &agent.Payer{Wallet: w, Chain: c, Store: db, Log: log, CapacitySat: 500_000}
+		p := &agent.Payer{Wallet: w, Chain: c, Store: db, Log: log, CapacitySat: 500_000, MaxPriceSatPerMin: 60_000}
 		if err := p.Recover(ctx); err != nil {
 			return err
 		}
