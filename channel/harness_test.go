@@ -71,7 +71,7 @@ type env struct {
 	closed       *Closed
 	opened       bool
 	peerErrors   []*paywire.Error
-	log          []string // effects in order, for order checks
+	log          []string                     // effects in order, for order checks
 	before       func(side string, ef Effect) // called before each effect is carried out
 }
 
