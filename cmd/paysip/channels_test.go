@@ -42,7 +42,7 @@ func TestChannelsCommand(t *testing.T) {
 	a, _ := payerW.NewAddress()
 	env.Fund(a, 2_000_000)
 	payer := &agent.Payer{Wallet: payerW, Chain: env.Chain, Store: payerDB, CapacitySat: 500_000, MaxPriceSatPerMin: 60_000}
-	payee := &agent.Payee{Wallet: payeeW, Chain: env.Chain, Store: payeeDB, PriceSatPerMin: 60_000, KeepOpen: true, Poll: 20 * time.Millisecond}
+	payee := &agent.Payee{Wallet: payeeW, Chain: env.Chain, Store: payeeDB, PriceSatPerMin: 60_000, KeepOpen: true, Poll: 20 * time.Millisecond, FeeHeadroom: 1}
 	c1, c2 := agent.Pipe()
 	done := make(chan struct{})
 	go func() { payee.Serve(ctx, c2, "caller"); close(done) }()

@@ -312,10 +312,17 @@ func (d *demo) run(out io.Writer, scenario string, seconds, price, capacity int6
 		if err != nil {
 			return nil, err
 		}
-		if err := s.Pay(ctx, owed); err != nil {
-			return nil, fmt.Errorf("payment for second %d: %w", sec, err)
+		if sec == 1 {
+			// The first payment is at least the payee's minimum: a state
+			// it can settle at the fee rate of the moment.
+			owed = max(owed, s.Terms().MinPaymentSat)
 		}
-		rep.Payments++
+		if owed > s.PaidSat() { // else the first payment covers this second too
+			if err := s.Pay(ctx, owed); err != nil {
+				return nil, fmt.Errorf("payment for second %d: %w", sec, err)
+			}
+			rep.Payments++
+		}
 		rep.SecondsPaid = sec
 		fmt.Fprintf(out, "\r  %3d s  payer: paid %8d sat, pool left %8d  |  payee: earned %8d sat ", sec, s.PaidSat(), ch.CapacitySat-s.PaidSat(), s.PaidSat())
 		// The next second is paid as it starts.

@@ -65,7 +65,7 @@ func New(t testing.TB) *World {
 		Env:   env,
 		Proxy: fmt.Sprintf("127.0.0.1:%d", srv.SIPPort()),
 		Payer: &agent.Payer{Wallet: payerW, Chain: env.Chain, Store: openStore("payer.db"), CapacitySat: 500_000, MaxPriceSatPerMin: 60_000},
-		Payee: &agent.Payee{Wallet: payeeW, Chain: env.Chain, Store: openStore("payee.db"), PriceSatPerMin: Price, Poll: 20 * time.Millisecond},
+		Payee: &agent.Payee{Wallet: payeeW, Chain: env.Chain, Store: openStore("payee.db"), PriceSatPerMin: Price, Poll: 20 * time.Millisecond, FeeHeadroom: 1},
 	}
 }
 

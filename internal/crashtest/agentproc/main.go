@@ -60,7 +60,7 @@ func run(log *slog.Logger, role, dir, rpc, user, pass, addrFile string, seconds 
 	defer db.Close()
 	switch role {
 	case "payee":
-		p := &agent.Payee{Wallet: w, Chain: c, Store: db, Log: log, PriceSatPerMin: price, Poll: 20 * time.Millisecond,
+		p := &agent.Payee{Wallet: w, Chain: c, Store: db, Log: log, PriceSatPerMin: price, Poll: 20 * time.Millisecond, FeeHeadroom: 1,
 			MinExpiryBlocks: 10, MaxExpiryBlocks: 20, KeepOpen: true, SettleMargin: 3}
 		if err := p.Recover(ctx); err != nil {
 			return err
@@ -90,7 +90,7 @@ func run(log *slog.Logger, role, dir, rpc, user, pass, addrFile string, seconds 
 			}()
 		}
 	case "payer":
-		p := &agent.Payer{Wallet: w, Chain: c, Store: db, Log: log, CapacitySat: 500_000, MaxPriceSatPerMin: 60_000}
+		p := &agent.Payer{Wallet: w, Chain: c, Store: db, Log: log, CapacitySat: 500_000, MaxPriceSatPerMin: 60_000, ResumeMargin: 4}
 		if err := p.Recover(ctx); err != nil {
 			return err
 		}
