@@ -727,3 +727,57 @@ func TestHostileResume(t *testing.T) {
 		t.Fatalf("state %s", rec.State)
 	}
 }
+
+// TestSettlementEndsCall: a call still running when the chain comes within
+// the settle margin of the refund's lock is ended and settled, and every
+// satoshi the payer saw acknowledged is in the settlement: none after it
+// (reproduced before the fix: settled at 10,000 sat, then acknowledged up
+// to 60,000). The payer pays as fast as it can meanwhile, and the payee's
+// expiry watcher runs too.
+func TestSettlementEndsCall(t *testing.T) {
+	t.Parallel()
+	w, lb := attackWorld(t)
+	w.payee.MinExpiryBlocks, w.payee.MaxExpiryBlocks = 10, 20 // lock ahead 8, margin 7
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	go w.payee.WatchExpiries(ctx, pollingStep)
+	s, _, done := w.call(ctx)
+	paying := make(chan error, 1)
+	go func() {
+		for sec := int64(1); ; sec++ {
+			if err := s.Pay(ctx, sec*1000); err != nil {
+				paying <- err
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	time.Sleep(200 * time.Millisecond)
+	w.env.Mine(3) // tip + 7 reaches the lock: settle now
+	var payErr error
+	select {
+	case payErr = <-paying:
+	case <-ctx.Done():
+		t.Fatal("the call went on past the settle margin")
+	}
+	r := <-done
+	if !errors.Is(r.err, agent.ErrExpiryNear) || r.res.SettlementTxID == "" {
+		t.Fatalf("payee: %+v %v", r.res, r.err)
+	}
+	acked := s.PaidSat()
+	if r.res.PaidSat != acked {
+		t.Fatalf("payee settled %d, the payer saw %d acknowledged (pay ended with %v)", r.res.PaidSat, acked, payErr)
+	}
+	if !lb.warned("refund lock near") {
+		t.Fatalf("not logged:\n%s", lb)
+	}
+	settleFee := w.fee(r.res.SettlementTxID)
+	if _, payee := w.balances(); payee != acked-settleFee {
+		t.Fatalf("payee %d, want %d acknowledged - %d fee", payee, acked, settleFee)
+	}
+	// The payer may not resume it.
+	a, _ := agent.Pipe()
+	if _, err := w.payer.Resume(ctx, a, s.Channel().ID()); !errors.Is(err, agent.ErrNearExpiry) {
+		t.Fatalf("resume: %v", err)
+	}
+}

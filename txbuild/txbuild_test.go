@@ -66,3 +66,21 @@ func TestSelect(t *testing.T) {
 		t.Fatalf("no coins: %v", err)
 	}
 }
+
+// TestFundNeverSignalsReplaceability: every input is final (BIP125): a
+// payee may take a funding unconfirmed, and must not see it replaced.
+func TestFundNeverSignalsReplaceability(t *testing.T) {
+	coins := []Coin{
+		{Outpoint: wire.OutPoint{Index: 1}, Value: 50_000, PkScript: append([]byte{0, 20}, make([]byte, 20)...)},
+		{Outpoint: wire.OutPoint{Index: 2}, Value: 70_000, PkScript: append([]byte{0, 20}, make([]byte, 20)...)},
+	}
+	tx, _, _, err := Fund(coins, []*wire.TxOut{wire.NewTxOut(100_000, append([]byte{0, 32}, make([]byte, 32)...))}, append([]byte{0, 20}, make([]byte, 20)...), 2000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, in := range tx.TxIn {
+		if in.Sequence != wire.MaxTxInSequenceNum {
+			t.Fatalf("input %d sequence %#x", i, in.Sequence)
+		}
+	}
+}
