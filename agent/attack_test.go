@@ -444,24 +444,15 @@ func rawFunding(t *testing.T, w *world, payerKey, payeeKey *btcec.PublicKey) (fu
 	return funding, replacement
 }
 
-// TestHostilePayerReplacesFunding: a funding that signals replaceability
-// is not trusted unconfirmed: the payee waits for a confirmation, and when
-// the payer replaces it meanwhile the session ends with nothing served.
-func TestHostilePayerReplacesFunding(t *testing.T) {
-	t.Parallel()
-	w, lb := attackWorld(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	a, b := agent.Pipe()
-	done := make(chan served, 1)
-	go func() { res, err := w.payee.Serve(ctx, b, "sip:caller@example.org"); done <- served{res, err} }()
-
+// rawOpen runs a payer's side of the opening by hand, with the funding
+// that fund builds, up to the funded message (sent, not answered).
+func rawOpen(t *testing.T, ctx context.Context, w *world, a agent.Conn, fund func(payer, payee *btcec.PublicKey) *wire.MsgTx) {
+	t.Helper()
 	key, _, _ := w.payerW.ChannelKey()
 	p := channel.NewPayer(channel.PayerConfig{Key: key, MaxPriceSatPerMin: price, MaxCapacitySat: capacity})
 	tip, _ := w.env.Chain.TipHeight(ctx)
 	p.ObserveTip(uint32(tip))
 	effs, _ := p.Start()
-	var replacement *wire.MsgTx
 	for len(effs) > 0 {
 		ef := effs[0]
 		effs = effs[1:]
@@ -477,10 +468,8 @@ func TestHostilePayerReplacesFunding(t *testing.T) {
 			}
 			effs = append(effs, more...)
 		case channel.TermsReceived:
-			var funding *wire.MsgTx
-			funding, replacement = rawFunding(t, w, key.PubKey(), ef.Terms.PayeeKey)
 			script, _ := w.payerW.NewScript()
-			more, err := p.Fund(channel.FundRequest{FundingTx: funding, PayerScript: script, RefundFee: regtest.FeeRate})
+			more, err := p.Fund(channel.FundRequest{FundingTx: fund(key.PubKey(), ef.Terms.PayeeKey), PayerScript: script, RefundFee: regtest.FeeRate})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -491,6 +480,93 @@ func TestHostilePayerReplacesFunding(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestHostilePayerUnconfirmedParent: a funding that spends an unconfirmed
+// transaction (which could itself be replaced) is not served until it
+// confirms.
+func TestHostilePayerUnconfirmedParent(t *testing.T) {
+	t.Parallel()
+	w, lb := attackWorld(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	// The parent: the payer pays itself, unconfirmed.
+	self, _ := w.payerW.NewAddress()
+	parent, err := w.payerW.Send(ctx, self, capacity+50_000, regtest.FeeRate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := agent.Pipe()
+	done := make(chan served, 1)
+	go func() { res, err := w.payee.Serve(ctx, b, "sip:caller@example.org"); done <- served{res, err} }()
+	rawOpen(t, ctx, w, a, func(payer, payee *btcec.PublicKey) *wire.MsgTx {
+		var coin txbuild.Coin
+		for i, out := range parent.TxOut {
+			if out.Value == capacity+50_000 {
+				coin = txbuild.Coin{Outpoint: wire.OutPoint{Hash: parent.TxHash(), Index: uint32(i)}, Value: out.Value, PkScript: out.PkScript}
+			}
+		}
+		change, _ := w.payerW.NewScript()
+		funding, _, err := channel.BuildFunding([]txbuild.Coin{coin}, payer, payee, capacity, change, regtest.FeeRate)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.payerW.Sign(funding, []txbuild.Coin{coin}); err != nil {
+			t.Fatal(err)
+		}
+		return funding
+	})
+	time.Sleep(10 * pollingStep)
+	if !strings.Contains(lb.String(), "spends an unconfirmed transaction") {
+		t.Fatalf("zero-conf taken:\n%s", lb)
+	}
+	next := recvAsync(ctx, a)
+	select {
+	case m := <-next:
+		t.Fatalf("opened before a confirmation: %s", m)
+	case <-time.After(5 * pollingStep):
+	}
+	w.env.Mine(1)
+	select {
+	case b := <-next:
+		if m, err := paywire.Decode(b); err != nil || m.Type() != paywire.TypeOpen {
+			t.Fatalf("after a confirmation: %s", b)
+		}
+	case <-ctx.Done():
+		t.Fatal("not opened after a confirmation")
+	}
+	a.Close()
+	<-done
+}
+
+func recvAsync(ctx context.Context, c agent.Conn) <-chan []byte {
+	ch := make(chan []byte, 1)
+	go func() {
+		if b, err := c.Recv(ctx); err == nil {
+			ch <- b
+		}
+	}()
+	return ch
+}
+
+// TestHostilePayerReplacesFunding: a funding that signals replaceability
+// is not trusted unconfirmed: the payee waits for a confirmation, and when
+// the payer replaces it meanwhile the session ends with nothing served.
+func TestHostilePayerReplacesFunding(t *testing.T) {
+	t.Parallel()
+	w, lb := attackWorld(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	a, b := agent.Pipe()
+	done := make(chan served, 1)
+	go func() { res, err := w.payee.Serve(ctx, b, "sip:caller@example.org"); done <- served{res, err} }()
+
+	var replacement *wire.MsgTx
+	rawOpen(t, ctx, w, a, func(payer, payee *btcec.PublicKey) *wire.MsgTx {
+		var funding *wire.MsgTx
+		funding, replacement = rawFunding(t, w, payer, payee)
+		return funding
+	})
 	// The payee waits for a confirmation instead of opening.
 	deadline := time.Now().Add(3 * time.Second)
 	for !lb.warned() && !strings.Contains(lb.String(), "signals replaceability") && time.Now().Before(deadline) {
