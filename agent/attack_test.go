@@ -160,7 +160,6 @@ func (w *world) balances() (payer, payee int64) {
 func TestHostilePayeeTerms(t *testing.T) {
 	t.Parallel()
 	w, lb := attackWorld(t)
-	w.payer.MaxFirstPaymentSat = 5_000
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	tip, _ := w.env.Chain.TipHeight(ctx)
@@ -178,7 +177,12 @@ func TestHostilePayeeTerms(t *testing.T) {
 			t.MinExpiryHeight, t.MaxExpiryHeight = 499_999_999, 499_999_999
 		}},
 		{"first payment", "minimum first payment 50000 sat above the caller's budget 5000", func(t *channel.Terms) { t.MinPaymentSat = 50_000 }},
+		{"first payment without a budget", "minimum first payment 90000 sat above what a first payment needs (10000)", func(t *channel.Terms) { t.MinPaymentSat = 90_000 }},
 	} {
+		w.payer.MaxFirstPaymentSat = 0
+		if c.name == "first payment" {
+			w.payer.MaxFirstPaymentSat = 5_000
+		}
 		a, b := agent.Pipe()
 		errc := make(chan error, 1)
 		go func() { _, err := w.payer.Open(ctx, a, "sip:hostile@example.org"); errc <- err }()

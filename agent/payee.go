@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/btcsuite/btcd/btcec/v2"
-	"github.com/btcsuite/btcd/chaincfg/chainhash"
 	"github.com/btcsuite/btcd/wire"
 	"github.com/paysip/paysip/chain"
 	"github.com/paysip/paysip/channel"
@@ -253,6 +252,26 @@ func (a *Payee) Serve(ctx context.Context, conn Conn, peer string) (*PayeeResult
 	cancel := func() { cancelCause(context.Canceled) }
 	defer cancel()
 	defer conn.Close()
+	// Admission first: a refused session costs no key and no chain call.
+	if !a.admit() {
+		a.log().Warn("session refused: too many channels being opened", "component", "payee", "peer", peer, "max", orDefault(a.MaxPending, DefaultMaxPending))
+		e := &paywire.Error{Code: paywire.CodeChannelBusy, Reason: "too many channels being opened; try again later"}
+		e.SetVersion(paywire.Version1)
+		sctx, scancel := context.WithTimeout(ctx, time.Second)
+		sendMsg(sctx, conn, e)
+		scancel()
+		return nil, ErrBusy
+	}
+	admitted := true
+	unadmit := func() {
+		if admitted {
+			admitted = false
+			a.mu.Lock()
+			a.pending--
+			a.mu.Unlock()
+		}
+	}
+	defer unadmit()
 	key, idx, err := a.Wallet.ChannelKey()
 	if err != nil {
 		return nil, err
@@ -267,21 +286,6 @@ func (a *Payee) Serve(ctx context.Context, conn Conn, peer string) (*PayeeResult
 	}
 	s := &payeeSession{a: a, conn: conn, p: p, keyIndex: idx, peer: peer, cancel: cancelCause, opened: make(chan struct{}),
 		log: a.log().With("component", "payee", "peer", peer)}
-	if !a.admit() {
-		s.log.Warn("session refused: too many channels being opened", "max", orDefault(a.MaxPending, DefaultMaxPending))
-		s.refuse(ctx, paywire.CodeChannelBusy, "too many channels being opened; try again later")
-		return nil, ErrBusy
-	}
-	admitted := true
-	unadmit := func() {
-		if admitted {
-			admitted = false
-			a.mu.Lock()
-			a.pending--
-			a.mu.Unlock()
-		}
-	}
-	defer unadmit()
 	go func() {
 		// Until the channel is open, the session is on a clock.
 		select {
@@ -504,7 +508,7 @@ func (s *payeeSession) perform(ctx context.Context, cancel context.CancelFunc, e
 		effs, herr := s.p.FundingAccepted()
 		if herr == nil && zeroConf {
 			// Served before it confirms: watch it until it does.
-			go s.watchFunding(ctx, ef.Tx.TxHash(), ef.Channel.ID())
+			go s.watchFunding(ctx, ef.Tx, ef.Channel.ID())
 		}
 		return s.exec(ctx, cancel, effs, herr)
 	case channel.PersistChannel:
@@ -617,7 +621,8 @@ func (a *Payee) tip(ctx context.Context) (uint32, error) {
 // the node's mempool without confirming (replaced, or its inputs double
 // spent), the session ends at once; once it has a confirmation the watch
 // stops.
-func (s *payeeSession) watchFunding(ctx context.Context, txid chainhash.Hash, id string) {
+func (s *payeeSession) watchFunding(ctx context.Context, funding *wire.MsgTx, id string) {
+	txid := funding.TxHash()
 	for {
 		select {
 		case <-ctx.Done():
@@ -630,6 +635,8 @@ func (s *payeeSession) watchFunding(ctx context.Context, txid chainhash.Hash, id
 			continue // the node may be restarting; ask again
 		case st.Known && st.Confirmations > 0:
 			return
+		case !st.Known && s.a.rebroadcast(ctx, funding):
+			// The node had lost it (a restart empties btcd's mempool).
 		case !st.Known:
 			s.log.Warn("unconfirmed funding left the mempool: session ended", "txid", txid)
 			s.cancel(ErrFundingGone)
@@ -731,7 +738,7 @@ func (a *Payee) acceptFunding(ctx context.Context, ch *channel.Channel, tx *wire
 		if st.Known && st.Confirmations >= minConf {
 			return minConf == 0 && st.Confirmations == 0, nil
 		}
-		if seen && !st.Known {
+		if seen && !st.Known && !a.rebroadcast(ctx, tx) {
 			return false, ErrFundingGone
 		}
 		seen = seen || st.Known
@@ -749,6 +756,14 @@ func (a *Payee) acceptFunding(ctx context.Context, ch *channel.Channel, tx *wire
 		case <-time.After(orDefault(a.Poll, time.Second)):
 		}
 	}
+}
+
+// rebroadcast sends a funding the node no longer knows again: true if the
+// node takes it back (it had lost its mempool), false if it conflicts with
+// a spend of its inputs (replaced or double spent).
+func (a *Payee) rebroadcast(ctx context.Context, tx *wire.MsgTx) bool {
+	err := a.Chain.Broadcast(ctx, tx)
+	return err == nil || errors.Is(err, chain.ErrAlreadyKnown)
 }
 
 // zeroConfRisk says why a funding cannot be trusted unconfirmed, or "".

@@ -102,7 +102,11 @@ func (a *Payer) Open(ctx context.Context, conn Conn, peer string) (*PayerSession
 		return nil, ErrNoPriceCeiling
 	}
 	s := &PayerSession{a: a, conn: conn, keyIndex: idx, peer: peer, log: a.log().With("component", "payer", "peer", peer)}
-	s.p = channel.NewPayer(a.config(key))
+	cfg := a.config(key)
+	if cfg.FeeRate, err = a.Chain.FeeRate(ctx, a.feeTarget()); err != nil {
+		return nil, err
+	}
+	s.p = channel.NewPayer(cfg)
 	tip, err := a.Chain.TipHeight(ctx)
 	if err != nil {
 		return nil, err

@@ -55,8 +55,13 @@ type PayerConfig struct {
 	// DefaultMaxLockBlocks.
 	MaxLockBlocks uint32
 	// MaxFirstPaymentSat, when set, refuses terms whose minimum first
-	// payment is above it (the user's budget for the call).
+	// payment is above it (the user's budget for the call). When not set,
+	// the minimum first payment may be at most what a legitimate one needs
+	// (FirstPaymentCap): a payee cannot ask for much of the pool up front
+	// and hang up.
 	MaxFirstPaymentSat int64
+	// FeeRate is the payer's own fee estimate, for FirstPaymentCap.
+	FeeRate txbuild.FeeRate
 	// Agent names the software in the hello (optional).
 	Agent string
 }
@@ -414,6 +419,24 @@ func (p *Payer) onTerms(m *paywire.Terms) ([]Effect, *ProtocolError) {
 	return []Effect{TermsReceived{Terms: t}}, nil
 }
 
+// FirstPaymentCap is the largest minimum first payment a payer accepts
+// without a budget set: ten seconds of the call, or what a settlement to
+// the payee's payout script needs at four times the payer's fee estimate
+// (the payee derives its minimum from its own estimate, with headroom),
+// or 2,000 sat, whichever is largest.
+func FirstPaymentCap(t *Terms, rate txbuild.FeeRate) int64 {
+	limit := int64(2000)
+	if v, err := Owed(t.PriceSatPerMin, 10); err == nil {
+		limit = max(limit, v)
+	}
+	if rate > 0 {
+		if v, err := MinPaymentFor(t.PayoutScript, rate*4); err == nil {
+			limit = max(limit, v)
+		}
+	}
+	return limit
+}
+
 // checkTermsLimits refuses terms that would make the payer lock more, for
 // longer, or pay more at once than its user allowed, before anything is
 // prepared or funded.
@@ -427,6 +450,9 @@ func (p *Payer) checkTermsLimits(t *Terms) *ProtocolError {
 	}
 	if c.MaxFirstPaymentSat > 0 && t.MinPaymentSat > c.MaxFirstPaymentSat {
 		return perr(paywire.CodeBadTerms, ErrBadTerms, "minimum first payment %d sat above the caller's budget %d", t.MinPaymentSat, c.MaxFirstPaymentSat).expect(c.MaxFirstPaymentSat)
+	}
+	if limit := FirstPaymentCap(t, c.FeeRate); c.MaxFirstPaymentSat == 0 && t.MinPaymentSat > limit {
+		return perr(paywire.CodeBadTerms, ErrBadTerms, "minimum first payment %d sat above what a first payment needs (%d)", t.MinPaymentSat, limit).expect(limit)
 	}
 	if p.tip == 0 {
 		return perr(paywire.CodeInternal, ErrBadTerms, "the caller does not know the chain's height")

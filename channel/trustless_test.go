@@ -27,6 +27,7 @@ func TestPayerLimits(t *testing.T) {
 		{"minimum pool above the user's limit", nil, func(t *Terms) { t.MinChannelSat = testCapacity + 1 }, testTip, testCapacity},
 		{"no pool limit set", func(c *PayerConfig) { c.MaxCapacitySat = 0 }, nil, testTip, -1},
 		{"first payment above the budget", func(c *PayerConfig) { c.MaxFirstPaymentSat = 999 }, nil, testTip, 999},
+		{"first payment a large part of the pool", nil, func(t *Terms) { t.MinPaymentSat = 90_000 }, testTip, 10_000},
 		{"refund window half a billion blocks away", nil, func(t *Terms) {
 			t.MinExpiryHeight, t.MaxExpiryHeight = 499_999_999, 499_999_999
 		}, testTip, testTip + DefaultMaxLockBlocks},
