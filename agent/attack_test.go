@@ -748,7 +748,8 @@ func TestHostilePayerAbandonsChannels(t *testing.T) {
 	if !lb.warned("channel not opened in time") || !lb.warned("too many channels being opened") {
 		t.Fatalf("not logged:\n%s", lb)
 	}
-	// Room again for an honest payer.
+	// Room again for an honest payer (with time to open on a slow machine).
+	w.payee.HandshakeTimeout = time.Minute
 	s, conn, done := w.call(ctx)
 	w.pay(ctx, s, 1, 1)
 	conn.Close()
