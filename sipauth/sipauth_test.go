@@ -21,42 +21,43 @@ func TestDigest(t *testing.T) {
 	if len(chs) != 2 {
 		t.Fatal(chs)
 	}
-	for _, c := range chs {
+	for i, c := range chs {
 		chal, err := digest.ParseChallenge(c)
 		if err != nil {
 			t.Fatal(err)
 		}
 		// A client (icholy/digest, as sipgo's client uses it) answers.
-		cred, err := digest.Digest(chal, digest.Options{Method: "REGISTER", URI: "sip:paysip.test", Username: "alice", Password: "s3cret", Count: 1})
+		// (The challenges share one nonce: each answer its own count.)
+		cred, err := digest.Digest(chal, digest.Options{Method: "REGISTER", URI: "sip:paysip.test", Username: "alice", Password: "s3cret", Count: i + 1})
 		if err != nil {
 			t.Fatal(err)
 		}
-		user, err := v.Verify(cred.String(), "REGISTER", now.Add(time.Second))
+		user, err := v.Verify(cred.String(), "REGISTER", "sip:paysip.test", now.Add(time.Second))
 		if err != nil || user != "alice" {
 			t.Fatalf("%s: %v", chal.Algorithm, err)
 		}
 		// Wrong method, wrong password, stale nonce, unknown user.
-		if _, err := v.Verify(cred.String(), "INVITE", now); !errors.Is(err, ErrBadCredentials) {
+		if _, err := v.Verify(cred.String(), "INVITE", "sip:paysip.test", now); !errors.Is(err, ErrBadCredentials) {
 			t.Fatalf("wrong method: %v", err)
 		}
 		bad, _ := digest.Digest(chal, digest.Options{Method: "REGISTER", URI: "sip:paysip.test", Username: "alice", Password: "nope", Count: 1})
-		if _, err := v.Verify(bad.String(), "REGISTER", now); !errors.Is(err, ErrBadCredentials) {
+		if _, err := v.Verify(bad.String(), "REGISTER", "sip:paysip.test", now); !errors.Is(err, ErrBadCredentials) {
 			t.Fatalf("wrong password: %v", err)
 		}
-		if _, err := v.Verify(cred.String(), "REGISTER", now.Add(NonceLifetime+time.Second)); !errors.Is(err, ErrStale) {
+		if _, err := v.Verify(cred.String(), "REGISTER", "sip:paysip.test", now.Add(NonceLifetime+time.Second)); !errors.Is(err, ErrStale) {
 			t.Fatalf("stale: %v", err)
 		}
 		eve, _ := digest.Digest(chal, digest.Options{Method: "REGISTER", URI: "sip:paysip.test", Username: "eve", Password: "x", Count: 1})
-		if _, err := v.Verify(eve.String(), "REGISTER", now); !errors.Is(err, ErrUnknownUser) {
+		if _, err := v.Verify(eve.String(), "REGISTER", "sip:paysip.test", now); !errors.Is(err, ErrUnknownUser) {
 			t.Fatalf("unknown: %v", err)
 		}
 	}
 	// A forged nonce.
 	forged := `Digest username="alice", realm="paysip.test", nonce="AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", uri="sip:paysip.test", response="00"`
-	if _, err := v.Verify(forged, "REGISTER", now); !errors.Is(err, ErrBadCredentials) {
+	if _, err := v.Verify(forged, "REGISTER", "sip:paysip.test", now); !errors.Is(err, ErrBadCredentials) {
 		t.Fatalf("forged nonce: %v", err)
 	}
-	if _, err := v.Verify("garbage", "REGISTER", now); !errors.Is(err, ErrBadCredentials) {
+	if _, err := v.Verify("garbage", "REGISTER", "sip:paysip.test", now); !errors.Is(err, ErrBadCredentials) {
 		t.Fatalf("garbage: %v", err)
 	}
 }
@@ -68,7 +69,7 @@ func FuzzVerify(f *testing.F) {
 	f.Add(`Digest username="a", realm="r", nonce="x", uri="sip:r", response="00", qop=auth, nc=00000001, cnonce="c"`)
 	f.Add("Digest")
 	f.Fuzz(func(t *testing.T, h string) {
-		v.Verify(h, "REGISTER", time.Unix(0, 0))
+		v.Verify(h, "REGISTER", "sip:r", time.Unix(0, 0))
 	})
 }
 
@@ -86,7 +87,71 @@ func TestChallengeAlgorithms(t *testing.T) {
 	v.Lookup = func(string, string) (string, bool) { return HA1("SHA-256", "a", "r", "p"), true }
 	chal, _ := digest.ParseChallenge(strings.Replace(v.Challenges(time.Unix(0, 0), false)[0], "MD5", "SHA-256", 1))
 	cred, _ := digest.Digest(chal, digest.Options{Method: "REGISTER", URI: "sip:r", Username: "a", Password: "p", Count: 1})
-	if _, err := v.Verify(cred.String(), "REGISTER", time.Unix(1, 0)); !errors.Is(err, ErrBadCredentials) {
+	if _, err := v.Verify(cred.String(), "REGISTER", "sip:r", time.Unix(1, 0)); !errors.Is(err, ErrBadCredentials) {
 		t.Fatalf("SHA-256 not offered but accepted: %v", err)
+	}
+}
+
+// TestReplay (issue 10, finding 5): an Authorization is good once per
+// nonce count; the digest-uri must be the Request-URI; qop=auth is
+// required; the table of counts is bounded and a forgotten nonce is stale.
+func TestReplay(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	v := &Verifier{Realm: "paysip.test", Secret: []byte("k"), MaxNonces: 4, Lookup: func(user, alg string) (string, bool) {
+		return HA1(alg, user, "paysip.test", "s3cret"), true
+	}}
+	answer := func(method, uri string, nc int, at time.Time) (*digest.Challenge, string) {
+		chal, err := digest.ParseChallenge(v.Challenges(at, false)[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		cred, _ := digest.Digest(chal, digest.Options{Method: method, URI: uri, Username: "alice", Password: "s3cret", Count: nc})
+		return chal, cred.String()
+	}
+	chal, cred := answer("MESSAGE", "sip:bob@paysip.test", 1, now)
+	if _, err := v.Verify(cred, "MESSAGE", "sip:bob@paysip.test", now); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Verify(cred, "MESSAGE", "sip:bob@paysip.test", now); !errors.Is(err, ErrReplay) || !errors.Is(err, ErrStale) {
+		t.Fatalf("replayed Authorization: %v", err)
+	}
+	// The same nonce with a higher count is the client's next request.
+	next, _ := digest.Digest(chal, digest.Options{Method: "MESSAGE", URI: "sip:bob@paysip.test", Username: "alice", Password: "s3cret", Count: 2})
+	if _, err := v.Verify(next.String(), "MESSAGE", "sip:bob@paysip.test", now); err != nil {
+		t.Fatalf("nc=2: %v", err)
+	}
+	// Another Request-URI (the same spelled differently is fine).
+	_, cred = answer("MESSAGE", "sip:bob@paysip.test", 1, now)
+	if _, err := v.Verify(cred, "MESSAGE", "sip:mallory@paysip.test", now); !errors.Is(err, ErrURI) {
+		t.Fatalf("digest-uri of another Request-URI: %v", err)
+	}
+	if _, err := v.Verify(cred, "MESSAGE", "sip:bob@PAYSIP.test:5060", now); err != nil {
+		t.Fatalf("same URI spelled differently: %v", err)
+	}
+	// No qop (RFC 2069): refused.
+	chal, _ = answer("REGISTER", "sip:paysip.test", 1, now)
+	chal.QOP = nil
+	old, _ := digest.Digest(chal, digest.Options{Method: "REGISTER", URI: "sip:paysip.test", Username: "alice", Password: "s3cret"})
+	if _, err := v.Verify(old.String(), "REGISTER", "sip:paysip.test", now); !errors.Is(err, ErrBadCredentials) {
+		t.Fatalf("digest without qop: %v", err)
+	}
+	// Bounded: more nonces than MaxNonces, issued over time; the oldest
+	// are forgotten and then stale, never replayable.
+	var first string
+	for i := range 10 {
+		at := now.Add(time.Duration(i) * time.Second)
+		_, c := answer("REGISTER", "sip:paysip.test", 1, at)
+		if i == 0 {
+			first = c
+		}
+		if _, err := v.Verify(c, "REGISTER", "sip:paysip.test", at); err != nil {
+			t.Fatalf("nonce %d: %v", i, err)
+		}
+		if v.Nonces() > 4 {
+			t.Fatalf("%d nonces remembered, limit 4", v.Nonces())
+		}
+	}
+	if _, err := v.Verify(first, "REGISTER", "sip:paysip.test", now.Add(10*time.Second)); !errors.Is(err, ErrStale) {
+		t.Fatalf("forgotten nonce replayed: %v", err)
 	}
 }

@@ -63,6 +63,18 @@ type Config struct {
 	// APIRate is how many SIP API requests an account may make per second
 	// (burst twice that); default 10.
 	APIRate float64
+	// TrustedEdges are the addresses (IP or CIDR) of edge proxies whose
+	// Path header (RFC 3327) the registrar accepts, such as a Kamailio in
+	// front of browsers; a REGISTER with a Path from anywhere else is
+	// refused with 403. Empty: no Path is accepted.
+	TrustedEdges []string
+	// MaxContacts bounds the bindings one account may hold at one address
+	// (sipreg.DefaultMaxContacts when 0); MaxBindings bounds them in total
+	// (sipreg.DefaultMaxBindings when 0).
+	MaxContacts, MaxBindings int
+	// MaxBranches bounds the branches one request is forked to
+	// (DefaultMaxBranches when 0).
+	MaxBranches int
 	Log     *slog.Logger
 	// HTTPHandler, if set, serves every other HTTP path (the web UI).
 	HTTPHandler http.Handler
@@ -87,6 +99,8 @@ type Server struct {
 
 	mu       sync.Mutex
 	branches map[string]*forkState // INVITE server tx key -> its fork
+
+	routing // loop detection, trusted edges, dialogs (routing.go)
 }
 
 // DirectoryUser is the AOR user of the shared directory address.
@@ -137,7 +151,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	secret := make([]byte, 32)
 	rand.Read(secret)
-	s := &Server{cfg: cfg, log: log, ua: ua, srv: srv, client: client, reg: sipreg.New(), now: time.Now,
+	s := &Server{cfg: cfg, log: log, ua: ua, srv: srv, client: client, reg: sipreg.New(sipreg.Limits{MaxContacts: cfg.MaxContacts, MaxBindings: cfg.MaxBindings}), now: time.Now,
 		ready: make(chan struct{}), host: host, branches: map[string]*forkState{}}
 	s.auth = &sipauth.Verifier{Realm: cfg.Domain, Secret: secret, Algorithms: cfg.DigestAlgorithms, Lookup: func(user, alg string) (string, bool) {
 		if cfg.Accounts == nil {
@@ -145,6 +159,9 @@ func New(cfg Config) (*Server, error) {
 		}
 		return cfg.Accounts.UserHA1(context.Background(), user, cfg.Domain, alg)
 	}}
+	if err := s.initRouting(); err != nil {
+		return nil, err
+	}
 	s.api = newBitcoinAPI(s)
 	srv.OnRegister(s.onRegister)
 	for _, m := range []sip.RequestMethod{sip.INVITE, sip.MESSAGE, sip.INFO, sip.BYE, sip.OPTIONS, sip.SUBSCRIBE,
@@ -232,6 +249,7 @@ func (s *Server) Run(ctx context.Context) error {
 		go func() { errs <- s.srv.ServeTLS(tlsL) }()
 	}
 	go s.api.watchLoop(ctx)
+	go s.sweepLoop(ctx)
 	s.log.Info("SIP server up", "domain", s.cfg.Domain, "udp+tcp", udp.LocalAddr(), "http+ws", hl.Addr(), "tls", s.tlsPort)
 	close(s.ready)
 	select {
@@ -320,7 +338,7 @@ func (s *Server) authenticate(req *sip.Request, tx sip.ServerTransaction, proxy 
 			value = h.Value()
 		}
 	}
-	user, err := s.auth.Verify(value, req.Method.String(), s.now())
+	user, err := s.auth.Verify(value, req.Method.String(), req.Recipient.String(), s.now())
 	if err == nil {
 		return user
 	}
