@@ -75,7 +75,7 @@ type Config struct {
 	// MaxBranches bounds the branches one request is forked to
 	// (DefaultMaxBranches when 0).
 	MaxBranches int
-	Log     *slog.Logger
+	Log         *slog.Logger
 	// HTTPHandler, if set, serves every other HTTP path (the web UI).
 	HTTPHandler http.Handler
 }

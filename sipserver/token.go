@@ -33,7 +33,7 @@ const (
 	// maxDialogLifetime bounds how long a dialog's token and entry last.
 	maxDialogLifetime = 12 * time.Hour
 	// maxDialogs bounds the dialogs remembered.
-	maxDialogs = 50_000
+	maxDialogs   = 50_000
 	tokenVersion = "rr1"
 )
 
