@@ -75,7 +75,9 @@ type Config struct {
 	// MaxBranches bounds the branches one request is forked to
 	// (DefaultMaxBranches when 0).
 	MaxBranches int
-	Log         *slog.Logger
+	// Now is the clock (time.Now when nil).
+	Now func() time.Time
+	Log *slog.Logger
 	// HTTPHandler, if set, serves every other HTTP path (the web UI).
 	HTTPHandler http.Handler
 }
@@ -120,6 +122,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.HTTPAddr == "" {
 		cfg.HTTPAddr = "127.0.0.1:8080"
 	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	if cfg.APIRate == 0 {
 		cfg.APIRate = 10
 	}
@@ -151,7 +156,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	secret := make([]byte, 32)
 	rand.Read(secret)
-	s := &Server{cfg: cfg, log: log, ua: ua, srv: srv, client: client, reg: sipreg.New(sipreg.Limits{MaxContacts: cfg.MaxContacts, MaxBindings: cfg.MaxBindings}), now: time.Now,
+	s := &Server{cfg: cfg, log: log, ua: ua, srv: srv, client: client, reg: sipreg.New(sipreg.Limits{MaxContacts: cfg.MaxContacts, MaxBindings: cfg.MaxBindings}), now: cfg.Now,
 		ready: make(chan struct{}), host: host, branches: map[string]*forkState{}}
 	s.auth = &sipauth.Verifier{Realm: cfg.Domain, Secret: secret, Algorithms: cfg.DigestAlgorithms, Lookup: func(user, alg string) (string, bool) {
 		if cfg.Accounts == nil {
