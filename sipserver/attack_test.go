@@ -319,6 +319,21 @@ func TestForkBomb(t *testing.T) {
 	close(stop)
 	wg.Wait()
 	t.Logf("3 attack messages: %d requests forwarded in all", total)
+	// The bounced copies were caught: 483 when out of hops, 482 when the
+	// same request came back (RFC 3261 section 16.3 steps 3 and 4).
+	codes := map[int]int{}
+	for len(edge.ress) > 0 {
+		codes[(<-edge.ress).StatusCode]++
+	}
+	t.Logf("answers to the bounced copies: %v", codes)
+	if codes[482] == 0 || codes[483] == 0 {
+		t.Fatalf("answers to the bounced copies %v: want 482 and 483 among them", codes)
+	}
+	// Max-Forwards: 0 is not forwarded at all.
+	if res := attacker.exchange(attacker.msg("MESSAGE", "sip:alice@"+domain, "x", "To: <sip:alice@"+domain+">",
+		"From: <sip:m@evil.example>;tag=z", "Call-ID: bomb-zero", "CSeq: 1 MESSAGE", "Max-Forwards: 0")); res == nil || res.StatusCode != 483 {
+		t.Fatalf("Max-Forwards 0: %v", short(res))
+	}
 	alive(t, r)
 }
 
@@ -458,6 +473,11 @@ func TestRecordRouteRelay(t *testing.T) {
 	if rr == nil || !strings.Contains(rr.Value(), "ps=") {
 		t.Fatalf("no token in the Record-Route: %s", inv)
 	}
+	// Ringing first (an early dialog), then busy: the early dialog ends.
+	ringing := sip.NewResponseFromRequest(inv, 180, "Ringing", nil)
+	ringing.To().Params.Add("tag", "m1")
+	mallory.sendTo(r.proxy(), ringing.String())
+	time.Sleep(100 * time.Millisecond)
 	busy := sip.NewResponseFromRequest(inv, 486, "Busy Here", nil)
 	busy.To().Params.Add("tag", "m1")
 	mallory.sendTo(r.proxy(), busy.String())

@@ -111,7 +111,17 @@ func nextHop(req *sip.Request) string {
 	return hostPort(req.Recipient)
 }
 
-// dialogAOR returns the AORs of a request's From and To (whose registered
+// toDialogContact reports whether req, with no Route left, targets a
+// registered contact of its From or To address.
+func (s *Server) toDialogContact(req *sip.Request) bool {
+	if req.Route() != nil {
+		return false
+	}
+	_, ok := s.reg.FindContactIn(req.Recipient, dialogAORs(req), s.now())
+	return ok
+}
+
+// dialogAORs returns the AORs of a request's From and To (whose registered
 // contacts an in-dialog request may target).
 func dialogAORs(req *sip.Request) []string {
 	var out []string
@@ -157,10 +167,12 @@ func (s *Server) onRequest(req *sip.Request, tx sip.ServerTransaction) {
 	// Loose routing (RFC 3261 section 16.4): pop our own Route entries.
 	tokenSeen, tokenValid := s.popOurRoutes(req)
 	inDialog := tokenValid && s.dialogs.allows(req, nextHop(req), s.now())
-	if tokenSeen && !inDialog && !s.cfg.Open {
+	if tokenSeen && !inDialog && !s.cfg.Open && !s.toDialogContact(req) {
 		// Our Route with a token, but not for this dialog, expired, for a
 		// dialog never established, or towards a hop the dialog does not
-		// have: someone is trying to relay through us.
+		// have: someone is trying to relay through us. (A request to a
+		// registered contact of the dialog's own addresses is not a relay:
+		// it goes on below.)
 		s.log.Warn("in-dialog request refused: not a dialog routed here", "method", req.Method, "next", nextHop(req), "from", req.Source())
 		s.respond(tx, req, sip.StatusForbidden, "Forbidden: not a dialog routed by this proxy")
 		return
@@ -515,6 +527,7 @@ func (fs *forkState) onResponse(b *branch, res *sip.Response) {
 	defer fs.mu.Unlock()
 	switch {
 	case res.IsProvisional():
+		fs.s.dialogEvent(fs.req, res)
 		if !fs.finalSent {
 			fs.tx.Respond(fs.upstream(res))
 		}
@@ -539,6 +552,7 @@ func (fs *forkState) onResponse(b *branch, res *sip.Response) {
 		fs.maybeFinish()
 	default:
 		b.final = true
+		fs.s.dialogEvent(fs.req, res)
 		fs.record(fs.upstream(res))
 		if fs.invite && res.StatusCode >= 600 {
 			fs.cancelOthers(b)
@@ -650,17 +664,27 @@ func (s *Server) listingsOf(aor string) []sipreg.Binding {
 	return out
 }
 
-// dialogEvent keeps the dialog table (token.go) in step with the 2xx
-// responses we relay: a 2xx to a dialog-forming request establishes (or
-// refreshes) its dialog, a 2xx to a BYE ends it.
+// dialogEvent keeps the dialog table (token.go) in step with the
+// responses we relay: a provisional response with a To tag makes an early
+// dialog (RFC 3261 section 12.1: PRACK, UPDATE may follow), a 2xx to a
+// dialog-forming request confirms (or refreshes) it, a failure ends an
+// early one, a 2xx to a BYE ends it.
 func (s *Server) dialogEvent(req *sip.Request, res *sip.Response) {
 	switch req.Method {
 	case sip.INVITE, sip.SUBSCRIBE, sip.REFER:
-		ours := func(u sip.Uri) bool { _, ok := u.UriParams.Get("ps"); return ok && s.isLocal(u) }
-		if !s.dialogs.established(req, res, ours, s.now()) {
-			s.log.Warn("dialog table full: in-dialog requests of this dialog will need credentials", "call-id", req.CallID().Value())
+		switch {
+		case res.StatusCode == sip.StatusTrying:
+		case res.StatusCode >= 300:
+			s.dialogs.failed(req, res)
+		default:
+			ours := func(u sip.Uri) bool { _, ok := u.UriParams.Get("ps"); return ok && s.isLocal(u) }
+			if !s.dialogs.established(req, res, ours, s.now()) {
+				s.log.Warn("dialog table full: in-dialog requests of this dialog will need credentials", "call-id", req.CallID().Value())
+			}
 		}
 	case sip.BYE:
-		s.dialogs.ended(req)
+		if res.IsSuccess() {
+			s.dialogs.ended(req)
+		}
 	}
 }

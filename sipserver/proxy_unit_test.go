@@ -160,3 +160,49 @@ func TestForwardedMaxForwards(t *testing.T) {
 		}
 	}
 }
+
+// TestDialogTable: bounded; an early dialog ends with its request's
+// failure; a confirmed one allows only its own next hops.
+func TestDialogTable(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	d := newDialogs(2)
+	ours := func(sip.Uri) bool { return false }
+	answer := func(req *sip.Request, code int, tag string) *sip.Response {
+		res := sip.NewResponseFromRequest(req, code, "x", nil)
+		res.To().Params.Add("tag", tag)
+		res.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "b", Host: "192.0.2.2", Port: 5070}})
+		return res
+	}
+	invite := func(callID string) *sip.Request {
+		req := dialogRequest(sip.INVITE, callID, "sip:a@d.test", "a1", "sip:b@d.test", "")
+		req.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "a", Host: "192.0.2.1", Port: 5060}})
+		return req
+	}
+	inv := invite("c1")
+	if !d.established(inv, answer(inv, 200, "b1"), ours, now) {
+		t.Fatal("not recorded")
+	}
+	bye := dialogRequest(sip.BYE, "c1", "sip:b@d.test", "b1", "sip:a@d.test", "a1")
+	if !d.allows(bye, "192.0.2.1:5060", now) || d.allows(bye, "192.0.2.99:5060", now) {
+		t.Fatal("next hops of the dialog wrong")
+	}
+	// Early, then failed: gone.
+	inv2 := invite("c2")
+	d.established(inv2, answer(inv2, 180, "b2"), ours, now)
+	d.failed(inv2, answer(inv2, 486, "b2"))
+	if d.len() != 1 {
+		t.Fatalf("%d dialogs after a failed call", d.len())
+	}
+	// Full: a third dialog is not recorded until one expires.
+	inv3, inv4 := invite("c3"), invite("c4")
+	d.established(inv3, answer(inv3, 200, "b3"), ours, now)
+	if d.established(inv4, answer(inv4, 200, "b4"), ours, now) || d.len() != 2 {
+		t.Fatalf("table over its bound: %d", d.len())
+	}
+	if !d.established(inv4, answer(inv4, 200, "b4"), ours, now.Add(maxDialogLifetime)) || d.len() != 1 {
+		t.Fatalf("expired dialogs not reclaimed: %d", d.len())
+	}
+	if d.allows(bye, "192.0.2.1:5060", now.Add(maxDialogLifetime)) {
+		t.Fatal("an expired dialog still allows requests")
+	}
+}

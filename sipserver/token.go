@@ -32,6 +32,9 @@ import (
 const (
 	// maxDialogLifetime bounds how long a dialog's token and entry last.
 	maxDialogLifetime = 12 * time.Hour
+	// maxEarlyDialog bounds an early dialog's entry (timer C, RFC 3261
+	// section 16.6 step 11: an INVITE is given up after 3 minutes).
+	maxEarlyDialog = 3 * time.Minute
 	// maxDialogs bounds the dialogs remembered.
 	maxDialogs   = 50_000
 	tokenVersion = "rr1"
@@ -113,6 +116,7 @@ func keyOf(callID, a, b string) dialogKey {
 // dialog is what we keep of a dialog established through us.
 type dialog struct {
 	hops    map[string]bool // next hops allowed: both Contacts, the route set
+	early   bool            // from a provisional response: ends if the request fails
 	expires time.Time
 }
 
@@ -126,9 +130,11 @@ type dialogs struct {
 func newDialogs(max int) *dialogs { return &dialogs{max: max, m: map[dialogKey]*dialog{}} }
 
 // established records (or refreshes, on a target refresh) the dialog a
-// 2xx to req confirms. It returns false when the table is full.
+// response to req creates: early for a provisional response, confirmed
+// for a 2xx. It returns false when the table is full.
 func (d *dialogs) established(req *sip.Request, res *sip.Response, isOurs func(sip.Uri) bool, now time.Time) bool {
 	callID, fromTag, _, _, _ := dialogEnds(req)
+	early := res.IsProvisional()
 	toTag := ""
 	if t := res.To(); t != nil {
 		toTag, _ = t.Params.Get("tag")
@@ -136,7 +142,10 @@ func (d *dialogs) established(req *sip.Request, res *sip.Response, isOurs func(s
 	if callID == "" || fromTag == "" || toTag == "" {
 		return false
 	}
-	dl := &dialog{hops: map[string]bool{}, expires: now.Add(maxDialogLifetime)}
+	dl := &dialog{hops: map[string]bool{}, early: early, expires: now.Add(maxDialogLifetime)}
+	if early {
+		dl.expires = now.Add(maxEarlyDialog)
+	}
 	for _, c := range []*sip.ContactHeader{req.Contact(), res.Contact()} {
 		if c != nil {
 			dl.hops[hostPort(c.Address)] = true
@@ -154,6 +163,9 @@ func (d *dialogs) established(req *sip.Request, res *sip.Response, isOurs func(s
 	k := keyOf(callID, fromTag, toTag)
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if old, ok := d.m[k]; ok && early && !old.early {
+		return true // a late provisional does not downgrade a confirmed dialog
+	}
 	if _, ok := d.m[k]; !ok && len(d.m) >= d.max {
 		d.sweepLocked(now)
 		if len(d.m) >= d.max {
@@ -162,6 +174,22 @@ func (d *dialogs) established(req *sip.Request, res *sip.Response, isOurs func(s
 	}
 	d.m[k] = dl
 	return true
+}
+
+// failed forgets the early dialog a failed request had made (a token
+// from a call answered 486 opens nothing).
+func (d *dialogs) failed(req *sip.Request, res *sip.Response) {
+	callID, fromTag, _, _, _ := dialogEnds(req)
+	toTag := ""
+	if t := res.To(); t != nil {
+		toTag, _ = t.Params.Get("tag")
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	k := keyOf(callID, fromTag, toTag)
+	if dl, ok := d.m[k]; ok && dl.early {
+		delete(d.m, k)
+	}
 }
 
 // ended forgets a dialog (its BYE was answered 2xx).
