@@ -602,10 +602,10 @@ func TestDigestReplay(t *testing.T) {
 // TestRegistrarSweep (issue 10, finding 7): 50,000 addresses with Expires
 // 60 took the server from 27 to 198 MB, and it stayed at 208 MB after they
 // expired: bindings expired only when looked up. Now a periodic sweep
-// removes them; here 20,000 REGISTERs over TCP, the clock moved past
+// removes them; here 50,000 REGISTERs over TCP, the clock moved past
 // their expiry, one sweep: the registry is empty and the heap back down.
 func TestRegistrarSweep(t *testing.T) {
-	const n = 20_000
+	const n = 50_000
 	var clock atomic.Int64
 	clock.Store(time.Now().UnixNano())
 	now := func() time.Time { return time.Unix(0, clock.Load()) }
