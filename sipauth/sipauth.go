@@ -10,8 +10,11 @@
 // nc that is not above it (RFC 7616 section 3.4.5, RFC 2617 section 3.2.2:
 // the server SHOULD check nc to detect replays). It requires qop=auth (so
 // that there is an nc to check) and a digest-uri equal to the
-// Request-URI (RFC 7616 section 3.4.6). It is pure: time and randomness
-// are passed in.
+// Request-URI (RFC 7616 section 3.4.6). A nonce is bound to the client's
+// address: one obtained by an attacker cannot be answered from a forged
+// source address (a REGISTER spoofing a victim's address would bind the
+// victim as a contact and make us a reflector). It is pure: time and
+// randomness are passed in.
 package sipauth
 
 import (
@@ -110,7 +113,23 @@ type nonceCount struct {
 
 const nonceLen = 8 + 8 + 16 // timestamp, random, HMAC
 
-func (v *Verifier) nonce(now time.Time) string {
+// Request is what Verify checks: the Authorization (or
+// Proxy-Authorization) value and the request it came with.
+type Request struct {
+	Authorization string
+	Method        string
+	URI           string // the Request-URI
+	Client        string // the client's address (IP) the challenge went to
+}
+
+func (v *Verifier) nonceMAC(b []byte, client string) []byte {
+	m := hmac.New(sha256.New, v.Secret)
+	m.Write(b[:16])
+	m.Write([]byte(client))
+	return m.Sum(nil)[:16]
+}
+
+func (v *Verifier) nonce(client string, now time.Time) string {
 	b := make([]byte, nonceLen)
 	binary.BigEndian.PutUint64(b[:8], uint64(now.Unix()))
 	r := v.Rand
@@ -118,23 +137,19 @@ func (v *Verifier) nonce(now time.Time) string {
 		r = rand.Reader
 	}
 	io.ReadFull(r, b[8:16])
-	m := hmac.New(sha256.New, v.Secret)
-	m.Write(b[:16])
-	copy(b[16:], m.Sum(nil)[:16])
+	copy(b[16:], v.nonceMAC(b, client))
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-// checkNonce verifies a nonce's HMAC and age and returns when it was
-// issued.
-func (v *Verifier) checkNonce(n string, now time.Time) (time.Time, error) {
+// checkNonce verifies a nonce's HMAC (for this client) and age and
+// returns when it was issued.
+func (v *Verifier) checkNonce(n, client string, now time.Time) (time.Time, error) {
 	b, err := base64.RawURLEncoding.DecodeString(n)
 	if err != nil || len(b) != nonceLen {
 		return time.Time{}, ErrBadCredentials
 	}
-	m := hmac.New(sha256.New, v.Secret)
-	m.Write(b[:16])
-	if !hmac.Equal(m.Sum(nil)[:16], b[16:]) {
-		return time.Time{}, ErrBadCredentials
+	if !hmac.Equal(v.nonceMAC(b, client), b[16:]) {
+		return time.Time{}, fmt.Errorf("%w: nonce not ours or not issued to this client", ErrBadCredentials)
 	}
 	issued := time.Unix(int64(binary.BigEndian.Uint64(b[:8])), 0)
 	if now.Sub(issued) > NonceLifetime || issued.After(now.Add(time.Minute)) {
@@ -208,9 +223,9 @@ func (v *Verifier) Nonces() int {
 }
 
 // Challenges returns the values of the WWW-Authenticate (or
-// Proxy-Authenticate) headers to send, one per algorithm.
-func (v *Verifier) Challenges(now time.Time, stale bool) []string {
-	n := v.nonce(now)
+// Proxy-Authenticate) headers to send to client, one per algorithm.
+func (v *Verifier) Challenges(client string, now time.Time, stale bool) []string {
+	n := v.nonce(client, now)
 	algs := v.algorithms()
 	out := make([]string, 0, len(algs))
 	for _, alg := range algs {
@@ -236,10 +251,10 @@ func (v *Verifier) offers(alg string) bool {
 	return false
 }
 
-// Verify checks an Authorization header value for a request of method to
-// requestURI; it returns the authenticated user name. Each (nonce, nc) is
-// accepted once.
-func (v *Verifier) Verify(header, method, requestURI string, now time.Time) (string, error) {
+// Verify checks a request's credentials; it returns the authenticated
+// user name. Each (nonce, nc) is accepted once.
+func (v *Verifier) Verify(req Request, now time.Time) (string, error) {
+	header, method, requestURI := req.Authorization, req.Method, req.URI
 	if header == "" {
 		return "", ErrNoCredentials
 	}
@@ -257,7 +272,7 @@ func (v *Verifier) Verify(header, method, requestURI string, now time.Time) (str
 	if !v.offers(alg) {
 		return "", fmt.Errorf("%w: algorithm %q not offered", ErrBadCredentials, alg)
 	}
-	issued, err := v.checkNonce(cred.Nonce, now)
+	issued, err := v.checkNonce(cred.Nonce, req.Client, now)
 	if err != nil {
 		return "", err
 	}

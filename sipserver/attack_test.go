@@ -564,6 +564,23 @@ func TestDigestReplay(t *testing.T) {
 			t.Fatalf("mallory's contact bound with a replayed Authorization: %s", b.Contact.Address.String())
 		}
 	}
+	// mallory answers a challenge she got herself, from a socket on the
+	// victim's address (a forged source): the nonce was not sent there.
+	victim := newPeer(t, "127.0.0.3", r.proxy())
+	spoof := func(auth string) string {
+		return mallory.msg("REGISTER", "sip:"+domain, "", "To: <sip:bob@"+domain+">", "From: <sip:bob@"+domain+">;tag=s",
+			"Call-ID: dr-spoof", "CSeq: 2 REGISTER", "Expires: 300", "Contact: <sip:bob@"+victim.addr+">", auth)
+	}
+	challenge := mallory.exchange(spoof(""))
+	if challenge == nil || challenge.StatusCode != 401 {
+		t.Fatalf("challenge: %v", challenge)
+	}
+	victim.sendTo(r.proxy(), spoof("Authorization: "+digestAnswer(t, challenge.GetHeader("WWW-Authenticate").Value(), "REGISTER", "sip:"+domain, "bob")))
+	time.Sleep(300 * time.Millisecond)
+	if n := len(r.srv.Registry().Lookup("sip:bob@"+domain, time.Now())); n != 0 {
+		t.Fatalf("a REGISTER from a forged source with another address's nonce bound %d contacts", n)
+	}
+
 	// A MESSAGE with credentials (anonymous callers are refused here),
 	// then the same Authorization with another body.
 	bob := newPeer(t, "127.0.0.1", r.proxy())

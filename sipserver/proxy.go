@@ -221,7 +221,13 @@ func (s *Server) onRequest(req *sip.Request, tx sip.ServerTransaction) {
 		for _, b := range bindings {
 			targets = append(targets, s.bindingTarget(b))
 		}
-		s.fork(req, tx, loop, targets)
+		limit := s.maxBranches
+		if u.User == DirectoryUser {
+			// The directory's ask goes to every member: accounts, each
+			// with at most MaxContacts listings; Max-Breadth bounds it.
+			limit = max(limit, defaultMaxBreadth)
+		}
+		s.forkUpTo(req, tx, loop, targets, limit)
 		return
 	}
 	// A registered contact of the dialog's own addresses (in-dialog
@@ -358,6 +364,11 @@ func (s *Server) recordRoute(transport, token string) sip.Header {
 // (RFC 5393 section 5), are tried; each copy carries its share of the
 // breadth.
 func (s *Server) fork(req *sip.Request, tx sip.ServerTransaction, loop string, targets []target) {
+	s.forkUpTo(req, tx, loop, targets, s.maxBranches)
+}
+
+// forkUpTo is fork with its own bound on branches.
+func (s *Server) forkUpTo(req *sip.Request, tx sip.ServerTransaction, loop string, targets []target, limit int) {
 	mf, ok := forwardedMaxForwards(req)
 	if !ok {
 		s.respond(tx, req, sip.StatusTooManyHops, "Too Many Hops")
@@ -380,7 +391,7 @@ func (s *Server) fork(req *sip.Request, tx sip.ServerTransaction, loop string, t
 		s.respond(tx, req, StatusMaxBreadthExceeded, "Max-Breadth Exceeded")
 		return
 	}
-	if n := min(s.maxBranches, breadth); len(kept) > n {
+	if n := min(limit, breadth); len(kept) > n {
 		s.log.Warn("fork capped", "method", req.Method, "to", req.Recipient.String(), "targets", len(kept), "branches", n)
 		kept = kept[:n] // the most recently registered first
 	}

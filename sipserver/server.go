@@ -343,7 +343,8 @@ func (s *Server) authenticate(req *sip.Request, tx sip.ServerTransaction, proxy 
 			value = h.Value()
 		}
 	}
-	user, err := s.auth.Verify(value, req.Method.String(), req.Recipient.String(), s.now())
+	client, _, _ := net.SplitHostPort(req.Source())
+	user, err := s.auth.Verify(sipauth.Request{Authorization: value, Method: req.Method.String(), URI: req.Recipient.String(), Client: client}, s.now())
 	if err == nil {
 		return user
 	}
@@ -351,7 +352,7 @@ func (s *Server) authenticate(req *sip.Request, tx sip.ServerTransaction, proxy 
 		s.log.Warn("authentication failed", "method", req.Method, "from", req.Source(), "err", err)
 	}
 	var hdrs []sip.Header
-	for _, c := range s.auth.Challenges(s.now(), errors.Is(err, sipauth.ErrStale)) {
+	for _, c := range s.auth.Challenges(client, s.now(), errors.Is(err, sipauth.ErrStale)) {
 		hdrs = append(hdrs, sip.NewHeader(chalName, c))
 	}
 	s.respond(tx, req, code, reason, hdrs...)

@@ -163,8 +163,18 @@ func (d *dialogs) established(req *sip.Request, res *sip.Response, isOurs func(s
 	k := keyOf(callID, fromTag, toTag)
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if old, ok := d.m[k]; ok && early && !old.early {
-		return true // a late provisional does not downgrade a confirmed dialog
+	if old, ok := d.m[k]; ok && !old.early {
+		// A target refresh (re-INVITE) or a late response of a confirmed
+		// dialog: its hops are added (the route set stays the one of the
+		// dialog's creation, RFC 3261 section 12.2, and a re-INVITE's 2xx
+		// may not carry it all), and a 2xx extends it.
+		for h := range dl.hops {
+			old.hops[h] = true
+		}
+		if !early {
+			old.expires = dl.expires
+		}
+		return true
 	}
 	if _, ok := d.m[k]; !ok && len(d.m) >= d.max {
 		d.sweepLocked(now)
