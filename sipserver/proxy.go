@@ -172,10 +172,17 @@ func (s *Server) onRequest(req *sip.Request, tx sip.ServerTransaction) {
 		// dialog never established, or towards a hop the dialog does not
 		// have: someone is trying to relay through us. (A request to a
 		// registered contact of the dialog's own addresses is not a relay:
-		// it goes on below.)
-		s.log.Warn("in-dialog request refused: not a dialog routed here", "method", req.Method, "next", nextHop(req), "from", req.Source())
-		s.respond(tx, req, sip.StatusForbidden, "Forbidden: not a dialog routed by this proxy")
-		return
+		// it goes on below.) An account holder that sent credentials is
+		// checked as such instead: its dialog may have outlived our table.
+		if req.GetHeader("Proxy-Authorization") == nil {
+			s.log.Warn("in-dialog request refused: not a dialog routed here", "method", req.Method, "next", nextHop(req), "from", req.Source())
+			s.respond(tx, req, sip.StatusForbidden, "Forbidden: not a dialog routed by this proxy")
+			return
+		}
+		if s.authenticate(req, tx, true) == "" {
+			return
+		}
+		inDialog = true // an account holder may send it anywhere
 	}
 	if r := req.Route(); r != nil {
 		// A further hop elsewhere: only inside a dialog we record-routed,

@@ -206,3 +206,36 @@ func TestDialogTable(t *testing.T) {
 		t.Fatal("an expired dialog still allows requests")
 	}
 }
+
+// FuzzRouteToken: any token, Max-Breadth or Max-Forwards value a peer
+// sends is refused or read, never a panic, and no token is accepted
+// without the server's secret.
+func FuzzRouteToken(f *testing.F) {
+	s, err := New(Config{Domain: "d.test", SIPAddr: "127.0.0.1:0", Accounts: noAccounts{}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	now := time.Unix(1_800_000_000, 0)
+	inv := dialogRequest(sip.INVITE, "c", "sip:a@d.test", "a1", "sip:b@d.test", "")
+	f.Add(s.rrToken(inv, now), "60", "70")
+	f.Add("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "-1", "0")
+	f.Add("", "x", "99999999999")
+	other, _ := New(Config{Domain: "d.test", SIPAddr: "127.0.0.1:0", Accounts: noAccounts{}})
+	f.Fuzz(func(t *testing.T, tok, breadth, forwards string) {
+		req := dialogRequest(sip.BYE, "c", "sip:a@d.test", "a1", "sip:b@d.test", "b1")
+		req.AppendHeader(sip.NewHeader("Max-Breadth", breadth))
+		req.AppendHeader(sip.NewHeader("Max-Forwards", forwards))
+		// other never made a token (and has its own secret): it accepts
+		// none, not even s's.
+		if other.checkToken(tok, req, now) {
+			t.Fatalf("token %q accepted by a server that did not make it", tok)
+		}
+		s.checkToken(tok, req, now)
+		if b := maxBreadth(req); b < 0 || b > defaultMaxBreadth {
+			t.Fatalf("Max-Breadth %q read as %d", breadth, b)
+		}
+		if mf, ok := forwardedMaxForwards(req); ok && mf > maxForwardsCap {
+			t.Fatalf("Max-Forwards %q forwarded as %d", forwards, mf)
+		}
+	})
+}
