@@ -271,18 +271,22 @@ func (r *Registry) set(aor string, old, next []*Binding) {
 
 func (r *Registry) expire(aor string, now time.Time) {
 	cur := r.byAOR[aor]
-	if len(cur) == 0 {
+	live := 0
+	for _, b := range cur {
+		if now.Before(b.Expires) {
+			live++
+		}
+	}
+	if live == len(cur) {
 		return
 	}
-	kept := make([]*Binding, 0, len(cur))
+	kept := make([]*Binding, 0, live)
 	for _, b := range cur {
 		if now.Before(b.Expires) {
 			kept = append(kept, b)
 		}
 	}
-	if len(kept) < len(cur) {
-		r.set(aor, cur, kept)
-	}
+	r.set(aor, cur, kept)
 }
 
 // Sweep removes every expired binding and every address left without
@@ -294,8 +298,13 @@ func (r *Registry) Sweep(now time.Time) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	before := r.count
-	for aor := range r.byAOR {
-		r.expire(aor, now)
+	for aor, cur := range r.byAOR {
+		for _, b := range cur {
+			if !now.Before(b.Expires) {
+				r.expire(aor, now)
+				break
+			}
+		}
 	}
 	if r.peak > 1024 && len(r.byAOR) < r.peak/4 {
 		m := make(map[string][]*Binding, len(r.byAOR))

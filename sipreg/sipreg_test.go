@@ -227,3 +227,19 @@ func TestSweepReclaims(t *testing.T) {
 	}
 	runtime.KeepAlive(r)
 }
+
+// BenchmarkSweep: a sweep of 100,000 live bindings (nothing to remove),
+// the work the server's ticker does every 30 s.
+func BenchmarkSweep(b *testing.B) {
+	r := New(Limits{MaxBindings: 200_000})
+	t0 := time.Unix(1_800_000_000, 0)
+	for i := range 100_000 {
+		var c sip.ContactHeader
+		sip.ParseAddressValue(fmt.Sprintf("<sip:u%d@192.0.2.1:%d>", i, 1024+i%60000), &c.Address, &c.Params)
+		r.Apply(Request{AOR: fmt.Sprint("sip:u", i, "@d"), CallID: "c", CSeq: 1, Expires: u32(3600), Contacts: []*sip.ContactHeader{&c}}, t0)
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		r.Sweep(t0)
+	}
+}
