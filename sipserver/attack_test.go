@@ -300,7 +300,7 @@ func TestForkBomb(t *testing.T) {
 		res := attacker.exchange(attacker.msg("MESSAGE", "sip:alice@"+domain, "boom",
 			"To: <sip:alice@"+domain+">", fmt.Sprintf("From: <sip:mallory@evil.example>;tag=m%d", i), fmt.Sprintf("Call-ID: bomb-%d", i),
 			"CSeq: 1 MESSAGE", fmt.Sprintf("Max-Forwards: %d", hops), "Content-Type: text/plain"))
-		time.Sleep(300 * time.Millisecond) // bounces in flight
+		settle(r) // bounces in flight
 		forwarded := r.srv.Forwarded() - before
 		total += forwarded
 		t.Logf("Max-Forwards %d: answered %v, %d requests forwarded, highest Max-Forwards seen %d", hops, short(res), forwarded, maxSeen.Load())
@@ -336,6 +336,19 @@ func TestForkBomb(t *testing.T) {
 		t.Fatalf("Max-Forwards 0: %v", short(res))
 	}
 	alive(t, r)
+}
+
+// settle waits until the proxy has forwarded nothing new for 300 ms (at
+// most 5 s).
+func settle(r *rig) {
+	last, since := r.srv.Forwarded(), time.Now()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if n := r.srv.Forwarded(); n != last {
+			last, since = n, time.Now()
+		} else if time.Since(since) > 300*time.Millisecond {
+			return
+		}
+	}
 }
 
 // TestPathOnlyFromTrustedEdge (issue 10, findings 2 and 6): a Path from
@@ -376,7 +389,9 @@ func TestPathOnlyFromTrustedEdge(t *testing.T) {
 	msg := attacker.msg("MESSAGE", "sip:alice@"+domain, "x", "To: <sip:alice@"+domain+">", "From: <sip:a@evil.example>;tag=a1",
 		"Call-ID: amp-1", "CSeq: 1 MESSAGE", "Content-Type: text/plain")
 	attacker.sendTo(r.proxy(), msg)
-	time.Sleep(time.Second)
+	time.Sleep(200 * time.Millisecond)
+	settle(r)
+	time.Sleep(200 * time.Millisecond) // the last datagrams in flight
 	t.Logf("one %d-byte MESSAGE -> %d requests (%d datagrams with retransmissions, %d bytes) at the victim", len(msg), victim.distinct(), victim.got.Load(), victim.bytes.Load())
 	if got := victim.distinct(); got == 0 || got > 4 {
 		t.Fatalf("%d requests at the victim, want 1 to MaxBranches (4)", got)
