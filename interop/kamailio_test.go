@@ -15,6 +15,7 @@ import (
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
+	"github.com/paysip/paysip/sipserver"
 	"github.com/paysip/paysip/sipua"
 )
 
@@ -28,7 +29,8 @@ func TestKamailioWebSocketEdge(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(modPath, "websocket.so")); err != nil {
 		requireTool(t, "kamailio-websocket-modules (websocket.so)", "kamailio-websocket-modules")
 	}
-	srv := startServer(t, true)
+	// Kamailio is the trusted edge (its Path is accepted only from it).
+	srv := startServer(t, true, func(c *sipserver.Config) { c.TrustedEdges = []string{"127.0.0.1"} })
 	dir := t.TempDir()
 	vals := struct {
 		UDPPort, WSPort, PaysipPort int

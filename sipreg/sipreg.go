@@ -4,7 +4,14 @@
 // Path a registration came through (RFC 3327) and the instance id that
 // browser user agents look for (RFC 5626 +sip.instance, reg-id).
 //
-// It is pure: no sockets, and time is passed in. Package sipserver runs it.
+// Bindings belong to the account that registered them (Binding.Owner): an
+// address shared by many accounts (the directory) keeps each account's
+// bindings apart, and one account can neither replace nor remove
+// another's. The registry is bounded (Limits): contacts per owner of an
+// address, and bindings in total. Expired bindings are removed by Sweep.
+//
+// It is pure: no sockets, and time is passed in. Package sipserver runs it
+// (and drives Sweep from a ticker).
 package sipreg
 
 import (
@@ -25,11 +32,42 @@ const (
 	MaxExpires     = 86400
 )
 
+// Default limits (Limits' zero values).
+const (
+	DefaultMaxContacts = 10
+	DefaultMaxBindings = 100_000
+)
+
 // Errors of Apply.
 var (
 	ErrWildcard   = errors.New("wildcard Contact needs Expires: 0 and no other contact") // 400
 	ErrOutOfOrder = errors.New("CSeq not above the one of this Call-ID")                 // 500
+	// ErrTooManyContacts: the owner has MaxContacts bindings at this
+	// address already (403: RFC 3261 section 10.3 lets a registrar refuse).
+	ErrTooManyContacts = errors.New("too many contacts for this address")
+	// ErrFull: the registry holds MaxBindings bindings (503).
+	ErrFull = errors.New("registrar full")
 )
+
+// Limits bound what the outside can make the registry hold. Zero values
+// mean the defaults.
+type Limits struct {
+	// MaxContacts is the number of bindings one owner may hold at one
+	// address (DefaultMaxContacts).
+	MaxContacts int
+	// MaxBindings is the number of bindings in total (DefaultMaxBindings).
+	MaxBindings int
+}
+
+func (l Limits) withDefaults() Limits {
+	if l.MaxContacts <= 0 {
+		l.MaxContacts = DefaultMaxContacts
+	}
+	if l.MaxBindings <= 0 {
+		l.MaxBindings = DefaultMaxBindings
+	}
+	return l
+}
 
 // IntervalTooBriefError asks for a longer expiry (423, Min-Expires).
 type IntervalTooBriefError struct{ Min uint32 }
@@ -43,6 +81,7 @@ type Binding struct {
 	AOR       string
 	Contact   *sip.ContactHeader // as registered, without its expires parameter
 	Key       string             // +sip.instance (with reg-id) if given, else the contact URI
+	Owner     string             // the account that registered it ("" without authentication)
 	Expires   time.Time
 	CallID    string
 	CSeq      uint32
@@ -65,6 +104,7 @@ func (b *Binding) Param(name string) (string, bool) {
 // Request is a REGISTER as the registrar sees it.
 type Request struct {
 	AOR       string
+	Owner     string               // the authenticated account ("" without authentication)
 	Contacts  []*sip.ContactHeader // empty: a query
 	Wildcard  bool                 // Contact: *
 	Expires   *uint32              // Expires header
@@ -77,12 +117,20 @@ type Request struct {
 
 // Registry holds the bindings. It is safe for concurrent use.
 type Registry struct {
-	mu    sync.Mutex
-	byAOR map[string][]*Binding
+	mu     sync.Mutex
+	limits Limits
+	byAOR  map[string][]*Binding
+	count  int // bindings held
+	peak   int // most AORs held since the map was last rebuilt
 }
 
-// New returns an empty registry.
-func New() *Registry { return &Registry{byAOR: map[string][]*Binding{}} }
+// New returns an empty registry with the given limits (zero: defaults).
+func New(l Limits) *Registry {
+	return &Registry{limits: l.withDefaults(), byAOR: map[string][]*Binding{}}
+}
+
+// Limits returns the registry's limits (defaults filled in).
+func (r *Registry) Limits() Limits { return r.limits }
 
 // AOR canonicalizes an address-of-record: sip:user@host, lower-case host,
 // no port or parameters.
@@ -117,7 +165,9 @@ func contactExpires(c *sip.ContactHeader, hdr *uint32) uint32 {
 }
 
 // Apply processes a REGISTER (RFC 3261 section 10.3, steps 6 to 8) and
-// returns the AOR's bindings afterwards.
+// returns the bindings of the AOR afterwards that belong to the request's
+// owner. A wildcard removes only the owner's bindings; a contact replaces
+// only a binding of the same owner.
 func (r *Registry) Apply(req Request, now time.Time) ([]Binding, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -128,38 +178,56 @@ func (r *Registry) Apply(req Request, now time.Time) ([]Binding, error) {
 			return nil, ErrWildcard
 		}
 		for _, b := range cur {
-			if b.CallID == req.CallID && req.CSeq <= b.CSeq {
+			if b.Owner == req.Owner && b.CallID == req.CallID && req.CSeq <= b.CSeq {
 				return nil, ErrOutOfOrder
 			}
 		}
-		delete(r.byAOR, req.AOR)
+		kept := make([]*Binding, 0, len(cur))
+		for _, b := range cur {
+			if b.Owner != req.Owner {
+				kept = append(kept, b)
+			}
+		}
+		r.set(req.AOR, cur, kept)
 		return nil, nil
 	}
 	// Check every contact first: a REGISTER applies whole or not at all.
+	owned, added := 0, 0
+	for _, b := range cur {
+		if b.Owner == req.Owner {
+			owned++
+		}
+	}
+	seen := map[string]bool{}
 	for _, c := range req.Contacts {
 		exp := contactExpires(c, req.Expires)
 		if exp != 0 && exp < MinExpires {
 			return nil, &IntervalTooBriefError{Min: MinExpires}
 		}
 		key := bindingKey(c)
-		for _, b := range cur {
-			if b.Key == key && b.CallID == req.CallID && req.CSeq <= b.CSeq {
-				return nil, ErrOutOfOrder
-			}
+		idx := find(cur, req.Owner, key)
+		if idx >= 0 && cur[idx].CallID == req.CallID && req.CSeq <= cur[idx].CSeq {
+			return nil, ErrOutOfOrder
 		}
+		if exp != 0 && idx < 0 && !seen[key] {
+			added++
+		}
+		seen[key] = true
 	}
+	if added > 0 && owned+added > r.limits.MaxContacts {
+		return nil, ErrTooManyContacts
+	}
+	if added > 0 && r.count+added > r.limits.MaxBindings {
+		return nil, ErrFull
+	}
+	next := append([]*Binding(nil), cur...)
 	for _, c := range req.Contacts {
 		exp := min(contactExpires(c, req.Expires), MaxExpires)
 		key := bindingKey(c)
-		idx := -1
-		for i, b := range cur {
-			if b.Key == key {
-				idx = i
-			}
-		}
+		idx := find(next, req.Owner, key)
 		if exp == 0 {
 			if idx >= 0 {
-				cur = append(cur[:idx], cur[idx+1:]...)
+				next = append(next[:idx], next[idx+1:]...)
 			}
 			continue
 		}
@@ -167,41 +235,95 @@ func (r *Registry) Apply(req Request, now time.Time) ([]Binding, error) {
 		if stored.Params != nil {
 			stored.Params.Remove("expires")
 		}
-		b := &Binding{AOR: req.AOR, Contact: stored, Key: key, Expires: now.Add(time.Duration(exp) * time.Second),
+		b := &Binding{AOR: req.AOR, Contact: stored, Key: key, Owner: req.Owner, Expires: now.Add(time.Duration(exp) * time.Second),
 			CallID: req.CallID, CSeq: req.CSeq, Path: append([]string(nil), req.Path...), Source: req.Source,
 			Transport: req.Transport, Updated: now}
 		if idx >= 0 {
-			cur[idx] = b
+			next[idx] = b
 		} else {
-			cur = append(cur, b)
+			next = append(next, b)
 		}
 	}
-	if len(cur) == 0 {
-		delete(r.byAOR, req.AOR)
-	} else {
-		r.byAOR[req.AOR] = cur
+	r.set(req.AOR, cur, next)
+	return r.snapshot(req.AOR, req.Owner, true), nil
+}
+
+// find returns the index of owner's binding with key in bs, or -1.
+func find(bs []*Binding, owner, key string) int {
+	for i, b := range bs {
+		if b.Owner == owner && b.Key == key {
+			return i
+		}
 	}
-	return r.snapshot(req.AOR), nil
+	return -1
+}
+
+// set replaces the bindings of aor (old by next), keeping the count.
+func (r *Registry) set(aor string, old, next []*Binding) {
+	r.count += len(next) - len(old)
+	if len(next) == 0 {
+		delete(r.byAOR, aor)
+		return
+	}
+	r.byAOR[aor] = next
+	r.peak = max(r.peak, len(r.byAOR))
 }
 
 func (r *Registry) expire(aor string, now time.Time) {
 	cur := r.byAOR[aor]
-	kept := cur[:0]
+	live := 0
+	for _, b := range cur {
+		if now.Before(b.Expires) {
+			live++
+		}
+	}
+	if live == len(cur) {
+		return
+	}
+	kept := make([]*Binding, 0, live)
 	for _, b := range cur {
 		if now.Before(b.Expires) {
 			kept = append(kept, b)
 		}
 	}
-	if len(kept) == 0 {
-		delete(r.byAOR, aor)
-	} else {
-		r.byAOR[aor] = kept
-	}
+	r.set(aor, cur, kept)
 }
 
-func (r *Registry) snapshot(aor string) []Binding {
+// Sweep removes every expired binding and every address left without
+// bindings, and returns how many bindings it removed. Lookups expire the
+// bindings they touch; Sweep reclaims the rest (an address nobody looks up
+// again). When the registry has shrunk to a quarter of its peak, its map
+// is rebuilt: Go maps do not give back their buckets.
+func (r *Registry) Sweep(now time.Time) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	before := r.count
+	for aor, cur := range r.byAOR {
+		for _, b := range cur {
+			if !now.Before(b.Expires) {
+				r.expire(aor, now)
+				break
+			}
+		}
+	}
+	if r.peak > 1024 && len(r.byAOR) < r.peak/4 {
+		m := make(map[string][]*Binding, len(r.byAOR))
+		for k, v := range r.byAOR {
+			m[k] = v
+		}
+		r.byAOR, r.peak = m, len(m)
+	}
+	return before - r.count
+}
+
+// snapshot copies the bindings of aor (only owner's when mine), most
+// recent first.
+func (r *Registry) snapshot(aor, owner string, mine bool) []Binding {
 	out := make([]Binding, 0, len(r.byAOR[aor]))
 	for _, b := range r.byAOR[aor] {
+		if mine && b.Owner != owner {
+			continue
+		}
 		c := *b
 		c.Contact = b.Contact.Clone()
 		out = append(out, c)
@@ -215,36 +337,59 @@ func (r *Registry) Lookup(aor string, now time.Time) []Binding {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.expire(aor, now)
-	return r.snapshot(aor)
+	return r.snapshot(aor, "", false)
 }
 
-// FindContact returns the live binding whose contact URI is uri (user and
-// host:port), for requests inside a dialog whose target is a registered
-// contact: the flow it registered from is the way to reach it.
+// FindContact is FindContactIn over every address: for requests the
+// server makes itself to a contact it was given.
 func (r *Registry) FindContact(uri sip.Uri, now time.Time) (Binding, bool) {
+	return r.FindContactIn(uri, nil, now)
+}
+
+// FindContactIn returns the live binding of one of aors whose contact URI
+// is uri (user and host:port), for requests inside a dialog whose target
+// is a registered contact: the flow it registered from is the way to reach
+// it. Only the dialog's own addresses are searched (the AORs of its From
+// and To), so that nobody can catch another's in-dialog requests by
+// registering the same contact URI at an address of their own. With aors
+// nil, every address is searched (requests the server makes itself).
+func (r *Registry) FindContactIn(uri sip.Uri, aors []string, now time.Time) (Binding, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	want := "uri:" + strings.ToLower(uri.Scheme) + ":" + uri.User + "@" + strings.ToLower(uri.Host) + ":" + fmt.Sprint(uri.Port)
-	for _, bs := range r.byAOR {
-		for _, b := range bs {
+	if aors == nil {
+		for aor := range r.byAOR {
+			aors = append(aors, aor)
+		}
+	}
+	var best *Binding
+	for _, aor := range aors {
+		for _, b := range r.byAOR[aor] {
 			c := &sip.ContactHeader{Address: b.Contact.Address}
-			if bindingKey(c) == want && now.Before(b.Expires) {
-				cp := *b
-				cp.Contact = b.Contact.Clone()
-				return cp, true
+			if bindingKey(c) == want && now.Before(b.Expires) && (best == nil || b.Updated.After(best.Updated)) {
+				best = b
 			}
 		}
 	}
-	return Binding{}, false
+	if best == nil {
+		return Binding{}, false
+	}
+	cp := *best
+	cp.Contact = best.Contact.Clone()
+	return cp, true
 }
 
-// Count returns the number of live bindings (for monitoring).
+// Count returns the number of bindings held, live or expired but not yet
+// swept (for monitoring and limits).
 func (r *Registry) Count() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	n := 0
-	for _, bs := range r.byAOR {
-		n += len(bs)
-	}
-	return n
+	return r.count
+}
+
+// AORs returns the number of addresses with bindings held.
+func (r *Registry) AORs() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.byAOR)
 }

@@ -2,9 +2,6 @@ package sipserver
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/base64"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,17 +20,33 @@ type target struct {
 	path      []string // Route set to add (a registration's Path)
 }
 
+// bindingTarget is where a binding is reached (see Server.bindingTarget;
+// for requests the server makes itself, which cannot loop).
 func bindingTarget(b sipreg.Binding) target {
+	return (&Server{}).bindingTarget(b)
+}
+
+// bindingTarget is where a binding is reached: the flow its REGISTER
+// came on, or, behind an edge proxy, the first entry of its Path (RFC 3327
+// section 5.3: the Path becomes the Route). Path entries naming this proxy
+// are dropped: we are already here, and sending to ourselves would loop.
+func (s *Server) bindingTarget(b sipreg.Binding) target {
 	t := target{uri: b.Contact.Address, dest: b.Source, transport: b.Transport}
-	if len(b.Path) > 0 {
-		// RFC 3327 section 5.3: the Path becomes the Route; the first hop
-		// is its first entry (an edge proxy such as Kamailio).
-		t.path = b.Path
+	path := b.Path
+	for len(path) > 0 {
 		var u sip.Uri
 		var p sip.HeaderParams
-		if _, err := sip.ParseAddressValue(b.Path[0], &u, &p); err == nil {
-			t.dest, t.transport = hostPort(u), uriTransport(u)
+		if _, err := sip.ParseAddressValue(path[0], &u, &p); err != nil {
+			path = path[1:]
+			continue
 		}
+		if s.isSelf(hostPort(u)) {
+			path = path[1:]
+			continue
+		}
+		t.path = path
+		t.dest, t.transport = hostPort(u), uriTransport(u)
+		break
 	}
 	return t
 }
@@ -69,31 +82,56 @@ func (s *Server) isOurRoute(h sip.Header) bool {
 	return r.Address.User == "" && s.isLocal(r.Address)
 }
 
-// rrToken ties a Record-Route entry to its dialog: an HMAC of the Call-ID
-// under the server's secret. An in-dialog request carrying our Route with
-// the right token was record-routed by us, so it may follow its route set
-// without authentication; anything else is a new request (and no open
-// relay).
-func (s *Server) rrToken(callID string) string {
-	m := hmac.New(sha256.New, s.auth.Secret)
-	m.Write([]byte(callID))
-	return base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:12])
-}
-
 // popOurRoutes removes this proxy's entries from the top of the Route set
-// and reports whether one of them proves the request's dialog.
-func (s *Server) popOurRoutes(req *sip.Request) (inDialog bool) {
+// (loose routing, RFC 3261 section 16.4) and reports whether one carried a
+// token, and whether a token is good for the request's dialog (token.go).
+func (s *Server) popOurRoutes(req *sip.Request) (seen, valid bool) {
 	for {
 		routes := req.GetHeaders("Route")
 		if len(routes) == 0 || !s.isOurRoute(routes[0]) {
-			return inDialog
+			return seen, valid
 		}
 		r := routes[0].(*sip.RouteHeader)
-		if tok, ok := r.Address.UriParams.Get("ps"); ok && req.CallID() != nil && hmac.Equal([]byte(tok), []byte(s.rrToken(req.CallID().Value()))) {
-			inDialog = true
+		if tok, ok := r.Address.UriParams.Get("ps"); ok {
+			seen = true
+			if s.checkToken(tok, req, s.now()) {
+				valid = true
+			}
 		}
 		req.RemoveHeader("Route")
 	}
+}
+
+// nextHop is where req goes once our own Route entries are popped: its
+// next Route entry, else its Request-URI.
+func nextHop(req *sip.Request) string {
+	if r := req.Route(); r != nil {
+		return hostPort(r.Address)
+	}
+	return hostPort(req.Recipient)
+}
+
+// toDialogContact reports whether req, with no Route left, targets a
+// registered contact of its From or To address.
+func (s *Server) toDialogContact(req *sip.Request) bool {
+	if req.Route() != nil {
+		return false
+	}
+	_, ok := s.reg.FindContactIn(req.Recipient, dialogAORs(req), s.now())
+	return ok
+}
+
+// dialogAORs returns the AORs of a request's From and To (whose registered
+// contacts an in-dialog request may target).
+func dialogAORs(req *sip.Request) []string {
+	var out []string
+	if f := req.From(); f != nil {
+		out = append(out, sipreg.AOR(f.Address))
+	}
+	if t := req.To(); t != nil {
+		out = append(out, sipreg.AOR(t.Address))
+	}
+	return out
 }
 
 // onRequest routes every request but REGISTER and ACK (RFC 3261 section
@@ -103,30 +141,56 @@ func (s *Server) onRequest(req *sip.Request, tx sip.ServerTransaction) {
 	if req.IsCancel() {
 		// A CANCEL that matched an INVITE was answered by the transaction
 		// layer, which told the fork (OnCancel); this one matched nothing.
-		s.respond(tx, req, 481, "Call/Transaction Does Not Exist")
+		s.respond(tx, req, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
 		return
 	}
 	if req.SipVersion != "SIP/2.0" {
-		s.respond(tx, req, 505, "Version Not Supported")
+		s.respond(tx, req, sip.StatusVersionNotSupported, "Version Not Supported")
 		return
 	}
 	if cs := req.CSeq(); cs == nil || cs.MethodName != req.Method {
-		s.respond(tx, req, 400, "Bad Request: CSeq method does not match")
+		s.respond(tx, req, sip.StatusBadRequest, "Bad Request: CSeq method does not match")
 		return
 	}
-	if mf := req.MaxForwards(); mf != nil && mf.Val() == 0 {
-		s.respond(tx, req, 483, "Too Many Hops")
+	// RFC 3261 section 16.3 step 3 (Max-Forwards) and step 4 (loops), on
+	// the request as received.
+	if _, ok := forwardedMaxForwards(req); !ok {
+		s.respond(tx, req, sip.StatusTooManyHops, "Too Many Hops")
+		return
+	}
+	loop := s.loopHash(req)
+	if s.looped(req, loop) {
+		s.log.Warn("loop detected", "method", req.Method, "to", req.Recipient.String(), "from", req.Source())
+		s.respond(tx, req, sip.StatusLoopDetected, "Loop Detected")
 		return
 	}
 	// Loose routing (RFC 3261 section 16.4): pop our own Route entries.
-	inDialog := s.popOurRoutes(req)
+	tokenSeen, tokenValid := s.popOurRoutes(req)
+	inDialog := tokenValid && s.dialogs.allows(req, nextHop(req), s.now())
+	if tokenSeen && !inDialog && !s.cfg.Open && !s.toDialogContact(req) {
+		// Our Route with a token, but not for this dialog, expired, for a
+		// dialog never established, or towards a hop the dialog does not
+		// have: someone is trying to relay through us. (A request to a
+		// registered contact of the dialog's own addresses is not a relay:
+		// it goes on below.) An account holder that sent credentials is
+		// checked as such instead: its dialog may have outlived our table.
+		if req.GetHeader("Proxy-Authorization") == nil {
+			s.log.Warn("in-dialog request refused: not a dialog routed here", "method", req.Method, "next", nextHop(req), "from", req.Source())
+			s.respond(tx, req, sip.StatusForbidden, "Forbidden: not a dialog routed by this proxy")
+			return
+		}
+		if s.authenticate(req, tx, true) == "" {
+			return
+		}
+		inDialog = true // an account holder may send it anywhere
+	}
 	if r := req.Route(); r != nil {
 		// A further hop elsewhere: only inside a dialog we record-routed,
 		// or for an account holder (no open relay).
 		if !s.cfg.Open && !inDialog && s.authenticate(req, tx, true) == "" {
 			return
 		}
-		s.fork(req, tx, []target{{uri: req.Recipient, dest: hostPort(r.Address), transport: uriTransport(r.Address)}})
+		s.fork(req, tx, loop, []target{{uri: req.Recipient, dest: hostPort(r.Address), transport: uriTransport(r.Address)}})
 		return
 	}
 	u := req.Recipient
@@ -134,10 +198,10 @@ func (s *Server) onRequest(req *sip.Request, tx sip.ServerTransaction) {
 		switch u.User {
 		case "":
 			if req.Method == sip.OPTIONS {
-				s.respond(tx, req, 200, "OK", sip.NewHeader("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE, INFO, SUBSCRIBE, NOTIFY, REGISTER, UPDATE, REFER, PRACK"),
+				s.respond(tx, req, sip.StatusOK, "OK", sip.NewHeader("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE, INFO, SUBSCRIBE, NOTIFY, REGISTER, UPDATE, REFER, PRACK"),
 					sip.NewHeader("Supported", "path, paysip"))
 			} else {
-				s.respond(tx, req, 404, "Not Found")
+				s.respond(tx, req, sip.StatusNotFound, "Not Found")
 			}
 			return
 		case BitcoinUser:
@@ -146,7 +210,7 @@ func (s *Server) onRequest(req *sip.Request, tx sip.ServerTransaction) {
 		}
 		bindings := s.reg.Lookup(s.aor(u), s.now())
 		if len(bindings) == 0 {
-			s.respond(tx, req, 480, "Temporarily Unavailable")
+			s.respond(tx, req, sip.StatusTemporarilyUnavailable, "Temporarily Unavailable")
 			return
 		}
 		if s.cfg.NoAnonymousInbound && !s.cfg.Open && s.authenticate(req, tx, true) == "" {
@@ -156,21 +220,27 @@ func (s *Server) onRequest(req *sip.Request, tx sip.ServerTransaction) {
 			offer := append(bindings, s.listingsOf(s.aor(u))...)
 			if terms, ok := pricedTerms(offer); ok {
 				s.log.Info("402: caller does not offer paysip", "aor", s.aor(u), "from", req.Source())
-				s.respond(tx, req, 402, "Payment Required", sip.NewHeader(TermsHeader, terms))
+				s.respond(tx, req, sip.StatusPaymentRequired, "Payment Required", sip.NewHeader(TermsHeader, terms))
 				return
 			}
 		}
 		targets := make([]target, 0, len(bindings))
 		for _, b := range bindings {
-			targets = append(targets, bindingTarget(b))
+			targets = append(targets, s.bindingTarget(b))
 		}
-		s.fork(req, tx, targets)
+		limit := s.maxBranches
+		if u.User == DirectoryUser {
+			// The directory's ask goes to every member: accounts, each
+			// with at most MaxContacts listings; Max-Breadth bounds it.
+			limit = max(limit, defaultMaxBreadth)
+		}
+		s.forkUpTo(req, tx, loop, targets, limit)
 		return
 	}
-	// A registered contact (in-dialog requests target them), reached on
-	// the flow it registered from.
-	if b, ok := s.reg.FindContact(u, s.now()); ok {
-		s.fork(req, tx, []target{bindingTarget(b)})
+	// A registered contact of the dialog's own addresses (in-dialog
+	// requests target them), reached on the flow it registered from.
+	if b, ok := s.reg.FindContactIn(u, dialogAORs(req), s.now()); ok {
+		s.fork(req, tx, loop, []target{s.bindingTarget(b)})
 		return
 	}
 	// Leaving the domain: account holders only, unless the request follows
@@ -178,24 +248,36 @@ func (s *Server) onRequest(req *sip.Request, tx sip.ServerTransaction) {
 	if !s.cfg.Open && !inDialog && s.authenticate(req, tx, true) == "" {
 		return
 	}
-	s.fork(req, tx, []target{{uri: u, dest: hostPort(u), transport: uriTransport(u)}})
+	s.fork(req, tx, loop, []target{{uri: u, dest: hostPort(u), transport: uriTransport(u)}})
 }
 
 // onAck forwards an ACK for a 2xx (end to end, RFC 3261 section 16.6)
 // statelessly; ACKs for other responses end at the transaction layer.
 func (s *Server) onAck(req *sip.Request, tx sip.ServerTransaction) {
-	s.popOurRoutes(req)
+	mf, ok := forwardedMaxForwards(req)
+	if !ok {
+		return
+	}
+	_, tokenValid := s.popOurRoutes(req)
 	t := target{uri: req.Recipient, dest: hostPort(req.Recipient), transport: uriTransport(req.Recipient)}
+	allowed := s.cfg.Open || (tokenValid && s.dialogs.allows(req, nextHop(req), s.now()))
 	if r := req.Route(); r != nil {
 		t.dest, t.transport = hostPort(r.Address), uriTransport(r.Address)
-	} else if b, ok := s.reg.FindContact(req.Recipient, s.now()); ok {
-		t = bindingTarget(b)
+	} else if b, ok := s.reg.FindContactIn(req.Recipient, dialogAORs(req), s.now()); ok {
+		t = s.bindingTarget(b)
 		t.uri = req.Recipient
+		allowed = true
+	}
+	if !allowed || s.isSelf(t.dest) {
+		// No response to an ACK: drop it (no relay for an ACK either).
+		s.log.Debug("ACK not forwarded: not a dialog routed here", "to", req.Recipient.String(), "from", req.Source())
+		return
 	}
 	fwd := req.Clone()
-	if mf := fwd.MaxForwards(); mf != nil {
-		mf.Dec()
+	m := sip.MaxForwardsHeader(mf) // its own header: Clone shares it
+	for fwd.RemoveHeader("Max-Forwards") {
 	}
+	fwd.AppendHeader(&m)
 	fwd.SetTransport(t.transport)
 	fwd.SetDestination(t.dest)
 	if err := s.client.WriteRequest(fwd, sipgo.ClientRequestAddVia); err != nil {
@@ -263,7 +345,7 @@ type branch struct {
 	final  bool
 }
 
-func (s *Server) recordRoute(transport, callID string) sip.Header {
+func (s *Server) recordRoute(transport, token string) sip.Header {
 	t := strings.ToLower(transport)
 	port := s.sipPort
 	switch t {
@@ -273,20 +355,71 @@ func (s *Server) recordRoute(transport, callID string) sip.Header {
 		port = s.tlsPort
 	}
 	return &sip.RecordRouteHeader{Address: sip.Uri{Host: s.host, Port: port,
-		UriParams: sip.HeaderParams{{K: "transport", V: t}, {K: "ps", V: s.rrToken(callID)}, {K: "lr", V: ""}}}}
+		UriParams: sip.HeaderParams{{K: "transport", V: t}, {K: "ps", V: token}, {K: "lr", V: ""}}}}
 }
 
 // fork forwards req to every target (parallel forking, RFC 3261 section
 // 16.6) and relays the responses: provisional ones as they come, the first
 // 2xx at once (cancelling the other INVITE branches), otherwise the best
 // final response once every branch is done (section 16.7).
-func (s *Server) fork(req *sip.Request, tx sip.ServerTransaction, targets []target) {
+//
+// Every branch is its own copy of the request with its own Max-Forwards
+// (the received value minus one, section 16.6 step 3) and a Via branch
+// carrying loop, the request's loop hash (routing.go). Targets that are
+// this proxy itself are dropped (482 if none is left); at most
+// maxBranches targets, and no more than the request's Max-Breadth allows
+// (RFC 5393 section 5), are tried; each copy carries its share of the
+// breadth.
+func (s *Server) fork(req *sip.Request, tx sip.ServerTransaction, loop string, targets []target) {
+	s.forkUpTo(req, tx, loop, targets, s.maxBranches)
+}
+
+// forkUpTo is fork with its own bound on branches.
+func (s *Server) forkUpTo(req *sip.Request, tx sip.ServerTransaction, loop string, targets []target, limit int) {
+	mf, ok := forwardedMaxForwards(req)
+	if !ok {
+		s.respond(tx, req, sip.StatusTooManyHops, "Too Many Hops")
+		return
+	}
+	kept := targets[:0:0]
+	for _, t := range targets {
+		if s.isSelf(t.dest) {
+			s.log.Warn("not forwarding to ourselves", "method", req.Method, "to", t.uri.String(), "dest", t.dest, "from", req.Source())
+			continue
+		}
+		kept = append(kept, t)
+	}
+	if len(kept) == 0 {
+		s.respond(tx, req, sip.StatusLoopDetected, "Loop Detected")
+		return
+	}
+	breadth := maxBreadth(req)
+	if breadth == 0 {
+		s.respond(tx, req, StatusMaxBreadthExceeded, "Max-Breadth Exceeded")
+		return
+	}
+	if n := min(limit, breadth); len(kept) > n {
+		s.log.Warn("fork capped", "method", req.Method, "to", req.Recipient.String(), "targets", len(kept), "branches", n)
+		kept = kept[:n] // the most recently registered first
+	}
+	share := max(breadth/len(kept), 1)
 	fs := &forkState{s: s, tx: tx, req: req, invite: req.IsInvite(), done: make(chan struct{})}
 	if fs.invite {
 		tx.OnCancel(func(*sip.Request) { fs.cancelAll() })
 	}
 	dialogForming := req.Method == sip.INVITE || req.Method == sip.SUBSCRIBE || req.Method == sip.REFER
-	for _, t := range targets {
+	token := ""
+	if dialogForming {
+		token = s.rrToken(req, s.now())
+	}
+	addVia := func(c *sipgo.Client, r *sip.Request) error {
+		if err := sipgo.ClientRequestAddVia(c, r); err != nil {
+			return err
+		}
+		r.Via().Params.Add("branch", branchMagic+loop+"."+sip.GenerateTagN(10))
+		return nil
+	}
+	for _, t := range kept {
 		r := req.Clone()
 		r.Recipient = t.uri
 		for i := len(t.path) - 1; i >= 0; i-- {
@@ -296,19 +429,20 @@ func (s *Server) fork(req *sip.Request, tx sip.ServerTransaction, targets []targ
 				r.PrependHeader(&sip.RouteHeader{Address: u})
 			}
 		}
-		if mf := r.MaxForwards(); mf != nil {
-			mf.Dec()
-		} else {
-			m := sip.MaxForwardsHeader(70)
-			r.AppendHeader(&m)
+		// Clone shares header objects: the copy gets new ones.
+		m := sip.MaxForwardsHeader(mf)
+		for r.RemoveHeader("Max-Forwards") {
 		}
+		r.AppendHeader(&m)
+		for r.RemoveHeader("Max-Breadth") {
+		}
+		r.AppendHeader(sip.NewHeader("Max-Breadth", strconv.Itoa(share)))
 		if dialogForming {
 			// Double Record-Route when the transports differ (RFC 5658),
 			// so each side has an entry it can reach.
-			cid := req.CallID().Value()
-			r.PrependHeader(s.recordRoute(req.Transport(), cid))
+			r.PrependHeader(s.recordRoute(req.Transport(), token))
 			if !strings.EqualFold(req.Transport(), t.transport) {
-				r.PrependHeader(s.recordRoute(t.transport, cid))
+				r.PrependHeader(s.recordRoute(t.transport, token))
 			}
 		}
 		r.SetTransport(t.transport)
@@ -324,14 +458,15 @@ func (s *Server) fork(req *sip.Request, tx sip.ServerTransaction, targets []targ
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		b := &branch{req: r, cancel: cancel}
-		ctxTx, err := s.client.TransactionRequest(ctx, r, sipgo.ClientRequestAddVia)
+		ctxTx, err := s.client.TransactionRequest(ctx, r, addVia)
 		if err != nil {
 			s.log.Warn("forwarding failed", "to", t.dest, "transport", t.transport, "err", err)
 			b.final = true
 			fs.branches = append(fs.branches, b)
-			fs.record(sip.NewResponseFromRequest(req, 503, "Service Unavailable", nil))
+			fs.record(sip.NewResponseFromRequest(req, sip.StatusServiceUnavailable, "Service Unavailable", nil))
 			continue
 		}
+		s.forwarded.Add(1)
 		b.tx = ctxTx
 		fs.branches = append(fs.branches, b)
 	}
@@ -392,9 +527,9 @@ func (fs *forkState) watch(b *branch) {
 			fs.mu.Lock()
 			if !b.final {
 				b.final = true
-				code, reason := 408, "Request Timeout"
+				code, reason := sip.StatusRequestTimeout, "Request Timeout"
 				if err := b.tx.Err(); err != nil && !strings.Contains(err.Error(), "timeout") {
-					code, reason = 503, "Service Unavailable"
+					code, reason = sip.StatusServiceUnavailable, "Service Unavailable"
 				}
 				fs.record(sip.NewResponseFromRequest(fs.req, code, reason, nil))
 				fs.maybeFinish()
@@ -410,11 +545,13 @@ func (fs *forkState) onResponse(b *branch, res *sip.Response) {
 	defer fs.mu.Unlock()
 	switch {
 	case res.IsProvisional():
+		fs.s.dialogEvent(fs.req, res)
 		if !fs.finalSent {
 			fs.tx.Respond(fs.upstream(res))
 		}
 	case res.IsSuccess():
 		b.final = true
+		fs.s.dialogEvent(fs.req, res)
 		if fs.invite {
 			// Every 2xx to an INVITE goes up (RFC 3261 section 16.7 step 5).
 			if !fs.finalSent {
@@ -433,6 +570,7 @@ func (fs *forkState) onResponse(b *branch, res *sip.Response) {
 		fs.maybeFinish()
 	default:
 		b.final = true
+		fs.s.dialogEvent(fs.req, res)
 		fs.record(fs.upstream(res))
 		if fs.invite && res.StatusCode >= 600 {
 			fs.cancelOthers(b)
@@ -470,7 +608,7 @@ func (fs *forkState) maybeFinish() {
 	}
 	best := fs.best
 	if best == nil {
-		best = sip.NewResponseFromRequest(fs.req, 408, "Request Timeout", nil)
+		best = sip.NewResponseFromRequest(fs.req, sip.StatusRequestTimeout, "Request Timeout", nil)
 	}
 	res := sip.NewResponseFromRequest(fs.req, best.StatusCode, best.Reason, best.Body())
 	for _, name := range []string{"WWW-Authenticate", "Proxy-Authenticate", "Retry-After", TermsHeader, "Content-Type", "Warning", "Reason"} {
@@ -478,8 +616,8 @@ func (fs *forkState) maybeFinish() {
 			res.AppendHeader(sip.NewHeader(name, h.Value()))
 		}
 	}
-	if res.StatusCode == 503 {
-		res.StatusCode, res.Reason = 500, "Server Internal Error" // RFC 3261 section 16.7 step 6
+	if res.StatusCode == sip.StatusServiceUnavailable {
+		res.StatusCode, res.Reason = sip.StatusInternalServerError, "Server Internal Error" // RFC 3261 section 16.7 step 6
 	}
 	fs.tx.Respond(res)
 	fs.sendFinal()
@@ -542,4 +680,29 @@ func (s *Server) listingsOf(aor string) []sipreg.Binding {
 		}
 	}
 	return out
+}
+
+// dialogEvent keeps the dialog table (token.go) in step with the
+// responses we relay: a provisional response with a To tag makes an early
+// dialog (RFC 3261 section 12.1: PRACK, UPDATE may follow), a 2xx to a
+// dialog-forming request confirms (or refreshes) it, a failure ends an
+// early one, a 2xx to a BYE ends it.
+func (s *Server) dialogEvent(req *sip.Request, res *sip.Response) {
+	switch req.Method {
+	case sip.INVITE, sip.SUBSCRIBE, sip.REFER:
+		switch {
+		case res.StatusCode == sip.StatusTrying:
+		case res.StatusCode >= 300:
+			s.dialogs.failed(req, res)
+		default:
+			ours := func(u sip.Uri) bool { _, ok := u.UriParams.Get("ps"); return ok && s.isLocal(u) }
+			if !s.dialogs.established(req, res, ours, s.now()) {
+				s.log.Warn("dialog table full: in-dialog requests of this dialog will need credentials", "call-id", req.CallID().Value())
+			}
+		}
+	case sip.BYE:
+		if res.IsSuccess() {
+			s.dialogs.ended(req)
+		}
+	}
 }

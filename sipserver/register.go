@@ -13,11 +13,11 @@ import (
 func (s *Server) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 	to := req.To()
 	if to == nil || req.CallID() == nil || req.CSeq() == nil {
-		s.respond(tx, req, 400, "Bad Request")
+		s.respond(tx, req, sip.StatusBadRequest, "Bad Request")
 		return
 	}
 	if !s.isLocal(to.Address) {
-		s.respond(tx, req, 403, "Forbidden: not this domain")
+		s.respond(tx, req, sip.StatusForbidden, "Forbidden: not this domain")
 		return
 	}
 	aor := sipreg.AOR(sip.Uri{User: to.Address.User, Host: s.cfg.Domain})
@@ -27,7 +27,7 @@ func (s *Server) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 	for _, h := range req.GetHeaders("Contact") {
 		c, ok := h.(*sip.ContactHeader)
 		if !ok {
-			s.respond(tx, req, 400, "Bad Request: Contact")
+			s.respond(tx, req, sip.StatusBadRequest, "Bad Request: Contact")
 			return
 		}
 		if c.Address.Wildcard {
@@ -36,6 +36,20 @@ func (s *Server) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 		}
 		contacts = append(contacts, c)
 	}
+	// RFC 3327 section 5.3: a registrar may refuse to store a Path by
+	// local policy. A Path makes us send requests where it says, so it is
+	// accepted only from a trusted edge proxy; from anyone else it would
+	// turn us into a reflector towards any host.
+	var path []string
+	for _, p := range req.GetHeaders("Path") {
+		path = append(path, splitList(p.Value())...)
+	}
+	if len(path) > 0 && !s.trustedEdge(req.Source()) {
+		s.log.Warn("REGISTER with a Path from an untrusted source", "aor", aor, "from", req.Source())
+		s.respond(tx, req, sip.StatusForbidden, "Forbidden: Path accepted only from a trusted edge proxy")
+		return
+	}
+	owner := ""
 	if !s.cfg.Open {
 		user := s.authenticate(req, tx, false)
 		if user == "" {
@@ -48,49 +62,55 @@ func (s *Server) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 		case DirectoryUser:
 			for _, c := range contacts {
 				if own, _ := c.Params.Get("+paysip.aor"); strings.Trim(own, `"`) != "sip:"+user+"@"+s.cfg.Domain {
-					s.respond(tx, req, 403, "Forbidden: a directory listing must name your own address in +paysip.aor")
+					s.respond(tx, req, sip.StatusForbidden, "Forbidden: a directory listing must name your own address in +paysip.aor")
 					return
 				}
 			}
 		default:
 			s.log.Warn("registration for another account's address", "user", user, "aor", aor)
-			s.respond(tx, req, 403, "Forbidden: you may register only your own address")
+			s.respond(tx, req, sip.StatusForbidden, "Forbidden: you may register only your own address")
 			return
 		}
+		owner = user
 	}
-	r := sipreg.Request{AOR: aor, Contacts: contacts, Wildcard: wildcard, CallID: req.CallID().Value(),
+	r := sipreg.Request{AOR: aor, Owner: owner, Path: path, Contacts: contacts, Wildcard: wildcard, CallID: req.CallID().Value(),
 		CSeq: req.CSeq().SeqNo, Source: req.Source(), Transport: req.Transport()}
 	if e := req.GetHeader("Expires"); e != nil {
 		n, err := strconv.ParseUint(strings.TrimSpace(e.Value()), 10, 32)
 		if err != nil {
-			s.respond(tx, req, 400, "Bad Request: Expires")
+			s.respond(tx, req, sip.StatusBadRequest, "Bad Request: Expires")
 			return
 		}
 		v := uint32(n)
 		r.Expires = &v
 	}
-	for _, p := range req.GetHeaders("Path") {
-		for _, v := range splitList(p.Value()) {
-			r.Path = append(r.Path, v)
-		}
-	}
 	bindings, err := s.reg.Apply(r, s.now())
 	var brief *sipreg.IntervalTooBriefError
 	switch {
 	case errors.As(err, &brief):
-		s.respond(tx, req, 423, "Interval Too Brief", sip.NewHeader("Min-Expires", strconv.Itoa(int(brief.Min))))
+		s.respond(tx, req, sip.StatusIntervalToBrief, "Interval Too Brief", sip.NewHeader("Min-Expires", strconv.Itoa(int(brief.Min))))
 		return
 	case errors.Is(err, sipreg.ErrWildcard):
-		s.respond(tx, req, 400, "Bad Request: "+err.Error())
+		s.respond(tx, req, sip.StatusBadRequest, "Bad Request: "+err.Error())
 		return
 	case errors.Is(err, sipreg.ErrOutOfOrder):
-		s.respond(tx, req, 500, "Server Internal Error: "+err.Error())
+		s.respond(tx, req, sip.StatusInternalServerError, "Server Internal Error: "+err.Error())
+		return
+	case errors.Is(err, sipreg.ErrTooManyContacts):
+		// RFC 3261 section 10.3 lets the registrar refuse by local policy.
+		s.log.Warn("REGISTER refused: too many contacts", "aor", aor, "owner", owner, "from", req.Source())
+		s.respond(tx, req, sip.StatusForbidden, "Forbidden: too many contacts for this address (at most "+strconv.Itoa(s.reg.Limits().MaxContacts)+")")
+		return
+	case errors.Is(err, sipreg.ErrFull):
+		s.log.Warn("REGISTER refused: registrar full", "aor", aor, "from", req.Source(), "bindings", s.reg.Count())
+		s.respond(tx, req, sip.StatusServiceUnavailable, "Service Unavailable: registrar full", sip.NewHeader("Retry-After", "300"))
 		return
 	case err != nil:
-		s.respond(tx, req, 500, "Server Internal Error")
+		s.log.Error("REGISTER", "err", err)
+		s.respond(tx, req, sip.StatusInternalServerError, "Server Internal Error")
 		return
 	}
-	res := sip.NewResponseFromRequest(req, 200, "OK", nil)
+	res := sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil)
 	now := s.now()
 	for _, b := range bindings {
 		c := b.Contact.Clone()

@@ -63,7 +63,21 @@ type Config struct {
 	// APIRate is how many SIP API requests an account may make per second
 	// (burst twice that); default 10.
 	APIRate float64
-	Log     *slog.Logger
+	// TrustedEdges are the addresses (IP or CIDR) of edge proxies whose
+	// Path header (RFC 3327) the registrar accepts, such as a Kamailio in
+	// front of browsers; a REGISTER with a Path from anywhere else is
+	// refused with 403. Empty: no Path is accepted.
+	TrustedEdges []string
+	// MaxContacts bounds the bindings one account may hold at one address
+	// (sipreg.DefaultMaxContacts when 0); MaxBindings bounds them in total
+	// (sipreg.DefaultMaxBindings when 0).
+	MaxContacts, MaxBindings int
+	// MaxBranches bounds the branches one request is forked to
+	// (DefaultMaxBranches when 0).
+	MaxBranches int
+	// Now is the clock (time.Now when nil).
+	Now func() time.Time
+	Log *slog.Logger
 	// HTTPHandler, if set, serves every other HTTP path (the web UI).
 	HTTPHandler http.Handler
 }
@@ -87,6 +101,8 @@ type Server struct {
 
 	mu       sync.Mutex
 	branches map[string]*forkState // INVITE server tx key -> its fork
+
+	routing // loop detection, trusted edges, dialogs (routing.go)
 }
 
 // DirectoryUser is the AOR user of the shared directory address.
@@ -105,6 +121,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.HTTPAddr == "" {
 		cfg.HTTPAddr = "127.0.0.1:8080"
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	if cfg.APIRate == 0 {
 		cfg.APIRate = 10
@@ -137,7 +156,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	secret := make([]byte, 32)
 	rand.Read(secret)
-	s := &Server{cfg: cfg, log: log, ua: ua, srv: srv, client: client, reg: sipreg.New(), now: time.Now,
+	s := &Server{cfg: cfg, log: log, ua: ua, srv: srv, client: client, reg: sipreg.New(sipreg.Limits{MaxContacts: cfg.MaxContacts, MaxBindings: cfg.MaxBindings}), now: cfg.Now,
 		ready: make(chan struct{}), host: host, branches: map[string]*forkState{}}
 	s.auth = &sipauth.Verifier{Realm: cfg.Domain, Secret: secret, Algorithms: cfg.DigestAlgorithms, Lookup: func(user, alg string) (string, bool) {
 		if cfg.Accounts == nil {
@@ -145,6 +164,9 @@ func New(cfg Config) (*Server, error) {
 		}
 		return cfg.Accounts.UserHA1(context.Background(), user, cfg.Domain, alg)
 	}}
+	if err := s.initRouting(); err != nil {
+		return nil, err
+	}
 	s.api = newBitcoinAPI(s)
 	srv.OnRegister(s.onRegister)
 	for _, m := range []sip.RequestMethod{sip.INVITE, sip.MESSAGE, sip.INFO, sip.BYE, sip.OPTIONS, sip.SUBSCRIBE,
@@ -232,6 +254,7 @@ func (s *Server) Run(ctx context.Context) error {
 		go func() { errs <- s.srv.ServeTLS(tlsL) }()
 	}
 	go s.api.watchLoop(ctx)
+	go s.sweepLoop(ctx)
 	s.log.Info("SIP server up", "domain", s.cfg.Domain, "udp+tcp", udp.LocalAddr(), "http+ws", hl.Addr(), "tls", s.tlsPort)
 	close(s.ready)
 	select {
@@ -320,7 +343,8 @@ func (s *Server) authenticate(req *sip.Request, tx sip.ServerTransaction, proxy 
 			value = h.Value()
 		}
 	}
-	user, err := s.auth.Verify(value, req.Method.String(), s.now())
+	client, _, _ := net.SplitHostPort(req.Source())
+	user, err := s.auth.Verify(sipauth.Request{Authorization: value, Method: req.Method.String(), URI: req.Recipient.String(), Client: client}, s.now())
 	if err == nil {
 		return user
 	}
@@ -328,7 +352,7 @@ func (s *Server) authenticate(req *sip.Request, tx sip.ServerTransaction, proxy 
 		s.log.Warn("authentication failed", "method", req.Method, "from", req.Source(), "err", err)
 	}
 	var hdrs []sip.Header
-	for _, c := range s.auth.Challenges(s.now(), errors.Is(err, sipauth.ErrStale)) {
+	for _, c := range s.auth.Challenges(client, s.now(), errors.Is(err, sipauth.ErrStale)) {
 		hdrs = append(hdrs, sip.NewHeader(chalName, c))
 	}
 	s.respond(tx, req, code, reason, hdrs...)

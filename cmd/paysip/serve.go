@@ -32,6 +32,7 @@ func runServe(args []string) error {
 	tlsAddr := fs.String("tls-addr", "127.0.0.1:5061", "SIP over TLS listen address (with --tls-cert)")
 	open := fs.Bool("open", false, "no authentication at all (local development only)")
 	noAnon := fs.Bool("no-anonymous-calls", false, "refuse calls from callers without an account")
+	trustedEdges := fs.String("trusted-edge", "", "comma-separated IPs or networks (CIDR) of edge proxies (e.g. Kamailio) whose Path header the registrar accepts; a Path from anywhere else is refused")
 	digestAlgs := fs.String("digest-algorithms", "MD5", "digest algorithms offered, in order (MD5, SHA-256); SHA-256 confuses many deployed clients")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -52,7 +53,7 @@ func runServe(args []string) error {
 	defer db.Close()
 	srv, err := sipserver.New(sipserver.Config{Domain: *domain, SIPAddr: *sipAddr, HTTPAddr: *httpAddr,
 		TLSCert: *tlsCert, TLSKey: *tlsKey, TLSAddr: *tlsAddr, Open: *open, NoAnonymousInbound: *noAnon, DigestAlgorithms: strings.Split(*digestAlgs, ","),
-		Accounts: db, Chain: nd.chain, Log: log})
+		TrustedEdges: splitNonEmpty(*trustedEdges), Accounts: db, Chain: nd.chain, Log: log})
 	if err != nil {
 		return err
 	}
@@ -121,4 +122,15 @@ func runUser(args []string) error {
 		return nil
 	}
 	return fmt.Errorf("usage: paysip user [flags] add NAME | list")
+}
+
+// splitNonEmpty splits a comma-separated list, dropping empty items.
+func splitNonEmpty(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
 }

@@ -1,0 +1,9 @@
+package sipserver
+
+// Hooks for the black-box tests in package sipserver_test.
+
+// SweepNow runs the periodic sweep once (the ticker's work).
+func SweepNow(s *Server) { s.sweep() }
+
+// DialogCount is the number of dialogs remembered.
+func DialogCount(s *Server) int { return s.dialogs.len() }
