@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -55,7 +56,20 @@ func TestKamailioWebSocketEdge(t *testing.T) {
 			t.Logf("kamailio:\n%s", logs.String())
 		}
 	})
-	time.Sleep(700 * time.Millisecond) // Kamailio binds
+	// Kamailio binds its ports some time after it starts (seconds on a
+	// loaded machine): wait until the WebSocket port takes connections.
+	wsAddr := fmt.Sprintf("127.0.0.1:%d", vals.WSPort)
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		c, err := net.DialTimeout("tcp", wsAddr, time.Second)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("kamailio never listened on %s: %v", wsAddr, err)
+		}
+	}
+	time.Sleep(100 * time.Millisecond) // and its UDP port, bound at the same time
 
 	// The WebSocket client: a sipgo user agent with a .invalid contact, as
 	// browsers use.
