@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo"
@@ -58,6 +59,64 @@ type UA struct {
 	regCSeq   uint32
 	regCallID string
 	listener  net.Listener
+	sipgoLog  *layerLog
+}
+
+// layerLog is the log of sipgo's transport and transaction layers. They
+// log at error level what the network does to us (a peer resetting its
+// connection: "Read error"), which is not our bug: at most a warning, and
+// once the agent is closing, the connections it closes itself are
+// debugging detail.
+type layerLog struct {
+	h       slog.Handler
+	closing atomic.Bool
+}
+
+func (l *layerLog) Enabled(ctx context.Context, level slog.Level) bool {
+	return l.h.Enabled(ctx, l.level(level))
+}
+
+func (l *layerLog) level(level slog.Level) slog.Level {
+	if l.closing.Load() {
+		return min(level, slog.LevelDebug)
+	}
+	return min(level, slog.LevelWarn)
+}
+
+func (l *layerLog) Handle(ctx context.Context, r slog.Record) error {
+	r.Level = l.level(r.Level)
+	return l.h.Handle(ctx, r)
+}
+
+func (l *layerLog) WithAttrs(as []slog.Attr) slog.Handler {
+	return &derivedLog{parent: l, h: l.h.WithAttrs(as)}
+}
+
+func (l *layerLog) WithGroup(name string) slog.Handler {
+	return &derivedLog{parent: l, h: l.h.WithGroup(name)}
+}
+
+// derivedLog is a layerLog with attributes, sharing its closing state.
+type derivedLog struct {
+	parent *layerLog
+	h      slog.Handler
+}
+
+func (d *derivedLog) Enabled(ctx context.Context, level slog.Level) bool {
+	return d.h.Enabled(ctx, d.parent.level(level))
+}
+
+func (d *derivedLog) Handle(ctx context.Context, r slog.Record) error {
+	r.Level = d.parent.level(r.Level)
+	return d.h.Handle(ctx, r)
+}
+
+func (d *derivedLog) WithAttrs(as []slog.Attr) slog.Handler {
+	return &derivedLog{parent: d.parent, h: d.h.WithAttrs(as)}
+}
+
+func (d *derivedLog) WithGroup(name string) slog.Handler {
+	return &derivedLog{parent: d.parent, h: d.h.WithGroup(name)}
 }
 
 // New starts a user agent listening on loopback.
@@ -79,9 +138,11 @@ func New(cfg Config) (*UA, error) {
 	}
 	p, _ := strconv.Atoi(port)
 	u.proxy = sip.Uri{Scheme: "sip", Host: host, Port: p, UriParams: sip.HeaderParams{{K: "transport", V: cfg.Transport}, {K: "lr", V: ""}}}
+	u.sipgoLog = &layerLog{h: u.log.Handler()}
+	layers := slog.New(u.sipgoLog)
 	if u.ua, err = sipgo.NewUA(sipgo.WithUserAgent("paysip-ua"), sipgo.WithUserAgentHostname("127.0.0.1"),
-		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(u.log)),
-		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(u.log))); err != nil {
+		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(layers)),
+		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(layers))); err != nil {
 		return nil, err
 	}
 	if u.srv, err = sipgo.NewServer(u.ua); err != nil {
@@ -123,6 +184,7 @@ func New(cfg Config) (*UA, error) {
 
 // Close stops the agent.
 func (u *UA) Close() error {
+	u.sipgoLog.closing.Store(true)
 	if u.listener != nil {
 		u.listener.Close()
 	}
@@ -308,11 +370,17 @@ func (u *UA) handleMessage(req *sip.Request, tx sip.ServerTransaction) {
 		call.deliver(req, tx)
 		return
 	}
-	code, reason := 200, "OK"
-	if f != nil {
+	var code int
+	var reason string
+	switch {
+	case req.To() != nil && req.To().Params.Has("tag"):
+		// In-dialog (RFC 3261 section 12.2.2) but no such dialog here: it
+		// ended, or never was.
+		code, reason = sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist"
+	case f != nil:
 		code, reason = f(req)
-	} else {
-		code, reason = 405, "Method Not Allowed"
+	default:
+		code, reason = sip.StatusMethodNotAllowed, "Method Not Allowed"
 	}
 	tx.Respond(sip.NewResponseFromRequest(req, code, reason, nil))
 }
