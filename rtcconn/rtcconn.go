@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,12 +35,10 @@ type Config struct {
 	// Networks, when set, restricts ICE candidates to these networks
 	// (UDP4, no mDNS): a deployment's own segment, or the test hosts.
 	Networks []*net.IPNet
-}
-
-// OffersDataChannel reports whether an SDP has the DataChannel m-line:
-// the payment transport is the DataChannel if so, SIP MESSAGE otherwise.
-func OffersDataChannel(sdp []byte) bool {
-	return strings.Contains(string(sdp), "m=application") && strings.Contains(string(sdp), "webrtc-datachannel")
+	// ICEServers are STUN (stun:host:port: learn the public address behind
+	// a NAT) and TURN (turn:host:port?transport=udp: relay through it when
+	// no direct path exists) servers, RFC 8445 / RFC 8656.
+	ICEServers []webrtc.ICEServer
 }
 
 // Peer is one side of a call's WebRTC session.
@@ -85,7 +82,7 @@ func api(cfg Config) *webrtc.API {
 }
 
 func newPeer(cfg Config) (*Peer, error) {
-	pc, err := api(cfg).NewPeerConnection(webrtc.Configuration{})
+	pc, err := api(cfg).NewPeerConnection(webrtc.Configuration{ICEServers: cfg.ICEServers})
 	if err != nil {
 		return nil, err
 	}

@@ -172,7 +172,7 @@ func (u *UA) Call(ctx context.Context, to sip.Uri, sdp []byte, headers ...sip.He
 	if err := sess.WaitAnswer(ctx, sipgo.AnswerOptions{Username: u.cfg.Username, Password: u.cfg.Password}); err != nil {
 		var de *sipgo.ErrDialogResponse
 		if errors.As(err, &de) {
-			return nil, &ErrStatus{Code: de.Res.StatusCode, Reason: de.Res.Reason, Res: de.Res}
+			return nil, &StatusError{Code: de.Res.StatusCode, Reason: de.Res.Reason, Res: de.Res}
 		}
 		return nil, err
 	}

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/paysip/paysip/btcnode"
 	"github.com/paysip/paysip/chain"
@@ -31,6 +32,7 @@ type nodeFlags struct {
 	rpcCert, walletPassphrase string
 	walletName                string
 	verbose                   bool
+	blockInterval             time.Duration
 }
 
 func defaultDataDir() string {
@@ -51,6 +53,7 @@ func (n *nodeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&n.walletPassphrase, "wallet-passphrase", "", "wallet encryption passphrase (better set PAYSIP_WALLET_PASSPHRASE)")
 	fs.StringVar(&n.walletName, "wallet", "", "name of the wallet (and channel store) in the data directory, for several agents on one machine")
 	fs.BoolVar(&n.verbose, "v", false, "log at debug level")
+	fs.DurationVar(&n.blockInterval, "block-interval", 5*time.Second, "the embedded regtest node mines a block this often (0: never on its own)")
 }
 
 // parseFlags parses args, then fills unset flags from the environment and
@@ -200,7 +203,7 @@ func (n *nodeFlags) openChain(ctx context.Context, log *slog.Logger) (*node, err
 		return nil, err
 	}
 	log.Info("starting the embedded btcd (regtest); the first start builds it", "datadir", filepath.Join(n.netDir(), "btcd"))
-	nd.btcd, err = btcnode.StartRegtest(ctx, btcnode.Config{DataDir: filepath.Join(n.netDir(), "btcd"), MiningAddr: mining, Log: log})
+	nd.btcd, err = btcnode.StartRegtest(ctx, btcnode.Config{DataDir: filepath.Join(n.netDir(), "btcd"), MiningAddr: mining, Log: log, BlockInterval: n.blockInterval})
 	if err != nil {
 		return nil, err
 	}
