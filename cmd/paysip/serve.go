@@ -17,7 +17,7 @@ import (
 
 func init() {
 	register(command{"serve", "the SIP server: registrar, proxy, WebSocket, directory, SIP API to Bitcoin (and a regtest btcd unless --btcd-rpc)", runServe})
-	register(command{"user", "SIP accounts: user add NAME (password from PAYSIP_USER_PASSWORD or stdin), user list", runUser})
+	register(command{"user", "SIP accounts of the domain: user add NAME, user passwd NAME (password from PAYSIP_USER_PASSWORD or stdin), user remove NAME, user list", runUser})
 }
 
 func runServe(args []string) error {
@@ -50,6 +50,18 @@ func runServe(args []string) error {
 		return err
 	}
 	defer db.Close()
+	users, err := db.Users(ctx, *domain)
+	if err != nil {
+		return err
+	}
+	if *open {
+		log.Warn("serving with --open: no authentication at all", "domain", *domain)
+	} else {
+		log.Info("SIP accounts", "domain", *domain, "accounts", len(users))
+		if len(users) == 0 {
+			log.Warn("no SIP account for this domain: add one with 'paysip user add NAME --domain "+*domain+"'", "domain", *domain)
+		}
+	}
 	srv, err := sipserver.New(sipserver.Config{Domain: *domain, SIPAddr: *sipAddr, HTTPAddr: *httpAddr,
 		TLSCert: *tlsCert, TLSKey: *tlsKey, TLSAddr: *tlsAddr, Open: *open, NoAnonymousInbound: *noAnon, DigestAlgorithms: strings.Split(*digestAlgs, ","),
 		Accounts: db, Chain: nd.chain, Log: log})
@@ -96,29 +108,43 @@ func runUser(args []string) error {
 	}
 	defer db.Close()
 	ctx := context.Background()
+	password := func() string {
+		if pass := os.Getenv("PAYSIP_USER_PASSWORD"); pass != "" {
+			return pass
+		}
+		fmt.Fprint(os.Stderr, "password: ")
+		var line string
+		fmt.Scanln(&line)
+		return line
+	}
 	switch {
 	case fs.NArg() == 2 && fs.Arg(0) == "add":
-		pass := os.Getenv("PAYSIP_USER_PASSWORD")
-		if pass == "" {
-			fmt.Fprint(os.Stderr, "password: ")
-			var line string
-			fmt.Scanln(&line)
-			pass = line
-		}
-		if err := db.AddUser(ctx, fs.Arg(1), *domain, pass); err != nil {
+		if err := db.AddUser(ctx, fs.Arg(1), *domain, password()); err != nil {
 			return err
 		}
 		fmt.Printf("sip:%s@%s added\n", fs.Arg(1), *domain)
 		return nil
+	case fs.NArg() == 2 && fs.Arg(0) == "passwd":
+		if err := db.SetPassword(ctx, fs.Arg(1), *domain, password()); err != nil {
+			return err
+		}
+		fmt.Printf("sip:%s@%s: new password set\n", fs.Arg(1), *domain)
+		return nil
+	case fs.NArg() == 2 && fs.Arg(0) == "remove":
+		if err := db.RemoveUser(ctx, fs.Arg(1), *domain); err != nil {
+			return err
+		}
+		fmt.Printf("sip:%s@%s removed\n", fs.Arg(1), *domain)
+		return nil
 	case fs.NArg() == 1 && fs.Arg(0) == "list":
-		users, err := db.Users(ctx)
+		users, err := db.Users(ctx, "")
 		if err != nil {
 			return err
 		}
 		for _, u := range users {
-			fmt.Println(u)
+			fmt.Printf("sip:%s@%s\n", u.Name, u.Realm)
 		}
 		return nil
 	}
-	return fmt.Errorf("usage: paysip user [flags] add NAME | list")
+	return fmt.Errorf("usage: paysip user [flags] add NAME | passwd NAME | remove NAME | list")
 }
