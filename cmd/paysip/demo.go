@@ -45,8 +45,8 @@ func init() {
 type demoReport struct {
 	Scenario         string  `json:"scenario"`
 	PriceSatPerMin   int64   `json:"price_sat_per_min"`
-	MinPaymentSat    int64   `json:"min_payment_sat"`     // the payee's smallest first payment
-	PoolReason       string  `json:"pool_reason"`         // why the pool has its size
+	MinPaymentSat    int64   `json:"min_payment_sat"` // the payee's smallest first payment
+	PoolReason       string  `json:"pool_reason"`     // why the pool has its size
 	SecondsPaid      int64   `json:"seconds_paid"`
 	Payments         int     `json:"payments"`
 	PaidSat          int64   `json:"paid_sat"`
@@ -133,15 +133,15 @@ func runDemo(args []string) error {
 type demo struct {
 	transport     string
 	blockInterval time.Duration
-	ctx       context.Context
-	dir       string
-	log       *slog.Logger
-	say       func(string, ...any)
-	params    *chaincfg.Params
-	node      *btcnode.Node
-	chain     *btcdrpc.Client
-	faucet    *wallet.Wallet
-	stores    []*store.DB
+	ctx           context.Context
+	dir           string
+	log           *slog.Logger
+	say           func(string, ...any)
+	params        *chaincfg.Params
+	node          *btcnode.Node
+	chain         *btcdrpc.Client
+	faucet        *wallet.Wallet
+	stores        []*store.DB
 }
 
 func (d *demo) close() {
@@ -439,7 +439,7 @@ type demoCall struct {
 	tutor    *sipua.UA
 	caller   *sipua.UA
 	listing  sipext.Listing
-	leg      *paidcall.Leg      // the caller's
+	leg      *paidcall.Leg // the caller's
 	served   chan *agent.PayeeResult
 	payeeLeg chan *paidcall.Leg // the tutor's, once answered
 }
