@@ -3,12 +3,10 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
-	"fmt"
+		"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -24,65 +22,65 @@ import (
 )
 
 func init() {
-	register(command{"payee", "a priced SIP address: registers, joins the directory, answers paid calls", runPayee})
-	register(command{"call", "call a priced SIP address and pay for it per second", runCall})
+	commands = append(commands, func(a *app) commandSpec {
+		return commandSpec{name: "payee", short: "a priced SIP address: registers, joins the directory, answers paid calls",
+			long: "Registers --aor with the SIP server, lists it in the directory at --price, answers calls and is paid per second; hangs up on a payer that falls behind (--grace) and settles when the call ends (or keeps the channel open for the caller's next call with --keep-open; always settled before its refund's lock time).",
+			data: &payeeCmd{a: a}}
+	}, func(a *app) commandSpec {
+		return commandSpec{name: "call", short: "call a priced SIP address and pay for it per second",
+			long: "Learns the price (the directory with --directory, or the server's 402 Paysip-Terms), which becomes the most this call pays unless --max-price says otherwise; opens a channel with a pool sized to the call (or resumes one), pays per second, and hangs up after --seconds, at --budget, when the pool ends, or on Ctrl-C.",
+			data: &callCmd{a: a}}
+	})
 }
 
 // sipFlags locate the SIP server and the account, and set up WebRTC.
 type sipFlags struct {
-	server, user, password string
-	loopback               bool
-	stun, turn             string
-	turnUser, turnPass     string
-	tick                   time.Duration
-	prepay                 int64
-}
-
-func (f *sipFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.server, "sip-server", "127.0.0.1:5060", "the paysip SIP server (host:port, TCP)")
-	fs.StringVar(&f.user, "sip-user", "", "SIP account name (default: the address's user; empty password: anonymous)")
-	fs.StringVar(&f.password, "sip-password", "", "SIP account password (better PAYSIP_SIP_PASSWORD)")
-	fs.BoolVar(&f.loopback, "loopback", false, "WebRTC on loopback addresses only (one-machine setups, tests)")
-	fs.StringVar(&f.stun, "stun", "", "STUN server URL for WebRTC behind a NAT, e.g. stun:stun.example.org:3478")
-	fs.StringVar(&f.turn, "turn", "", "TURN relay URL when no direct path exists, e.g. turn:turn.example.org:3478?transport=udp")
-	fs.StringVar(&f.turnUser, "turn-user", "", "TURN user name")
-	fs.StringVar(&f.turnPass, "turn-pass", "", "TURN password (better PAYSIP_TURN_PASS)")
-	fs.DurationVar(&f.tick, "tick", time.Second, "length of a paid unit of call (tests shorten it)")
-	fs.Int64Var(&f.prepay, "prepay", 1, "caller: units of call paid ahead (1: each second as it starts)")
+	Server   string        `long:"sip-server" default:"127.0.0.1:5060" description:"the paysip SIP server (host:port, TCP)"`
+	User     string        `long:"sip-user" description:"SIP account name (default: the address's user; no password: anonymous)"`
+	Password string        `long:"sip-password" description:"SIP account password (better PAYSIP_SIP_PASSWORD)"`
+	Loopback bool          `long:"loopback" description:"WebRTC on loopback addresses only (one-machine setups, tests); default: every interface"`
+	STUN     string        `long:"stun" value-name:"URL" description:"STUN server for WebRTC behind a NAT, e.g. stun:stun.example.org:3478"`
+	TURN     string        `long:"turn" value-name:"URL" description:"TURN relay when no direct path exists, e.g. turn:turn.example.org:3478"`
+	TURNUser string        `long:"turn-user" description:"TURN user name"`
+	TURNPass string        `long:"turn-pass" description:"TURN password (better PAYSIP_TURN_PASS)"`
+	Tick     time.Duration `long:"tick" default:"1s" description:"length of a paid unit of call (tests shorten it)"`
+	Prepay   int64         `long:"prepay" default:"1" description:"caller: units of call paid ahead (1: each second as it starts)"`
 }
 
 // rtc is the WebRTC configuration of the flags.
 func (f *sipFlags) rtc() rtcconn.Config {
-	c := rtcconn.Config{LoopbackOnly: f.loopback}
-	if f.stun != "" {
-		c.ICEServers = append(c.ICEServers, webrtc.ICEServer{URLs: []string{f.stun}})
+	c := rtcconn.Config{LoopbackOnly: f.Loopback}
+	if f.STUN != "" {
+		c.ICEServers = append(c.ICEServers, webrtc.ICEServer{URLs: []string{f.STUN}})
 	}
-	if f.turn != "" {
-		c.ICEServers = append(c.ICEServers, webrtc.ICEServer{URLs: []string{f.turn}, Username: f.turnUser, Credential: f.turnPass})
+	if f.TURN != "" {
+		c.ICEServers = append(c.ICEServers, webrtc.ICEServer{URLs: []string{f.TURN}, Username: f.TURNUser, Credential: f.TURNPass})
 	}
 	return c
 }
 
-func runPayee(args []string) error {
-	fs := flag.NewFlagSet("payee", flag.ContinueOnError)
-	var nf nodeFlags
-	nf.register(fs)
-	var sf sipFlags
-	sf.register(fs)
-	aor := fs.String("aor", "", "the priced address, e.g. sip:tutor@paysip.local (required)")
-	price := fs.Int64("price", 0, "price in sat/min (required)")
-	name := fs.String("name", "", "display name in the directory")
-	keepOpen := fs.Bool("keep-open", false, "keep a channel open when a call ends, for the caller's next call (settled before expiry anyway)")
-	grace := fs.Duration("grace", 3*time.Second, "how late a payment may be before the payee hangs up")
-	echo := fs.Bool("echo", false, "serve calls with an echo of the caller's audio")
-	tone := fs.Bool("tone", false, "serve calls with a 440 Hz tone (G.711)")
-	if err := parseFlags(fs, args); err != nil {
-		return err
+// payeeCmd is 'paysip payee'.
+type payeeCmd struct {
+	a        *app
+	AOR      string        `long:"aor" required:"true" description:"the priced address, e.g. sip:tutor@paysip.local"`
+	Price    int64         `long:"price" required:"true" description:"price in sat/min"`
+	Name     string        `long:"name" description:"display name in the directory"`
+	KeepOpen bool          `long:"keep-open" description:"keep a channel open when a call ends, for the caller's next call (settled before expiry anyway)"`
+	Grace    time.Duration `long:"grace" default:"3s" description:"how late a payment may be before the payee hangs up"`
+	Echo     bool          `long:"echo" description:"serve calls with an echo of the caller's audio"`
+	Tone     bool          `long:"tone" description:"serve calls with a 440 Hz tone (G.711)"`
+}
+
+// Execute runs the payee until Ctrl-C.
+func (c *payeeCmd) Execute(args []string) error {
+	if len(args) > 0 {
+		return fmt.Errorf("unexpected arguments %q", args)
 	}
-	if *aor == "" || *price <= 0 {
-		fs.Usage()
-		return errors.New("--aor and --price are required")
+	if c.Price <= 0 {
+		return errors.New("--price must be positive")
 	}
+	nf, sf := &c.a.Node, &c.a.SIP
+	aor, price, name, keepOpen, grace, echo, tone := &c.AOR, &c.Price, &c.Name, &c.KeepOpen, &c.Grace, &c.Echo, &c.Tone
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	log := nf.logger()
@@ -92,7 +90,7 @@ func runPayee(args []string) error {
 	}
 	defer nd.close()
 	payee := &agent.Payee{Wallet: nd.wallet, Chain: nd.chain, Store: nd.store, Log: log, PriceSatPerMin: *price,
-		KeepOpen: *keepOpen, Poll: 200 * time.Millisecond, Metering: &meter.Payee{PriceSatPerMin: *price, Tick: sf.tick, Grace: *grace}}
+		KeepOpen: *keepOpen, Poll: 200 * time.Millisecond, Metering: &meter.Payee{PriceSatPerMin: *price, Tick: sf.Tick, Grace: *grace}}
 	payee.OnPayment = func(id string, paid int64) {
 		fmt.Fprintf(os.Stderr, "\r  channel %s…  earned %8d sat", id[:12], paid)
 	}
@@ -134,32 +132,32 @@ func runPayee(args []string) error {
 	return nil
 }
 
-func runCall(args []string) error {
-	fs := flag.NewFlagSet("call", flag.ContinueOnError)
-	var nf nodeFlags
-	nf.register(fs)
-	var sf sipFlags
-	sf.register(fs)
-	seconds := fs.Int64("seconds", 0, "pay this many seconds of call, then hang up (0: at Ctrl-C)")
-	budget := fs.Int64("budget", 0, "most the call may cost, sat (0: the pool)")
-	capacity := fs.Int64("capacity", 0, "pool of a new channel, sat (0: sized to the call: --seconds or --budget, a margin for the next call, what the wallet can spend)")
-	maxPrice := fs.Int64("max-price", 0, "refuse a price above this, sat/min (default: the price the directory or the server's 402 shows)")
-	server := fs.String("directory", "", "the server's HTTP address (http://HOST:8080) whose directory gives the price (default: ask the SIP server with a 402)")
-	from := fs.String("from", "", "the caller's address (default: anonymous@ the callee's domain)")
-	transport := fs.String("transport", sipext.TransportDataChannel, "where the payments go: datachannel or message")
-	closeAtEnd := fs.Bool("close", false, "close the channel at the end of the call (the payee settles); default: keep it for the next call")
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		args = append(args[1:], args[0]) // the address may come before the flags
+// callCmd is 'paysip call'.
+type callCmd struct {
+	a          *app
+	Seconds    int64  `long:"seconds" description:"pay this many seconds of call, then hang up (0: at Ctrl-C)"`
+	Budget     int64  `long:"budget" description:"most the call may cost, sat (0: the pool)"`
+	Capacity   int64  `long:"capacity" description:"pool of a new channel, sat (0: sized to the call: --seconds or --budget, a margin for the next call, what the wallet can spend)"`
+	MaxPrice   int64  `long:"max-price" description:"refuse a price above this, sat/min (default: the price the directory or the server's 402 shows)"`
+	Directory  string `long:"directory" value-name:"URL" description:"the server's HTTP address (http://HOST:8080) whose directory gives the price (default: the SIP server's 402)"`
+	From       string `long:"from" description:"the caller's address (default: anonymous@ the callee's domain)"`
+	Transport  string `long:"transport" default:"datachannel" choice:"datachannel" choice:"message" description:"where the payments go"`
+	CloseAtEnd bool   `long:"close" description:"close the channel at the end of the call (the payee settles); default: keep it for the next call"`
+	Args       struct {
+		To string `positional-arg-name:"sip:NAME@DOMAIN"`
+	} `positional-args:"yes" required:"yes"`
+}
+
+// Execute places the call.
+func (c *callCmd) Execute(args []string) error {
+	if len(args) > 0 {
+		return fmt.Errorf("unexpected arguments %q", args)
 	}
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() != 1 {
-		return errors.New("usage: paysip call [flags] sip:NAME@DOMAIN")
-	}
+	nf, sf := &c.a.Node, &c.a.SIP
+	seconds, budget, capacity, maxPrice, server, from, transport, closeAtEnd := &c.Seconds, &c.Budget, &c.Capacity, &c.MaxPrice, &c.Directory, &c.From, &c.Transport, &c.CloseAtEnd
 	var to sip.Uri
-	if err := sip.ParseUri(fs.Arg(0), &to); err != nil {
-		return fmt.Errorf("%q: %w", fs.Arg(0), err)
+	if err := sip.ParseUri(c.Args.To, &to); err != nil {
+		return fmt.Errorf("%q: %w", c.Args.To, err)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -194,7 +192,7 @@ func runCall(args []string) error {
 		fmt.Printf("%s costs %d sat/min (%s)\n", to.String(), seen, where)
 	}
 	plan := paidcall.Plan{PriceSatPerMin: seen, MaxPriceSatPerMin: *maxPrice, Seconds: *seconds, BudgetSat: *budget, CapacitySat: *capacity,
-		Tick: sf.tick, Prepay: sf.prepay, Close: *closeAtEnd}
+		Tick: sf.Tick, Prepay: sf.Prepay, Close: *closeAtEnd}
 	leg, err := paidcall.Dial(ctx, ua, to, sf.rtc(), *transport)
 	if err != nil {
 		return err
@@ -277,21 +275,21 @@ func quietSIPGo() {
 	sip.SetDefaultLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})))
 }
 
-func newUA(aor string, sf sipFlags, log *slog.Logger) (*sipua.UA, error) {
+func newUA(aor string, sf *sipFlags, log *slog.Logger) (*sipua.UA, error) {
 	quietSIPGo()
 	var u sip.Uri
 	if err := sip.ParseUri(aor, &u); err != nil {
 		return nil, fmt.Errorf("%q: %w", aor, err)
 	}
-	user := sf.user
-	pass := sf.password
+	user := sf.User
+	pass := sf.Password
 	if pass == "" {
 		pass = os.Getenv("PAYSIP_SIP_PASSWORD")
 	}
 	if user == "" && pass != "" {
 		user = u.User
 	}
-	return sipua.New(sipua.Config{AOR: aor, Proxy: sf.server, Username: user, Password: pass, Log: log})
+	return sipua.New(sipua.Config{AOR: aor, Proxy: sf.Server, Username: user, Password: pass, Log: log})
 }
 
 // openChannels lists the payer's open channels with peer that still have

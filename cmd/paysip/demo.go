@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -36,7 +35,22 @@ import (
 )
 
 func init() {
-	register(command{"demo", "the whole story on a real regtest node: fund, open a channel, pay per second, settle (or refund)", runDemo})
+	commands = append(commands, func(a *app) commandSpec {
+		return commandSpec{name: "demo", short: "the whole story on a real regtest node: fund, open a channel, pay per second, settle (or refund)",
+			long: "Starts its own regtest btcd, SIP server, payee and caller in one process, in a temporary directory (or --datadir, kept), and tells the story of a paid call. --tick and --block-interval are shared with the other commands; -v logs the agents' events.",
+			data: &demoCmd{a: a}}
+	})
+}
+
+// demoCmd is 'paysip demo'.
+type demoCmd struct {
+	a         *app
+	Scenario  string `long:"scenario" default:"hangup" choice:"hangup" choice:"payer-vanishes" choice:"payee-vanishes" description:"the story"`
+	Seconds   int64  `long:"seconds" default:"20" description:"seconds of call"`
+	Price     int64  `long:"price" default:"60000" description:"the payee's price, sat/min"`
+	Capacity  int64  `long:"capacity" description:"the channel's pool, sat (0: sized to the call)"`
+	AsJSON    bool   `long:"json" description:"print one JSON object with the figures at the end (the story goes to stderr)"`
+	Transport string `long:"transport" default:"datachannel" choice:"datachannel" choice:"message" description:"where the payments go: a WebRTC DataChannel or in-dialog SIP MESSAGE"`
 }
 
 // demoReport is the --json output. Every on-chain figure is read from the
@@ -70,20 +84,17 @@ type balance struct {
 	AfterSat  int64 `json:"after_sat"`
 }
 
-func runDemo(args []string) error {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	scenario := fs.String("scenario", "hangup", "hangup | payer-vanishes | payee-vanishes")
-	seconds := fs.Int64("seconds", 20, "seconds of call")
-	price := fs.Int64("price", 60_000, "the payee's price, sat/min")
-	capacity := fs.Int64("capacity", 0, "the channel's pool, sat (0: sized to the call)")
-	blockInterval := fs.Duration("block-interval", 5*time.Second, "the regtest node mines a block this often (0: only when the story needs one)")
-	asJSON := fs.Bool("json", false, "print one JSON object with the figures at the end (the story goes to stderr)")
-	datadir := fs.String("datadir", "", "keep the demo's node, wallets and stores here (default: a temporary directory, removed)")
-	tick := fs.Duration("tick", time.Second, "length of a call second (tests shorten it)")
-	verbose := fs.Bool("v", false, "log the agents' events")
-	transport := fs.String("transport", "datachannel", "where the payments go: datachannel (WebRTC) or message (in-dialog SIP MESSAGE)")
-	if err := parseFlags(fs, args); err != nil {
-		return err
+// Execute tells the story.
+func (c *demoCmd) Execute(args []string) error {
+	if len(args) > 0 {
+		return fmt.Errorf("unexpected arguments %q", args)
+	}
+	scenario, seconds, price, capacity, asJSON, transport := &c.Scenario, &c.Seconds, &c.Price, &c.Capacity, &c.AsJSON, &c.Transport
+	blockInterval, tick, verbose := &c.a.Node.BlockInterval, &c.a.SIP.Tick, &c.a.Node.Verbose
+	// The demo's data lives in a temporary directory unless one is given.
+	datadir := new(string)
+	if o := c.a.parser.FindOptionByLongName("datadir"); (o != nil && o.IsSet() && !o.IsSetDefault()) || os.Getenv("PAYSIP_DATADIR") != "" {
+		*datadir = c.a.Node.Datadir
 	}
 	switch *scenario {
 	case "hangup", "payer-vanishes", "payee-vanishes":

@@ -3,8 +3,7 @@ package main
 import (
 	"crypto/rand"
 	"encoding/json"
-	"flag"
-	"fmt"
+		"fmt"
 	"os"
 
 	"github.com/btcsuite/btcd/btcec/v2"
@@ -17,17 +16,24 @@ import (
 )
 
 func init() {
-	register(command{"example", "run a payment channel offline: real transactions, checked in btcd's script engine, no node", runExample})
+	commands = append(commands, func(a *app) commandSpec {
+		return commandSpec{name: "example", short: "run a payment channel offline: real transactions, checked in btcd's script engine, no node", data: &exampleCmd{}}
+	})
 }
 
-func runExample(args []string) error {
-	fs := flag.NewFlagSet("example", flag.ContinueOnError)
-	seconds := fs.Int64("seconds", 20, "seconds of call to pay for")
-	price := fs.Int64("price", 60000, "price in sat/min")
-	trace := fs.Bool("trace", false, "print every protocol message as sent")
-	if err := fs.Parse(args); err != nil {
-		return err
+// exampleCmd is 'paysip example'.
+type exampleCmd struct {
+	Seconds int64 `long:"seconds" default:"20" description:"seconds of call to pay for"`
+	Price   int64 `long:"price" default:"60000" description:"price in sat/min"`
+	Trace   bool  `long:"trace" description:"print every protocol message as sent"`
+}
+
+// Execute runs the example.
+func (c *exampleCmd) Execute(args []string) error {
+	if len(args) > 0 {
+		return fmt.Errorf("unexpected arguments %q", args)
 	}
+	seconds, price, trace := &c.Seconds, &c.Price, &c.Trace
 	newKey := func() *btcec.PrivateKey {
 		k, err := btcec.NewPrivateKey()
 		if err != nil {

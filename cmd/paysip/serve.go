@@ -2,8 +2,7 @@ package main
 
 import (
 	"context"
-	"flag"
-	"fmt"
+		"fmt"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -11,31 +10,59 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jessevdk/go-flags"
 	"github.com/paysip/paysip/sipserver"
 	"github.com/paysip/paysip/store"
 )
 
 func init() {
-	register(command{"serve", "the SIP server: registrar, proxy, WebSocket, directory, SIP API to Bitcoin (and a regtest btcd unless --btcd-rpc)", runServe})
-	register(command{"user", "SIP accounts of the domain: user add NAME, user passwd NAME (password from PAYSIP_USER_PASSWORD or stdin), user remove NAME, user list", runUser})
+	commands = append(commands, func(a *app) commandSpec {
+		return commandSpec{name: "serve", short: "the SIP server: registrar, proxy, WebSocket, directory, SIP API to Bitcoin (and a regtest btcd unless --btcd-rpc)",
+			long: "Serves --domain (the same setting 'paysip user' uses for its accounts: put 'domain = example.org' in paysip.conf).",
+			data: &serveCmd{a: a}}
+	}, func(a *app) commandSpec {
+		return commandSpec{name: "user", short: "SIP accounts of --domain: add, passwd, remove, list",
+			long: "Accounts are per (name, domain); the domain is --domain, the same setting 'paysip serve' serves. Passwords come from PAYSIP_USER_PASSWORD or stdin; only digest HA1 values are stored.",
+			data: &struct{}{},
+			setup: func(c *flags.Command) error {
+				for _, sub := range []struct {
+					name, short string
+					data        any
+				}{
+					{"add", "create an account", &userCmd{a: a, action: "add"}},
+					{"passwd", "set an account's password", &userCmd{a: a, action: "passwd"}},
+					{"remove", "remove an account", &userCmd{a: a, action: "remove"}},
+					{"list", "every account, with its domain", &userListCmd{a: a}},
+				} {
+					if _, err := c.AddCommand(sub.name, sub.short, "", sub.data); err != nil {
+						return err
+					}
+				}
+				return nil
+			}}
+	})
 }
 
-func runServe(args []string) error {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	var nf nodeFlags
-	nf.register(fs)
-	domain := fs.String("domain", "paysip.local", "the SIP domain served")
-	sipAddr := fs.String("sip-addr", "127.0.0.1:5060", "UDP and TCP listen address")
-	httpAddr := fs.String("http-addr", "127.0.0.1:8080", "HTTP listen address: SIP over WebSocket at /sip, directory at /api/directory")
-	tlsCert := fs.String("tls-cert", "", "certificate (PEM) for SIP over TLS and HTTPS/WSS")
-	tlsKey := fs.String("tls-key", "", "key (PEM) of --tls-cert")
-	tlsAddr := fs.String("tls-addr", "127.0.0.1:5061", "SIP over TLS listen address (with --tls-cert)")
-	open := fs.Bool("open", false, "no authentication at all (local development only)")
-	noAnon := fs.Bool("no-anonymous-calls", false, "refuse calls from callers without an account")
-	digestAlgs := fs.String("digest-algorithms", "MD5", "digest algorithms offered, in order (MD5, SHA-256); SHA-256 confuses many deployed clients")
-	if err := parseFlags(fs, args); err != nil {
-		return err
+// serveCmd is 'paysip serve'.
+type serveCmd struct {
+	a          *app
+	SIPAddr    string `long:"sip-addr" default:"127.0.0.1:5060" description:"UDP and TCP listen address"`
+	HTTPAddr   string `long:"http-addr" default:"127.0.0.1:8080" description:"HTTP listen address: SIP over WebSocket at /sip, directory at /api/directory"`
+	TLSCert    string `long:"tls-cert" description:"certificate (PEM) for SIP over TLS and HTTPS/WSS"`
+	TLSKey     string `long:"tls-key" description:"key (PEM) of --tls-cert"`
+	TLSAddr    string `long:"tls-addr" default:"127.0.0.1:5061" description:"SIP over TLS listen address (with --tls-cert)"`
+	Open       bool   `long:"open" description:"no authentication at all (local development only)"`
+	NoAnon     bool   `long:"no-anonymous-calls" description:"refuse calls from callers without an account"`
+	DigestAlgs string `long:"digest-algorithms" default:"MD5" description:"digest algorithms offered, in order (MD5, SHA-256); SHA-256 confuses many deployed clients"`
+}
+
+// Execute serves until Ctrl-C.
+func (c *serveCmd) Execute(args []string) error {
+	if len(args) > 0 {
+		return fmt.Errorf("unexpected arguments %q", args)
 	}
+	nf := &c.a.Node
+	domain, sipAddr, httpAddr, tlsCert, tlsKey, tlsAddr, open, noAnon, digestAlgs := &c.a.Domain, &c.SIPAddr, &c.HTTPAddr, &c.TLSCert, &c.TLSKey, &c.TLSAddr, &c.Open, &c.NoAnon, &c.DigestAlgs
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	log := nf.logger()
@@ -74,7 +101,7 @@ func runServe(args []string) error {
 	case <-srv.Ready():
 		tip, _ := nd.chain.TipHeight(ctx)
 		fmt.Printf("paysip serving %s: SIP udp+tcp %s, ws http://127.0.0.1:%d/sip, directory http://127.0.0.1:%d/api/directory; %s at height %d\n",
-			*domain, *sipAddr, srv.HTTPPort(), srv.HTTPPort(), nf.network, tip)
+			*domain, *sipAddr, srv.HTTPPort(), srv.HTTPPort(), nf.Network, tip)
 	case err := <-errc:
 		return err
 	}
@@ -91,60 +118,82 @@ func runServe(args []string) error {
 	}
 }
 
-func runUser(args []string) error {
-	fs := flag.NewFlagSet("user", flag.ContinueOnError)
-	var nf nodeFlags
-	nf.register(fs)
-	domain := fs.String("domain", "paysip.local", "the SIP domain (digest realm)")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
+// userCmd is 'paysip user add|passwd|remove NAME'.
+type userCmd struct {
+	a      *app
+	action string
+	Args   struct {
+		Name string `positional-arg-name:"NAME"`
+	} `positional-args:"yes" required:"yes"`
+}
+
+func (c *userCmd) accounts() (*store.DB, error) {
+	nf := &c.a.Node
 	if err := os.MkdirAll(nf.netDir(), 0o700); err != nil {
-		return err
+		return nil, err
 	}
-	db, err := store.Open(filepath.Join(nf.netDir(), "paysip.db"))
+	return store.Open(filepath.Join(nf.netDir(), "paysip.db"))
+}
+
+// Execute adds, changes or removes the account.
+func (c *userCmd) Execute(args []string) error {
+	if len(args) > 0 {
+		return fmt.Errorf("unexpected arguments %q", args)
+	}
+	db, err := c.accounts()
 	if err != nil {
 		return err
 	}
 	defer db.Close()
 	ctx := context.Background()
-	password := func() string {
-		if pass := os.Getenv("PAYSIP_USER_PASSWORD"); pass != "" {
-			return pass
+	name, domain := c.Args.Name, c.a.Domain
+	switch c.action {
+	case "add":
+		if err := db.AddUser(ctx, name, domain, password()); err != nil {
+			return err
 		}
-		fmt.Fprint(os.Stderr, "password: ")
-		var line string
-		fmt.Scanln(&line)
-		return line
+		fmt.Printf("sip:%s@%s added\n", name, domain)
+	case "passwd":
+		if err := db.SetPassword(ctx, name, domain, password()); err != nil {
+			return err
+		}
+		fmt.Printf("sip:%s@%s: new password set\n", name, domain)
+	case "remove":
+		if err := db.RemoveUser(ctx, name, domain); err != nil {
+			return err
+		}
+		fmt.Printf("sip:%s@%s removed\n", name, domain)
 	}
-	switch {
-	case fs.NArg() == 2 && fs.Arg(0) == "add":
-		if err := db.AddUser(ctx, fs.Arg(1), *domain, password()); err != nil {
-			return err
-		}
-		fmt.Printf("sip:%s@%s added\n", fs.Arg(1), *domain)
-		return nil
-	case fs.NArg() == 2 && fs.Arg(0) == "passwd":
-		if err := db.SetPassword(ctx, fs.Arg(1), *domain, password()); err != nil {
-			return err
-		}
-		fmt.Printf("sip:%s@%s: new password set\n", fs.Arg(1), *domain)
-		return nil
-	case fs.NArg() == 2 && fs.Arg(0) == "remove":
-		if err := db.RemoveUser(ctx, fs.Arg(1), *domain); err != nil {
-			return err
-		}
-		fmt.Printf("sip:%s@%s removed\n", fs.Arg(1), *domain)
-		return nil
-	case fs.NArg() == 1 && fs.Arg(0) == "list":
-		users, err := db.Users(ctx, "")
-		if err != nil {
-			return err
-		}
-		for _, u := range users {
-			fmt.Printf("sip:%s@%s\n", u.Name, u.Realm)
-		}
-		return nil
+	return nil
+}
+
+// password is PAYSIP_USER_PASSWORD, or a line read from stdin.
+func password() string {
+	if pass := os.Getenv("PAYSIP_USER_PASSWORD"); pass != "" {
+		return pass
 	}
-	return fmt.Errorf("usage: paysip user [flags] add NAME | passwd NAME | remove NAME | list")
+	fmt.Fprint(os.Stderr, "password: ")
+	var line string
+	fmt.Scanln(&line)
+	return line
+}
+
+// userListCmd is 'paysip user list'.
+type userListCmd struct{ a *app }
+
+// Execute lists every account.
+func (c *userListCmd) Execute(args []string) error {
+	db, err := (&userCmd{a: c.a}).accounts()
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	users, err := db.Users(context.Background(), "")
+	if err != nil {
+		return err
+	}
+	for _, u := range users {
+		fmt.Printf("sip:%s@%s\n", u.Name, u.Realm)
+	}
+	return nil
 }
