@@ -1,9 +1,9 @@
 package main
 
 import (
-		"context"
+	"context"
 	"encoding/json"
-		"fmt"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"

@@ -3,7 +3,7 @@ package main
 import (
 	"crypto/rand"
 	"encoding/json"
-		"fmt"
+	"fmt"
 	"os"
 
 	"github.com/btcsuite/btcd/btcec/v2"

@@ -3,7 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
-		"fmt"
+	"fmt"
 
 	"github.com/btcsuite/btcd/btcutil"
 	"github.com/jessevdk/go-flags"
