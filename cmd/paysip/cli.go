@@ -92,6 +92,7 @@ func configPath(args []string) string {
 	}
 	pre.Datadir = defaultDataDir()
 	p := flags.NewParser(&pre, flags.IgnoreUnknown|flags.PassDoubleDash)
+	p.CompletionHandler = func([]flags.Completion) {} // completion is the main parser's
 	p.ParseArgs(args)
 	return filepath.Join(pre.Datadir, "paysip.conf")
 }

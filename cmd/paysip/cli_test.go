@@ -28,6 +28,12 @@ func TestHelpExitsZero(t *testing.T) {
 	if out, err := exec.Command(bin).CombinedOutput(); err == nil {
 		t.Errorf("paysip without a command succeeded:\n%s", out)
 	}
+	// Shell completion, by the library.
+	cmd := exec.Command(bin, "call", "--tr")
+	cmd.Env = append(os.Environ(), "GO_FLAGS_COMPLETION=1")
+	if out, err := cmd.Output(); err != nil || strings.TrimSpace(string(out)) != "--transport" {
+		t.Errorf("completion of 'call --tr': %v %q", err, out)
+	}
 }
 
 // TestAccountsPerDomain: options anywhere (after the name too); the domain
