@@ -21,7 +21,9 @@ func TestMeteredCall(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t)
 	tick := 50 * time.Millisecond
-	w.payee.Metering = &meter.Payee{PriceSatPerMin: price, Tick: tick, Grace: 4 * tick}
+	// A generous grace: this test is about amounts, and a loaded machine
+	// may stall an fsync longer than a fast tick.
+	w.payee.Metering = &meter.Payee{PriceSatPerMin: price, Tick: tick, Grace: 20 * tick}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	s, _, done := w.call(ctx)
@@ -122,7 +124,7 @@ func TestPaidCallsAtEveryPrice(t *testing.T) {
 				}
 				w.payer = &agent.Payer{Wallet: p.payer, Chain: env.Chain, Store: openStore(t, "payer.db"), CapacitySat: pool.CapacitySat, MaxPriceSatPerMin: price}
 				w.payee = &agent.Payee{Wallet: p.payee, Chain: env.Chain, Store: openStore(t, "payee.db"), PriceSatPerMin: price, Poll: pollingStep,
-					Metering: &meter.Payee{PriceSatPerMin: price, Tick: tick, Grace: 3 * tick}}
+					Metering: &meter.Payee{PriceSatPerMin: price, Tick: tick, Grace: 10 * tick}}
 				payerBefore, payeeBefore := env.Confirmed(p.payer), env.Confirmed(p.payee)
 				s, _, done := w.call(ctx)
 				var ticks []agent.Tick

@@ -42,7 +42,7 @@ func TestPaidCall(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
 			tick := 100 * time.Millisecond
-			w.Payee.Metering = &meter.Payee{PriceSatPerMin: calltest.Price, Tick: tick, Grace: 3 * tick}
+			w.Payee.Metering = &meter.Payee{PriceSatPerMin: calltest.Price, Tick: tick, Grace: 10 * tick}
 			rtc := rtcconn.Config{LoopbackOnly: true}
 			served := make(chan *agent.PayeeResult, 1)
 			w.Tutor(t, ctx).OnInvite(func(ic *sipua.IncomingCall) {

@@ -289,7 +289,7 @@ func (d *demo) run(out io.Writer, scenario string, seconds, price, capacity int6
 
 	payer := &agent.Payer{Wallet: payerW, Chain: d.chain, Store: payerDB, Log: d.log}
 	payee := &agent.Payee{Wallet: payeeW, Chain: d.chain, Store: payeeDB, PriceSatPerMin: price, Poll: 50 * time.Millisecond, Log: d.log,
-		MinExpiryBlocks: 6, MaxExpiryBlocks: 1008, Metering: &meter.Payee{PriceSatPerMin: price, Tick: tick, Grace: 5 * tick}}
+		MinExpiryBlocks: 6, MaxExpiryBlocks: 1008, Metering: &meter.Payee{PriceSatPerMin: price, Tick: tick, Grace: max(5*tick, time.Second)}}
 	if scenario == "payee-vanishes" {
 		payee.KeepOpen = true // it will never settle
 	}
