@@ -14,6 +14,7 @@ import (
 	"github.com/paysip/paysip/chain"
 	"github.com/paysip/paysip/chain/btcdrpc"
 	"github.com/paysip/paysip/store"
+	"github.com/paysip/paysip/txbuild"
 	"github.com/paysip/paysip/wallet"
 )
 
@@ -30,6 +31,7 @@ type nodeFlags struct {
 	WalletName       string        `long:"wallet" description:"name of the wallet (and channel store) in the data directory, for several agents on one machine"`
 	Verbose          bool          `short:"v" long:"verbose" description:"log at debug level"`
 	BlockInterval    time.Duration `long:"block-interval" default:"5s" description:"the embedded regtest node mines a block this often (0: never on its own)"`
+	FallbackFee      int64         `long:"fallback-fee" value-name:"SAT_PER_VB" description:"fee rate when the node has no estimate (0: refuse, except on regtest: 2)"`
 }
 
 func defaultDataDir() string {
@@ -100,7 +102,8 @@ func (n *nodeFlags) openChain(ctx context.Context, log *slog.Logger) (*node, err
 		return nil, err
 	}
 	if n.RPC != "" {
-		nd.chain, err = btcdrpc.New(btcdrpc.Config{Host: n.RPC, User: n.RPCUser, Pass: n.RPCPass, CertFile: n.RPCCert, Params: params})
+		nd.chain, err = btcdrpc.New(btcdrpc.Config{Host: n.RPC, User: n.RPCUser, Pass: n.RPCPass, CertFile: n.RPCCert, Params: params,
+			FallbackFee: txbuild.FeeRate(n.FallbackFee * 1000), Log: log})
 		if err != nil {
 			return nil, err
 		}
