@@ -183,6 +183,10 @@ func (m Payee) Late(elapsed time.Duration, best int64) bool { return best < m.Du
 // ErrCannotAfford: the wallet cannot fund a pool for the call asked.
 var ErrCannotAfford = errors.New("the wallet cannot pay for this call")
 
+// ErrBudgetBelowMinimum: the budget cannot pay even the payee's first
+// payment; nothing should be funded.
+var ErrBudgetBelowMinimum = errors.New("the budget is below the payee's minimum payment")
+
 // DefaultCallSeconds is the length a pool is sized for when the caller
 // gives neither a length nor a budget: ten minutes.
 const DefaultCallSeconds = 600
@@ -224,6 +228,9 @@ func SizePool(r PoolRequest) (Pool, error) {
 	}
 	if r.PriceSatPerMin <= 0 {
 		return Pool{}, fmt.Errorf("price %d sat/min: a pool is sized from a price", r.PriceSatPerMin)
+	}
+	if r.BudgetSat > 0 && r.BudgetSat < r.MinPaymentSat {
+		return Pool{}, fmt.Errorf("%w: budget %d sat, first payment %d sat", ErrBudgetBelowMinimum, r.BudgetSat, r.MinPaymentSat)
 	}
 	var call int64
 	var why string

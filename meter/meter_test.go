@@ -124,6 +124,7 @@ func TestSizePool(t *testing.T) {
 		{"cannot afford", PoolRequest{PriceSatPerMin: 10_000_000, Seconds: 60, SpendableSat: 500_000}, 0, ErrCannotAfford},
 		{"override", PoolRequest{PriceSatPerMin: 60_000, OverrideSat: 300_000, SpendableSat: 500_000}, 300_000, nil},
 		{"override above the wallet", PoolRequest{OverrideSat: 600_000, SpendableSat: 500_000}, 0, ErrCannotAfford},
+		{"budget below the first payment", PoolRequest{PriceSatPerMin: 1000, BudgetSat: 500, MinPaymentSat: 1000, SpendableSat: 500_000}, 0, ErrBudgetBelowMinimum},
 	} {
 		p, err := SizePool(c.r)
 		if !errors.Is(err, c.err) || p.CapacitySat != c.want {
