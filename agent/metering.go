@@ -68,9 +68,10 @@ func (s *PayerSession) Meter(ctx context.Context, m meter.Payer, onTick func(Tic
 	warned := false
 	for {
 		elapsed := time.Since(start)
-		if end := m.End(); end > 0 && elapsed >= end {
-			return nil
-		}
+		// Every tick delivered is paid, even by a payer that fell behind:
+		// the last payment (capped at the call's length) comes before the
+		// end.
+		over := m.End() > 0 && elapsed >= m.End()
 		_, target, err := m.Target(elapsed)
 		if err != nil {
 			return err
@@ -92,6 +93,9 @@ func (s *PayerSession) Meter(ctx context.Context, m meter.Payer, onTick func(Tic
 		}
 		if !ok || due >= limit && s.PaidSat() >= limit {
 			return capErr
+		}
+		if over {
+			return nil
 		}
 		wake := start.Add((elapsed/tick + 1) * tick)
 		if end := m.End(); end > 0 && start.Add(end).Before(wake) {

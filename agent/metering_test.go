@@ -187,3 +187,45 @@ func (w *world) waitConfirmed(ctx context.Context, txid string) {
 		}
 	}
 }
+
+// slowConn delays every message the payer sends, as a loaded machine or a
+// slow link would.
+type slowConn struct {
+	agent.Conn
+	delay time.Duration
+}
+
+func (c slowConn) Send(ctx context.Context, msg []byte) error {
+	time.Sleep(c.delay)
+	return c.Conn.Send(ctx, msg)
+}
+
+// TestSlowPayerPaysTheWholeCall: a payer whose payments take longer than
+// a tick falls behind, catches up, and still pays every second of a call
+// of set length before the meter ends it.
+func TestSlowPayerPaysTheWholeCall(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	a, b := agent.Pipe()
+	done := make(chan served, 1)
+	go func() {
+		res, err := w.payee.Serve(ctx, b, "sip:caller@example.org")
+		done <- served{res, err}
+	}()
+	s, err := w.payer.Open(ctx, slowConn{Conn: a, delay: 120 * time.Millisecond}, "sip:tutor@example.org")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tick := 50 * time.Millisecond
+	var payments int
+	if err := s.Meter(ctx, meter.Payer{Tick: tick, Ticks: 8}, func(agent.Tick) { payments++ }); err != nil {
+		t.Fatal(err)
+	}
+	if s.PaidSat() != 8000 || payments >= 8 {
+		t.Fatalf("paid %d in %d payments; want 8,000 in fewer than 8 (it fell behind)", s.PaidSat(), payments)
+	}
+	s.Close(ctx, "hangup")
+	<-done
+}

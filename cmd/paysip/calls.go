@@ -80,7 +80,6 @@ func (c *payeeCmd) Execute(args []string) error {
 		return errors.New("--price must be positive")
 	}
 	nf, sf := &c.a.Node, &c.a.SIP
-	aor, price, name, keepOpen, grace, echo, tone := &c.AOR, &c.Price, &c.Name, &c.KeepOpen, &c.Grace, &c.Echo, &c.Tone
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	log := nf.logger()
@@ -89,8 +88,8 @@ func (c *payeeCmd) Execute(args []string) error {
 		return err
 	}
 	defer nd.close()
-	payee := &agent.Payee{Wallet: nd.wallet, Chain: nd.chain, Store: nd.store, Log: log, PriceSatPerMin: *price,
-		KeepOpen: *keepOpen, Poll: 200 * time.Millisecond, Metering: &meter.Payee{PriceSatPerMin: *price, Tick: sf.Tick, Grace: *grace}}
+	payee := &agent.Payee{Wallet: nd.wallet, Chain: nd.chain, Store: nd.store, Log: log, PriceSatPerMin: c.Price,
+		KeepOpen: c.KeepOpen, Poll: 200 * time.Millisecond, Metering: &meter.Payee{PriceSatPerMin: c.Price, Tick: sf.Tick, Grace: c.Grace}}
 	payee.OnPayment = func(id string, paid int64) {
 		fmt.Fprintf(os.Stderr, "\r  channel %s…  earned %8d sat", id[:12], paid)
 	}
@@ -98,16 +97,16 @@ func (c *payeeCmd) Execute(args []string) error {
 		log.Warn("recovery", "err", err)
 	}
 	go payee.WatchExpiries(ctx, 30*time.Second)
-	ua, err := newUA(*aor, sf, log)
+	ua, err := newUA(c.AOR, sf, log)
 	if err != nil {
 		return err
 	}
 	defer ua.Close()
 	rtc := sf.rtc()
 	switch {
-	case *echo:
+	case c.Echo:
 		rtc.Audio = rtcconn.AudioEcho
-	case *tone:
+	case c.Tone:
 		rtc.Audio = rtcconn.AudioTone
 	}
 	ua.OnInvite(func(ic *sipua.IncomingCall) {
@@ -124,10 +123,10 @@ func (c *payeeCmd) Execute(args []string) error {
 			log.Warn("call refused", "from", from, "err", err)
 		}
 	})
-	if err := ua.KeepRegistered(ctx, 300, &sipext.Offer{PriceSatPerMin: *price, Name: *name}); err != nil {
-		return fmt.Errorf("registering %s: %w", *aor, err)
+	if err := ua.KeepRegistered(ctx, 300, &sipext.Offer{PriceSatPerMin: c.Price, Name: c.Name}); err != nil {
+		return fmt.Errorf("registering %s: %w", c.AOR, err)
 	}
-	fmt.Printf("payee %s ready at %d sat/min (Ctrl-C stops)\n", *aor, *price)
+	fmt.Printf("payee %s ready at %d sat/min (Ctrl-C stops)\n", c.AOR, c.Price)
 	<-ctx.Done()
 	return nil
 }
@@ -154,7 +153,6 @@ func (c *callCmd) Execute(args []string) error {
 		return fmt.Errorf("unexpected arguments %q", args)
 	}
 	nf, sf := &c.a.Node, &c.a.SIP
-	seconds, budget, capacity, maxPrice, server, from, transport, closeAtEnd := &c.Seconds, &c.Budget, &c.Capacity, &c.MaxPrice, &c.Directory, &c.From, &c.Transport, &c.CloseAtEnd
 	var to sip.Uri
 	if err := sip.ParseUri(c.Args.To, &to); err != nil {
 		return fmt.Errorf("%q: %w", c.Args.To, err)
@@ -171,29 +169,29 @@ func (c *callCmd) Execute(args []string) error {
 	if err := payer.Recover(ctx); err != nil {
 		log.Warn("recovery", "err", err)
 	}
-	if *from == "" {
-		*from = "sip:anonymous@" + to.Host
+	if c.From == "" {
+		c.From = "sip:anonymous@" + to.Host
 	}
-	ua, err := newUA(*from, sf, log)
+	ua, err := newUA(c.From, sf, log)
 	if err != nil {
 		return err
 	}
 	defer ua.Close()
-	seen, where, err := priceSeen(ctx, ua, to, *server)
+	seen, where, err := priceSeen(ctx, ua, to, c.Directory)
 	switch {
-	case err != nil && *maxPrice > 0:
+	case err != nil && c.MaxPrice > 0:
 		log.Warn("could not learn the price before calling; the pool is sized at --max-price", "err", err)
-		seen = *maxPrice
+		seen = c.MaxPrice
 	case err != nil:
 		return fmt.Errorf("%w (give --max-price to call anyway)", err)
-	case *maxPrice > 0 && seen > *maxPrice:
-		return fmt.Errorf("%s: price %d sat/min above the caller's limit %d (--max-price)", where, seen, *maxPrice)
+	case c.MaxPrice > 0 && seen > c.MaxPrice:
+		return fmt.Errorf("%s: price %d sat/min above the caller's limit %d (--max-price)", where, seen, c.MaxPrice)
 	default:
 		fmt.Printf("%s costs %d sat/min (%s)\n", to.String(), seen, where)
 	}
-	plan := paidcall.Plan{PriceSatPerMin: seen, MaxPriceSatPerMin: *maxPrice, Seconds: *seconds, BudgetSat: *budget, CapacitySat: *capacity,
-		Tick: sf.Tick, Prepay: sf.Prepay, Close: *closeAtEnd}
-	leg, err := paidcall.Dial(ctx, ua, to, sf.rtc(), *transport)
+	plan := paidcall.Plan{PriceSatPerMin: seen, MaxPriceSatPerMin: c.MaxPrice, Seconds: c.Seconds, BudgetSat: c.Budget, CapacitySat: c.Capacity,
+		Tick: sf.Tick, Prepay: sf.Prepay, Close: c.CloseAtEnd}
+	leg, err := paidcall.Dial(ctx, ua, to, sf.rtc(), c.Transport)
 	if err != nil {
 		return err
 	}

@@ -89,35 +89,32 @@ func (c *demoCmd) Execute(args []string) error {
 	if len(args) > 0 {
 		return fmt.Errorf("unexpected arguments %q", args)
 	}
-	scenario, seconds, price, capacity, asJSON, transport := &c.Scenario, &c.Seconds, &c.Price, &c.Capacity, &c.AsJSON, &c.Transport
-	blockInterval, tick, verbose := &c.a.Node.BlockInterval, &c.a.SIP.Tick, &c.a.Node.Verbose
 	// The demo's data lives in a temporary directory unless one is given.
-	datadir := new(string)
+	dir := ""
 	if o := c.a.parser.FindOptionByLongName("datadir"); (o != nil && o.IsSet() && !o.IsSetDefault()) || os.Getenv("PAYSIP_DATADIR") != "" {
-		*datadir = c.a.Node.Datadir
+		dir = c.a.Node.Datadir
 	}
-	switch *scenario {
+	switch c.Scenario {
 	case "hangup", "payer-vanishes", "payee-vanishes":
 	default:
-		return fmt.Errorf("unknown scenario %q (hangup, payer-vanishes, payee-vanishes)", *scenario)
+		return fmt.Errorf("unknown scenario %q (hangup, payer-vanishes, payee-vanishes)", c.Scenario)
 	}
-	if *seconds < 1 {
+	if c.Seconds < 1 {
 		return fmt.Errorf("--seconds must be at least 1")
 	}
 	out := io.Writer(os.Stdout)
-	if *asJSON {
+	if c.AsJSON {
 		out = os.Stderr
 	}
 	say := func(format string, a ...any) { fmt.Fprintf(out, format+"\n", a...) }
 	level := slog.LevelWarn
-	if *verbose {
+	if c.a.Node.Verbose {
 		level = slog.LevelInfo
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	dir := *datadir
 	if dir == "" {
 		var err error
 		if dir, err = os.MkdirTemp("", "paysip-demo-*"); err != nil {
@@ -125,16 +122,16 @@ func (c *demoCmd) Execute(args []string) error {
 		}
 		defer os.RemoveAll(dir)
 	}
-	d := &demo{ctx: ctx, dir: dir, log: log, say: say, params: &chaincfg.RegressionNetParams, transport: *transport, blockInterval: *blockInterval}
+	d := &demo{ctx: ctx, dir: dir, log: log, say: say, params: &chaincfg.RegressionNetParams, transport: c.Transport, blockInterval: c.a.Node.BlockInterval}
 	defer d.close()
-	report, err := d.run(out, *scenario, *seconds, *price, *capacity, *tick)
+	report, err := d.run(out, c.Scenario, c.Seconds, c.Price, c.Capacity, c.a.SIP.Tick)
 	if errors.Is(err, agent.ErrPaymentLate) {
 		err = fmt.Errorf("%w (the demo's payer fell behind its meter)", err)
 	}
 	if err != nil {
 		return err
 	}
-	if *asJSON {
+	if c.AsJSON {
 		b, _ := json.MarshalIndent(report, "", "  ")
 		fmt.Println(string(b))
 	}

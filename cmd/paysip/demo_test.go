@@ -88,7 +88,9 @@ func TestDemoScenarios(t *testing.T) {
 				if run.price < 60_000 {
 					payments = int(want-1000)/int(run.price/60) + 1 // the minimum first, then a second at a time
 				}
-				if r.SecondsPaid != wantSeconds || r.Payments != payments || r.PaidSat != max(want, 1000) {
+				// A payer that falls behind (a loaded machine) catches up in one
+				// payment: at most one a second, never less than the total.
+				if r.SecondsPaid != wantSeconds || r.Payments < 1 || r.Payments > payments || r.PaidSat != max(want, 1000) {
 					t.Fatalf("paid %d sat for %d s in %d payments", r.PaidSat, r.SecondsPaid, r.Payments)
 				}
 				if r.SettlementTxID == "" || r.SettlementFeeSat == nil || *r.SettledPaidSat != r.PaidSat {

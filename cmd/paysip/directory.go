@@ -27,14 +27,13 @@ func (c *directoryCmd) Execute(args []string) error {
 	if len(args) > 0 {
 		return fmt.Errorf("unexpected arguments %q", args)
 	}
-	server, asJSON := &c.Server, &c.AsJSON
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	entries, err := sipua.FetchDirectory(ctx, *server)
+	entries, err := sipua.FetchDirectory(ctx, c.Server)
 	if err != nil {
 		return err
 	}
-	if *asJSON {
+	if c.AsJSON {
 		return printJSON(entries)
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 2, 2, ' ', 0)

@@ -33,7 +33,6 @@ func (c *exampleCmd) Execute(args []string) error {
 	if len(args) > 0 {
 		return fmt.Errorf("unexpected arguments %q", args)
 	}
-	seconds, price, trace := &c.Seconds, &c.Price, &c.Trace
 	newKey := func() *btcec.PrivateKey {
 		k, err := btcec.NewPrivateKey()
 		if err != nil {
@@ -57,7 +56,7 @@ func (c *exampleCmd) Execute(args []string) error {
 	prev := map[wire.OutPoint]*wire.TxOut{coin.Outpoint: wire.NewTxOut(coin.Value, coin.PkScript)}
 
 	payee, err := channel.NewPayee(channel.PayeeConfig{Key: payeeChan, Terms: channel.Terms{
-		PayeeKey: payeeChan.PubKey(), PriceSatPerMin: *price, PayoutScript: p2wpkh(payeeWallet),
+		PayeeKey: payeeChan.PubKey(), PriceSatPerMin: c.Price, PayoutScript: p2wpkh(payeeWallet),
 		MinChannelSat: 100_000, MinExpiryHeight: tip + 24, MaxExpiryHeight: tip + 1008, MinPaymentSat: 1000, MinStepSat: 1,
 	}})
 	if err != nil {
@@ -98,7 +97,7 @@ func (c *exampleCmd) Execute(args []string) error {
 				if err != nil {
 					return err
 				}
-				if *trace {
+				if c.Trace {
 					fmt.Printf("  %s -> %s\n", from, b)
 				}
 				m, err := paywire.Decode(b)
@@ -176,15 +175,15 @@ func (c *exampleCmd) Execute(args []string) error {
 		return err
 	}
 	fmt.Printf("  refund locked until height %d\n", payer.RefundTx().LockTime)
-	for s := int64(1); s <= *seconds; s++ {
-		owed, err := channel.Owed(*price, s)
+	for s := int64(1); s <= c.Seconds; s++ {
+		owed, err := channel.Owed(c.Price, s)
 		if err != nil {
 			return err
 		}
 		if err := drive("payer")(payer.Pay(owed)); err != nil {
 			return err
 		}
-		if !*trace {
+		if !c.Trace {
 			fmt.Printf("\r  second %3d: paid %7d sat", s, payer.AckedSat())
 		}
 	}
@@ -192,7 +191,7 @@ func (c *exampleCmd) Execute(args []string) error {
 	if err := drive("payer")(payer.Close("hangup")); err != nil {
 		return err
 	}
-	summary, _ := json.Marshal(map[string]any{"seconds": *seconds, "price_sat_per_min": *price, "paid_sat": payer.AckedSat()})
+	summary, _ := json.Marshal(map[string]any{"seconds": c.Seconds, "price_sat_per_min": c.Price, "paid_sat": payer.AckedSat()})
 	fmt.Fprintln(os.Stdout, string(summary))
 	return nil
 }

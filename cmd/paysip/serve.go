@@ -62,7 +62,6 @@ func (c *serveCmd) Execute(args []string) error {
 		return fmt.Errorf("unexpected arguments %q", args)
 	}
 	nf := &c.a.Node
-	domain, sipAddr, httpAddr, tlsCert, tlsKey, tlsAddr, open, noAnon, digestAlgs := &c.a.Domain, &c.SIPAddr, &c.HTTPAddr, &c.TLSCert, &c.TLSKey, &c.TLSAddr, &c.Open, &c.NoAnon, &c.DigestAlgs
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	log := nf.logger()
@@ -77,20 +76,20 @@ func (c *serveCmd) Execute(args []string) error {
 		return err
 	}
 	defer db.Close()
-	users, err := db.Users(ctx, *domain)
+	users, err := db.Users(ctx, c.a.Domain)
 	if err != nil {
 		return err
 	}
-	if *open {
-		log.Warn("serving with --open: no authentication at all", "domain", *domain)
+	if c.Open {
+		log.Warn("serving with --open: no authentication at all", "domain", c.a.Domain)
 	} else {
-		log.Info("SIP accounts", "domain", *domain, "accounts", len(users))
+		log.Info("SIP accounts", "domain", c.a.Domain, "accounts", len(users))
 		if len(users) == 0 {
-			log.Warn("no SIP account for this domain: add one with 'paysip user add NAME --domain "+*domain+"'", "domain", *domain)
+			log.Warn("no SIP account for this domain: add one with 'paysip user add NAME --domain "+c.a.Domain+"'", "domain", c.a.Domain)
 		}
 	}
-	srv, err := sipserver.New(sipserver.Config{Domain: *domain, SIPAddr: *sipAddr, HTTPAddr: *httpAddr,
-		TLSCert: *tlsCert, TLSKey: *tlsKey, TLSAddr: *tlsAddr, Open: *open, NoAnonymousInbound: *noAnon, DigestAlgorithms: strings.Split(*digestAlgs, ","),
+	srv, err := sipserver.New(sipserver.Config{Domain: c.a.Domain, SIPAddr: c.SIPAddr, HTTPAddr: c.HTTPAddr,
+		TLSCert: c.TLSCert, TLSKey: c.TLSKey, TLSAddr: c.TLSAddr, Open: c.Open, NoAnonymousInbound: c.NoAnon, DigestAlgorithms: strings.Split(c.DigestAlgs, ","),
 		Accounts: db, Chain: nd.chain, Log: log})
 	if err != nil {
 		return err
@@ -101,7 +100,7 @@ func (c *serveCmd) Execute(args []string) error {
 	case <-srv.Ready():
 		tip, _ := nd.chain.TipHeight(ctx)
 		fmt.Printf("paysip serving %s: SIP udp+tcp %s, ws http://127.0.0.1:%d/sip, directory http://127.0.0.1:%d/api/directory; %s at height %d\n",
-			*domain, *sipAddr, srv.HTTPPort(), srv.HTTPPort(), nf.Network, tip)
+			c.a.Domain, c.SIPAddr, srv.HTTPPort(), srv.HTTPPort(), nf.Network, tip)
 	case err := <-errc:
 		return err
 	}
