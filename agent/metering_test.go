@@ -214,7 +214,7 @@ func TestSlowPayerPaysTheWholeCall(t *testing.T) {
 		res, err := w.payee.Serve(ctx, b, "sip:caller@example.org")
 		done <- served{res, err}
 	}()
-	s, err := w.payer.Open(ctx, slowConn{Conn: a, delay: 120 * time.Millisecond}, "sip:tutor@example.org")
+	s, err := w.payer.Open(ctx, slowConn{Conn: a, delay: 300 * time.Millisecond}, "sip:tutor@example.org")
 	if err != nil {
 		t.Fatal(err)
 	}
