@@ -39,6 +39,9 @@ type Config struct {
 	// a NAT) and TURN (turn:host:port?transport=udp: relay through it when
 	// no direct path exists) servers, RFC 8445 / RFC 8656.
 	ICEServers []webrtc.ICEServer
+	// RelayOnly uses relayed candidates only: every packet goes through
+	// the TURN server (hides the peers' addresses from each other; tests).
+	RelayOnly bool
 }
 
 // Peer is one side of a call's WebRTC session.
@@ -82,7 +85,11 @@ func api(cfg Config) *webrtc.API {
 }
 
 func newPeer(cfg Config) (*Peer, error) {
-	pc, err := api(cfg).NewPeerConnection(webrtc.Configuration{ICEServers: cfg.ICEServers})
+	conf := webrtc.Configuration{ICEServers: cfg.ICEServers}
+	if cfg.RelayOnly {
+		conf.ICETransportPolicy = webrtc.ICETransportPolicyRelay
+	}
+	pc, err := api(cfg).NewPeerConnection(conf)
 	if err != nil {
 		return nil, err
 	}
