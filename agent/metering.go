@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/paysip/paysip/channel"
 	"github.com/paysip/paysip/meter"
 	"github.com/paysip/paysip/paywire"
 	"github.com/paysip/paysip/sat"
@@ -22,17 +23,43 @@ type Tick struct {
 	LowBudget bool // the budget or the pool ends within the warning time
 }
 
-// Meter pays for the call as each tick starts (the seed's per-second
-// payments), from the moment it is called, until ctx ends or a cap is
-// reached: then it returns meter.ErrBudget or meter.ErrPool and the caller
-// hangs up. onTick, if set, is told of every payment.
+// Meter pays for the call as each tick starts (the original write-up's
+// per-second payments), from the moment it is called, until ctx ends, the
+// call's length (m.Ticks) is over, or a cap is reached: then it returns
+// meter.ErrBudget or meter.ErrPool and the caller hangs up. A call of set
+// length returns nil once every paid tick has been delivered: it lasts
+// what was paid for. The payee's minimums (its terms' MinPaymentSat and
+// MinStepSat, unless m sets them) round payments up, so the first payment
+// is the larger of the terms' minimum and the first tick. onTick, if set,
+// is told of every payment.
 func (s *PayerSession) Meter(ctx context.Context, m meter.Payer, onTick func(Tick)) error {
+	if t := s.Terms(); t != nil {
+		if m.PriceSatPerMin == 0 {
+			m.PriceSatPerMin = t.PriceSatPerMin
+		}
+		if m.MinPaymentSat == 0 {
+			m.MinPaymentSat = t.MinPaymentSat
+		}
+		if m.MinStepSat == 0 {
+			m.MinStepSat = t.MinStepSat
+		}
+	}
 	// A resumed channel already carries earlier calls: this call's amounts
 	// come on top, within what the pool can still pay.
 	base := s.PaidSat()
-	if room := s.MaxPayable() - base; m.MaxPayableSat == 0 || m.MaxPayableSat > room {
-		m.MaxPayableSat = room
+	capErr := meter.ErrPool
+	room := s.MaxPayable() - base
+	if m.MaxPayableSat > 0 && m.MaxPayableSat < room {
+		room = m.MaxPayableSat
 	}
+	if m.BudgetSat > 0 && m.BudgetSat <= room {
+		room, capErr = m.BudgetSat, meter.ErrBudget
+	}
+	limit, err := sat.Add(base, room)
+	if err != nil {
+		return err
+	}
+	m.BudgetSat, m.MaxPayableSat = 0, 0 // the limit binds
 	tick := m.Tick
 	if tick <= 0 {
 		tick = time.Second
@@ -41,37 +68,58 @@ func (s *PayerSession) Meter(ctx context.Context, m meter.Payer, onTick func(Tic
 	warned := false
 	for {
 		elapsed := time.Since(start)
-		_, target, capErr := m.Target(elapsed)
-		if base == 0 && target > 0 && target < s.Terms().MinPaymentSat {
-			// A new channel's first payment is at least the payee's
-			// minimum (a state it can settle): below 60,000 sat/min the
-			// first second costs less than that.
-			target = min(s.Terms().MinPaymentSat, m.MaxPayableSat)
-		}
-		total, err := sat.Add(base, target)
+		// Every tick delivered is paid, even by a payer that fell behind:
+		// the last payment (capped at the call's length) comes before the
+		// end.
+		over := m.End() > 0 && elapsed >= m.End()
+		_, target, err := m.Target(elapsed)
 		if err != nil {
 			return err
 		}
-		if total > s.PaidSat() {
-			if err := s.Pay(ctx, total); err != nil {
+		due, err := sat.Add(base, target)
+		if err != nil {
+			return err
+		}
+		next, ok := m.Next(s.PaidSat(), due, limit)
+		if next > 0 {
+			if err := s.Pay(ctx, next); err != nil {
 				return err
 			}
-			low := m.Low(s.PaidSat() - base)
+			low := limit-s.PaidSat() <= lowMargin(m)
 			if onTick != nil {
 				onTick(Tick{Elapsed: elapsed, PaidSat: s.PaidSat(), PoolLeft: s.Channel().CapacitySat - s.PaidSat(), LowBudget: low && !warned})
 			}
 			warned = warned || low
 		}
-		if capErr != nil {
+		if !ok || due >= limit && s.PaidSat() >= limit {
 			return capErr
 		}
-		next := start.Add((elapsed/tick + 1) * tick)
+		if over {
+			return nil
+		}
+		wake := start.Add((elapsed/tick + 1) * tick)
+		if end := m.End(); end > 0 && start.Add(end).Before(wake) {
+			wake = start.Add(end)
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(time.Until(next)):
+		case <-time.After(time.Until(wake)):
 		}
 	}
+}
+
+// lowMargin is what WarnSeconds of call cost at m's price.
+func lowMargin(m meter.Payer) int64 {
+	warn := m.WarnSeconds
+	if warn == 0 {
+		warn = 30
+	}
+	need, err := channel.Owed(m.PriceSatPerMin, warn)
+	if err != nil {
+		return 0
+	}
+	return need
 }
 
 // watchPayments ends the session (cancel with ErrPaymentLate) when the

@@ -56,6 +56,11 @@ type Config struct {
 	MiningAddr btcutil.Address
 	// Log receives the node's lifecycle events; nil discards them.
 	Log *slog.Logger
+	// BlockInterval, when positive, mines a block that often while the
+	// node runs, as a real network would: unconfirmed transactions (a
+	// funding's change, a settlement) confirm without anyone asking. 0
+	// mines only on request (tests that need a still chain).
+	BlockInterval time.Duration
 }
 
 // Node is a running btcd.
@@ -75,6 +80,8 @@ type Node struct {
 	chain    *chainLog
 	stopSync chan struct{}
 	synced   chan struct{}
+	miningMu sync.Mutex
+	mining   []func()
 }
 
 // Binary returns the path of the pinned btcd executable, building it if
@@ -193,6 +200,10 @@ func StartRegtest(ctx context.Context, cfg Config) (*Node, error) {
 		}
 		n.stopSync, n.synced = make(chan struct{}), make(chan struct{})
 		go n.syncLoop()
+		if cfg.BlockInterval > 0 {
+			n.MineEvery(cfg.BlockInterval)
+			log.Info("mining a block regularly", "interval", cfg.BlockInterval)
+		}
 		return n, nil
 	}
 	return nil, lastErr
@@ -334,6 +345,39 @@ func (n *Node) Generate(blocks uint32) ([]*chainhash.Hash, error) {
 	return hs, nil
 }
 
+// MineEvery mines a block every interval until the node stops or the
+// returned function is called (calling it again is harmless).
+func (n *Node) MineEvery(interval time.Duration) (stop func()) {
+	done := make(chan struct{})
+	var once sync.Once
+	go func() {
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-n.exited:
+				return
+			case <-t.C:
+				if _, err := n.Generate(1); err != nil {
+					select {
+					case <-done:
+					case <-n.exited:
+					default:
+						n.log.Warn("mining a block", "err", err)
+					}
+				}
+			}
+		}
+	}()
+	stop = func() { once.Do(func() { close(done) }) }
+	n.miningMu.Lock()
+	n.mining = append(n.mining, stop)
+	n.miningMu.Unlock()
+	return stop
+}
+
 // Pid returns the node's process id.
 func (n *Node) Pid() int { return n.cmd.Process.Pid }
 
@@ -344,6 +388,11 @@ func (n *Node) Exited() <-chan struct{} { return n.exited }
 // exits), SIGKILL after 15 seconds. Calling it again is harmless.
 func (n *Node) Stop() error {
 	n.stopOnce.Do(func() {
+		n.miningMu.Lock()
+		for _, stop := range n.mining {
+			stop()
+		}
+		n.miningMu.Unlock()
 		if n.stopSync != nil {
 			close(n.stopSync)
 			<-n.synced

@@ -167,3 +167,39 @@ func TestChildNode(t *testing.T) {
 	fmt.Printf("BTCD_PID=%d\n", n.Pid())
 	time.Sleep(time.Minute)
 }
+
+// TestBlockInterval: a node started with a block interval mines on its
+// own; stopping the miner (or the node) stops the blocks.
+func TestBlockInterval(t *testing.T) {
+	t.Parallel()
+	n, err := StartRegtest(context.Background(), Config{DataDir: t.TempDir(), MiningAddr: miningAddr(t), BlockInterval: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Stop()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		h, err := n.client.GetBlockCount()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h >= ActivationHeight+3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("height %d after 10 s of a 200 ms block interval", h)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	n.miningMu.Lock()
+	for _, stop := range n.mining {
+		stop()
+	}
+	n.miningMu.Unlock()
+	time.Sleep(300 * time.Millisecond)
+	h1, _ := n.client.GetBlockCount()
+	time.Sleep(600 * time.Millisecond)
+	if h2, _ := n.client.GetBlockCount(); h2 != h1 {
+		t.Fatalf("mined %d -> %d after the miner stopped", h1, h2)
+	}
+}

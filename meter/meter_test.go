@@ -67,3 +67,68 @@ func TestPayeeDue(t *testing.T) {
 		t.Fatalf("fast Due %d", got)
 	}
 }
+
+// TestNextMinimums: the first payment is the larger of the payee's
+// minimum and the first unit, later ones at least a step; a rounded-up
+// payment never passes the limit.
+func TestNextMinimums(t *testing.T) {
+	m := Payer{MinPaymentSat: 1000, MinStepSat: 1}
+	for _, c := range []struct {
+		name             string
+		paid, due, limit int64
+		next             int64
+		ok               bool
+	}{
+		{"first below minimum (30,000 sat/min, 1 s)", 0, 500, 1_000_000, 1000, true},
+		{"first above minimum", 0, 2500, 1_000_000, 2500, true},
+		{"nothing due: the minimum covers it", 1000, 1000, 1_000_000, 0, true},
+		{"later payment", 1000, 1500, 1_000_000, 1500, true},
+		{"1 sat/min: first payment covers 1,000 minutes", 0, 1, 1_000_000, 1000, true},
+		{"due capped at the limit", 1000, 5000, 3000, 3000, true},
+		{"minimum above the limit", 0, 500, 800, 0, false},
+		{"limit reached", 3000, 5000, 3000, 0, true},
+	} {
+		next, ok := m.Next(c.paid, c.due, c.limit)
+		if next != c.next || ok != c.ok {
+			t.Errorf("%s: Next(%d, %d, %d) = %d, %v; want %d, %v", c.name, c.paid, c.due, c.limit, next, ok, c.next, c.ok)
+		}
+	}
+	m.MinStepSat = 100
+	if next, ok := m.Next(1000, 1010, 1_000_000); next != 1100 || !ok {
+		t.Errorf("step of 100: %d %v", next, ok)
+	}
+}
+
+// TestCallLength: a call of N ticks pays N and no more, and lasts N ticks.
+func TestCallLength(t *testing.T) {
+	m := Payer{PriceSatPerMin: 60_000, Ticks: 3}
+	if ticks, sat, _ := m.Target(10 * time.Second); ticks != 3 || sat != 3000 {
+		t.Fatalf("target after the end: %d ticks, %d sat", ticks, sat)
+	}
+	if m.End() != 3*time.Second {
+		t.Fatalf("end %v", m.End())
+	}
+}
+
+func TestSizePool(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		r    PoolRequest
+		want int64
+		err  error
+	}{
+		{"8 s at 60,000 from 500,000", PoolRequest{PriceSatPerMin: 60_000, Seconds: 8, MinPaymentSat: 1000, SpendableSat: 500_000}, 8000*2 + DustMarginSat, nil},
+		{"budget", PoolRequest{PriceSatPerMin: 60_000, BudgetSat: 20_000, SpendableSat: 500_000}, 40_000 + DustMarginSat, nil},
+		{"no length: ten minutes, capped by the wallet", PoolRequest{PriceSatPerMin: 60_000, SpendableSat: 500_000}, 500_000, nil},
+		{"1 sat/min: the minimum payment", PoolRequest{PriceSatPerMin: 1, Seconds: 3, MinPaymentSat: 1000}, 2000 + DustMarginSat, nil},
+		{"cannot afford", PoolRequest{PriceSatPerMin: 10_000_000, Seconds: 60, SpendableSat: 500_000}, 0, ErrCannotAfford},
+		{"override", PoolRequest{PriceSatPerMin: 60_000, OverrideSat: 300_000, SpendableSat: 500_000}, 300_000, nil},
+		{"override above the wallet", PoolRequest{OverrideSat: 600_000, SpendableSat: 500_000}, 0, ErrCannotAfford},
+		{"budget below the first payment", PoolRequest{PriceSatPerMin: 1000, BudgetSat: 500, MinPaymentSat: 1000, SpendableSat: 500_000}, 0, ErrBudgetBelowMinimum},
+	} {
+		p, err := SizePool(c.r)
+		if !errors.Is(err, c.err) || p.CapacitySat != c.want {
+			t.Errorf("%s: %d (%s) %v; want %d %v", c.name, p.CapacitySat, p.Reason, err, c.want, c.err)
+		}
+	}
+}

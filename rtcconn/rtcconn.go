@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,12 +35,13 @@ type Config struct {
 	// Networks, when set, restricts ICE candidates to these networks
 	// (UDP4, no mDNS): a deployment's own segment, or the test hosts.
 	Networks []*net.IPNet
-}
-
-// OffersDataChannel reports whether an SDP has the DataChannel m-line:
-// the payment transport is the DataChannel if so, SIP MESSAGE otherwise.
-func OffersDataChannel(sdp []byte) bool {
-	return strings.Contains(string(sdp), "m=application") && strings.Contains(string(sdp), "webrtc-datachannel")
+	// ICEServers are STUN (stun:host:port: learn the public address behind
+	// a NAT) and TURN (turn:host:port?transport=udp: relay through it when
+	// no direct path exists) servers, RFC 8445 / RFC 8656.
+	ICEServers []webrtc.ICEServer
+	// RelayOnly uses relayed candidates only: every packet goes through
+	// the TURN server (hides the peers' addresses from each other; tests).
+	RelayOnly bool
 }
 
 // Peer is one side of a call's WebRTC session.
@@ -85,7 +85,11 @@ func api(cfg Config) *webrtc.API {
 }
 
 func newPeer(cfg Config) (*Peer, error) {
-	pc, err := api(cfg).NewPeerConnection(webrtc.Configuration{})
+	conf := webrtc.Configuration{ICEServers: cfg.ICEServers}
+	if cfg.RelayOnly {
+		conf.ICETransportPolicy = webrtc.ICETransportPolicyRelay
+	}
+	pc, err := api(cfg).NewPeerConnection(conf)
 	if err != nil {
 		return nil, err
 	}

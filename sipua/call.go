@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"time"
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
@@ -24,6 +25,7 @@ type Call struct {
 	mu        sync.Mutex
 	byeReason string
 	onMessage func(req *sip.Request) (int, string)
+	handler   chan struct{} // closed when onMessage is set
 	done      chan struct{}
 	once      sync.Once
 	localSDP  []byte
@@ -51,19 +53,46 @@ func (c *Call) end() {
 // OnMessage sets the handler of in-dialog MESSAGE requests.
 func (c *Call) OnMessage(f func(req *sip.Request) (int, string)) {
 	c.mu.Lock()
+	first := c.onMessage == nil
 	c.onMessage = f
 	c.mu.Unlock()
+	if first && f != nil {
+		close(c.handler)
+	}
 }
 
+// HandlerWait is how long an in-dialog MESSAGE that arrives before the
+// call's owner has set its handler waits for one. The other side may send
+// as soon as it has the 200 (the caller) or the ACK (the callee), which can
+// be before this side's application has taken the call over.
+const HandlerWait = 5 * time.Second
+
 func (c *Call) deliver(req *sip.Request, tx sip.ServerTransaction) {
+	select {
+	case <-c.handler:
+	case <-c.done:
+	case <-time.After(HandlerWait):
+	}
 	c.mu.Lock()
 	f := c.onMessage
 	c.mu.Unlock()
-	code, reason := 405, "Method Not Allowed"
-	if f != nil {
+	code, reason := sip.StatusMethodNotAllowed, "Method Not Allowed"
+	switch {
+	case f != nil:
 		code, reason = f(req)
+	case c.ended():
+		code, reason = sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist"
 	}
 	tx.Respond(sip.NewResponseFromRequest(req, code, reason, nil))
+}
+
+func (c *Call) ended() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // Message sends an in-dialog MESSAGE.
@@ -143,14 +172,14 @@ func (u *UA) Call(ctx context.Context, to sip.Uri, sdp []byte, headers ...sip.He
 	if err := sess.WaitAnswer(ctx, sipgo.AnswerOptions{Username: u.cfg.Username, Password: u.cfg.Password}); err != nil {
 		var de *sipgo.ErrDialogResponse
 		if errors.As(err, &de) {
-			return nil, &ErrStatus{Code: de.Res.StatusCode, Reason: de.Res.Reason, Res: de.Res}
+			return nil, &StatusError{Code: de.Res.StatusCode, Reason: de.Res.Reason, Res: de.Res}
 		}
 		return nil, err
 	}
 	if err := sess.Ack(ctx); err != nil {
 		return nil, err
 	}
-	c := &Call{ua: u, id: req.CallID().Value(), out: sess, RemoteSDP: sess.InviteResponse.Body(), Response: sess.InviteResponse, done: make(chan struct{}), localSDP: sdp}
+	c := &Call{ua: u, id: req.CallID().Value(), out: sess, RemoteSDP: sess.InviteResponse.Body(), Response: sess.InviteResponse, done: make(chan struct{}), handler: make(chan struct{}), localSDP: sdp}
 	u.mu.Lock()
 	u.calls[c.id] = c
 	u.mu.Unlock()
@@ -182,13 +211,16 @@ func (ic *IncomingCall) Ring() error { return ic.sess.Respond(180, "Ringing", ni
 func (ic *IncomingCall) Answer(sdp []byte, headers ...sip.Header) (*Call, error) {
 	hdrs := append([]sip.Header{sip.NewHeader("Content-Type", "application/sdp")}, headers...)
 	hdrs = append(hdrs, ic.ua.contact.Clone())
-	if err := ic.sess.Respond(200, "OK", sdp, hdrs...); err != nil {
-		return nil, err
-	}
-	c := &Call{ua: ic.ua, id: ic.Request.CallID().Value(), in: ic.sess, RemoteSDP: ic.Request.Body(), Request: ic.Request, done: make(chan struct{}), localSDP: sdp}
+	// The call is known before the 200 leaves: the caller may send an
+	// in-dialog MESSAGE as soon as it has it.
+	c := &Call{ua: ic.ua, id: ic.Request.CallID().Value(), in: ic.sess, RemoteSDP: ic.Request.Body(), Request: ic.Request, done: make(chan struct{}), handler: make(chan struct{}), localSDP: sdp}
 	ic.ua.mu.Lock()
 	ic.ua.calls[c.id] = c
 	ic.ua.mu.Unlock()
+	if err := ic.sess.Respond(sip.StatusOK, "OK", sdp, hdrs...); err != nil {
+		c.end()
+		return nil, err
+	}
 	go func() {
 		<-ic.sess.Context().Done()
 		c.end()

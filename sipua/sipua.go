@@ -7,7 +7,6 @@ package sipua
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net"
@@ -15,10 +14,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
+	"github.com/paysip/paysip/sipext"
 )
 
 // Config configures a user agent.
@@ -58,6 +59,67 @@ type UA struct {
 	regCSeq   uint32
 	regCallID string
 	listener  net.Listener
+	sipgoLog  *layerLog
+	stop      chan struct{}  // closed by Close
+	keepers   sync.WaitGroup // KeepRegistered loops
+	closeOnce sync.Once
+}
+
+// layerLog is the log of sipgo's transport and transaction layers. They
+// log at error level what the network does to us (a peer resetting its
+// connection: "Read error"), which is not our bug: at most a warning, and
+// once the agent is closing, the connections it closes itself are
+// debugging detail.
+type layerLog struct {
+	h       slog.Handler
+	closing atomic.Bool
+}
+
+func (l *layerLog) Enabled(ctx context.Context, level slog.Level) bool {
+	return l.h.Enabled(ctx, l.level(level))
+}
+
+func (l *layerLog) level(level slog.Level) slog.Level {
+	if l.closing.Load() {
+		return min(level, slog.LevelDebug)
+	}
+	return min(level, slog.LevelWarn)
+}
+
+func (l *layerLog) Handle(ctx context.Context, r slog.Record) error {
+	r.Level = l.level(r.Level)
+	return l.h.Handle(ctx, r)
+}
+
+func (l *layerLog) WithAttrs(as []slog.Attr) slog.Handler {
+	return &derivedLog{parent: l, h: l.h.WithAttrs(as)}
+}
+
+func (l *layerLog) WithGroup(name string) slog.Handler {
+	return &derivedLog{parent: l, h: l.h.WithGroup(name)}
+}
+
+// derivedLog is a layerLog with attributes, sharing its closing state.
+type derivedLog struct {
+	parent *layerLog
+	h      slog.Handler
+}
+
+func (d *derivedLog) Enabled(ctx context.Context, level slog.Level) bool {
+	return d.h.Enabled(ctx, d.parent.level(level))
+}
+
+func (d *derivedLog) Handle(ctx context.Context, r slog.Record) error {
+	r.Level = d.parent.level(r.Level)
+	return d.h.Handle(ctx, r)
+}
+
+func (d *derivedLog) WithAttrs(as []slog.Attr) slog.Handler {
+	return &derivedLog{parent: d.parent, h: d.h.WithAttrs(as)}
+}
+
+func (d *derivedLog) WithGroup(name string) slog.Handler {
+	return &derivedLog{parent: d.parent, h: d.h.WithGroup(name)}
 }
 
 // New starts a user agent listening on loopback.
@@ -69,7 +131,7 @@ func New(cfg Config) (*UA, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	u := &UA{cfg: cfg, log: log.With("component", "sipua", "aor", cfg.AOR), calls: map[string]*Call{}}
+	u := &UA{cfg: cfg, log: log.With("component", "sipua", "aor", cfg.AOR), calls: map[string]*Call{}, stop: make(chan struct{})}
 	if err := sip.ParseUri(cfg.AOR, &u.aor); err != nil {
 		return nil, fmt.Errorf("AOR %q: %w", cfg.AOR, err)
 	}
@@ -79,9 +141,11 @@ func New(cfg Config) (*UA, error) {
 	}
 	p, _ := strconv.Atoi(port)
 	u.proxy = sip.Uri{Scheme: "sip", Host: host, Port: p, UriParams: sip.HeaderParams{{K: "transport", V: cfg.Transport}, {K: "lr", V: ""}}}
+	u.sipgoLog = &layerLog{h: u.log.Handler()}
+	layers := slog.New(u.sipgoLog)
 	if u.ua, err = sipgo.NewUA(sipgo.WithUserAgent("paysip-ua"), sipgo.WithUserAgentHostname("127.0.0.1"),
-		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(u.log)),
-		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(u.log))); err != nil {
+		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(layers)),
+		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(layers))); err != nil {
 		return nil, err
 	}
 	if u.srv, err = sipgo.NewServer(u.ua); err != nil {
@@ -121,8 +185,17 @@ func New(cfg Config) (*UA, error) {
 	return u, nil
 }
 
-// Close stops the agent.
+// Close stops the agent: registrations kept by KeepRegistered are removed
+// first (while the agent can still hear the answers), then the transports
+// close. Calling it again is harmless.
 func (u *UA) Close() error {
+	first := false
+	u.closeOnce.Do(func() { first = true; close(u.stop) })
+	if !first {
+		return nil
+	}
+	u.keepers.Wait()
+	u.sipgoLog.closing.Store(true)
 	if u.listener != nil {
 		u.listener.Close()
 	}
@@ -159,20 +232,40 @@ func (u *UA) do(ctx context.Context, req *sip.Request) (*sip.Response, error) {
 	return res, nil
 }
 
-// ErrStatus is a final non-2xx response.
-type ErrStatus struct {
+// StatusError is a final non-2xx response.
+type StatusError struct {
 	Code   int
 	Reason string
 	Res    *sip.Response
 }
 
-func (e *ErrStatus) Error() string { return fmt.Sprintf("%d %s", e.Code, e.Reason) }
+func (e *StatusError) Error() string { return fmt.Sprintf("%d %s", e.Code, e.Reason) }
+
+// PaymentRequired returns the terms of a 402 answer (RFC 3261 reserves
+// 402; paysip's server answers it with a Paysip-Terms header to a caller
+// without "Supported: paysip"), or ok false for another answer.
+func (e *StatusError) PaymentRequired() (t sipext.Terms, ok bool, err error) {
+	if e.Code != sip.StatusPaymentRequired || e.Res == nil {
+		return t, false, nil
+	}
+	h := e.Res.GetHeader(sipext.TermsHeader)
+	if h == nil {
+		return t, true, fmt.Errorf("%w: 402 without %s", sipext.ErrBadTerms, sipext.TermsHeader)
+	}
+	t, err = sipext.ParseTerms(h.Value())
+	return t, true, err
+}
+
+// ErrStatus is the former name of StatusError.
+//
+// Deprecated: use StatusError.
+type ErrStatus = StatusError
 
 func statusErr(res *sip.Response) error {
 	if res.IsSuccess() {
 		return nil
 	}
-	return &ErrStatus{Code: res.StatusCode, Reason: res.Reason, Res: res}
+	return &StatusError{Code: res.StatusCode, Reason: res.Reason, Res: res}
 }
 
 // Register binds the agent's contact to aor (its own address, or the
@@ -222,30 +315,27 @@ func (u *UA) Register(ctx context.Context, expires int) ([]*sip.ContactHeader, e
 	return u.register(ctx, u.aor, expires, u.cfg.ContactParams)
 }
 
-// Offer is what a priced endpoint announces in the directory.
-type Offer struct {
-	PriceSatPerMin int64
-	Name           string
-	PayeeKey       string // hex, optional
+// Offer is what a priced endpoint announces in the directory (an alias
+// kept for the packages that still name it here).
+//
+// Deprecated: use sipext.Offer.
+type Offer = sipext.Offer
+
+// directory is the directory's address in the agent's domain.
+func (u *UA) directory() sip.Uri {
+	return sip.Uri{Scheme: "sip", User: sipext.DirectoryUser, Host: u.aor.Host}
 }
 
 // JoinDirectory lists the agent at sip:directory@DOMAIN with its offer.
-func (u *UA) JoinDirectory(ctx context.Context, o Offer, expires int) error {
-	params := [][2]string{{"+paysip.aor", `"` + u.aor.String() + `"`}, {"+paysip.price", strconv.FormatInt(o.PriceSatPerMin, 10)}}
-	if o.Name != "" {
-		params = append(params, [2]string{"+paysip.name", `"` + strings.ReplaceAll(o.Name, `"`, "") + `"`})
-	}
-	if o.PayeeKey != "" {
-		params = append(params, [2]string{"+paysip.key", o.PayeeKey})
-	}
-	_, err := u.register(ctx, sip.Uri{Scheme: "sip", User: "directory", Host: u.aor.Host}, expires, params)
+func (u *UA) JoinDirectory(ctx context.Context, o sipext.Offer, expires int) error {
+	_, err := u.register(ctx, u.directory(), expires, o.ContactParams(u.aor.String()))
 	return err
 }
 
 // KeepRegistered registers now and refreshes at 80% of the expiry until
 // ctx ends, then un-registers. join, if set, also keeps the directory
 // listing. Errors after the first are logged and retried.
-func (u *UA) KeepRegistered(ctx context.Context, expires int, join *Offer) error {
+func (u *UA) KeepRegistered(ctx context.Context, expires int, join *sipext.Offer) error {
 	refresh := func() error {
 		if _, err := u.Register(ctx, expires); err != nil {
 			return err
@@ -258,22 +348,27 @@ func (u *UA) KeepRegistered(ctx context.Context, expires int, join *Offer) error
 	if err := refresh(); err != nil {
 		return err
 	}
+	u.keepers.Add(1)
 	go func() {
+		defer u.keepers.Done()
 		for {
 			select {
 			case <-ctx.Done():
-				bye, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-				u.Register(bye, 0)
-				if join != nil {
-					u.register(bye, sip.Uri{Scheme: "sip", User: "directory", Host: u.aor.Host}, 0, nil)
-				}
-				cancel()
-				return
+			case <-u.stop:
 			case <-time.After(time.Duration(expires) * time.Second * 8 / 10):
 				if err := refresh(); err != nil {
 					u.log.Warn("registration refresh failed", "err", err)
 				}
+				continue
 			}
+			// Ended or closing: un-register while the agent still hears.
+			bye, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			u.Register(bye, 0)
+			if join != nil {
+				u.register(bye, u.directory(), 0, nil)
+			}
+			cancel()
+			return
 		}
 	}()
 	return nil
@@ -308,11 +403,17 @@ func (u *UA) handleMessage(req *sip.Request, tx sip.ServerTransaction) {
 		call.deliver(req, tx)
 		return
 	}
-	code, reason := 200, "OK"
-	if f != nil {
+	var code int
+	var reason string
+	switch {
+	case req.To() != nil && req.To().Params.Has("tag"):
+		// In-dialog (RFC 3261 section 12.2.2) but no such dialog here: it
+		// ended, or never was.
+		code, reason = sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist"
+	case f != nil:
 		code, reason = f(req)
-	} else {
-		code, reason = 405, "Method Not Allowed"
+	default:
+		code, reason = sip.StatusMethodNotAllowed, "Method Not Allowed"
 	}
 	tx.Respond(sip.NewResponseFromRequest(req, code, reason, nil))
 }
@@ -345,19 +446,14 @@ func (u *UA) OnNotify(f func(req *sip.Request)) {
 	})
 }
 
-// Listing is one entry of a server's directory (GET /api/directory).
-type Listing struct {
-	AOR            string `json:"aor"`
-	Name           string `json:"name,omitempty"`
-	PriceSatPerMin int64  `json:"price_sat_per_min"`
-	PayeeKey       string `json:"payee_key,omitempty"`
-	Contact        string `json:"contact"`
-	ExpiresIn      int    `json:"expires_in"`
-}
+// Listing is one entry of a server's directory.
+//
+// Deprecated: use sipext.Listing.
+type Listing = sipext.Listing
 
 // FetchDirectory reads the priced endpoints from a paysip server's HTTP
 // interface (base like http://127.0.0.1:8080).
-func FetchDirectory(ctx context.Context, base string) ([]Listing, error) {
+func FetchDirectory(ctx context.Context, base string) ([]sipext.Listing, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(base, "/")+"/api/directory", nil)
 	if err != nil {
 		return nil, err
@@ -370,11 +466,9 @@ func FetchDirectory(ctx context.Context, base string) ([]Listing, error) {
 	if res.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("directory: %s", res.Status)
 	}
-	var body struct {
-		Entries []Listing `json:"entries"`
-	}
-	if err := json.NewDecoder(res.Body).Decode(&body); err != nil {
+	d, err := sipext.DecodeDirectory(res.Body)
+	if err != nil {
 		return nil, fmt.Errorf("directory: %w", err)
 	}
-	return body.Entries, nil
+	return d.Entries, nil
 }

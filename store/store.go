@@ -257,6 +257,21 @@ var migrations = []string{
 		ha1_sha256  TEXT NOT NULL,
 		created_at  BIGINT NOT NULL
 	);`,
+	// 2 -> 3: SIP accounts per (name, realm): the same name may exist in
+	// several domains, and an account made in the wrong one can be
+	// removed without touching the right one.
+	`CREATE TABLE users_by_realm (
+		name        TEXT NOT NULL,
+		realm       TEXT NOT NULL,
+		ha1_md5     TEXT NOT NULL,
+		ha1_sha256  TEXT NOT NULL,
+		created_at  BIGINT NOT NULL,
+		PRIMARY KEY (name, realm)
+	);
+	INSERT INTO users_by_realm (name, realm, ha1_md5, ha1_sha256, created_at)
+		SELECT name, realm, ha1_md5, ha1_sha256, created_at FROM users;
+	DROP TABLE users;
+	ALTER TABLE users_by_realm RENAME TO users;`,
 }
 
 // SchemaVersion is the version this paysip writes.

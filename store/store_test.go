@@ -299,7 +299,7 @@ func TestMigration1To2(t *testing.T) {
 	defer st.Close()
 	var v int
 	st.db.QueryRow("PRAGMA user_version").Scan(&v)
-	if v != 2 {
+	if v != SchemaVersion {
 		t.Fatalf("version %d", v)
 	}
 	got, err := st.Get(ctx, ch.ID())

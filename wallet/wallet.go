@@ -26,11 +26,13 @@ import (
 	"github.com/btcsuite/btcd/btcutil"
 	"github.com/btcsuite/btcd/btcutil/hdkeychain"
 	"github.com/btcsuite/btcd/chaincfg"
+	"github.com/btcsuite/btcd/chaincfg/chainhash"
 	"github.com/btcsuite/btcd/txscript"
 	"github.com/btcsuite/btcd/wire"
 	"github.com/cosmos/go-bip39"
 	"github.com/paysip/paysip/chain"
 	"github.com/paysip/paysip/channel"
+	"github.com/paysip/paysip/sat"
 	"github.com/paysip/paysip/txbuild"
 )
 
@@ -382,15 +384,127 @@ func (w *Wallet) changeScript() ([]byte, error) {
 	return w.next(&w.state.NextChange, w.change)
 }
 
-// build selects confirmed coins for outputs, adds change, and signs.
+// txSource is what a chain backend offers beyond chain.Chain to read a
+// transaction back (btcdrpc.Client does).
+type txSource interface {
+	Tx(ctx context.Context, txid chainhash.Hash) (*wire.MsgTx, error)
+}
+
+// SpendableCoins are the coins the wallet spends: confirmed ones, and its
+// own unconfirmed change. An unconfirmed output is the wallet's own change
+// when it pays one of the wallet's change addresses and every input of its
+// transaction spends one of the wallet's own coins: nobody else signed
+// that transaction, so nobody else can double-spend it and it cannot
+// vanish. Unconfirmed coins from anyone else (a faucet, a payee's
+// settlement, a refund racing a settlement) wait for a confirmation.
+// Without a backend that can read transactions back, only confirmed coins.
+func (w *Wallet) SpendableCoins(ctx context.Context) ([]txbuild.Coin, error) {
+	coins, err := w.Coins(ctx, 0)
+	if err != nil {
+		return nil, err
+	}
+	var out []txbuild.Coin
+	var own map[string]bool
+	parents := map[chainhash.Hash]bool{}
+	for _, c := range coins {
+		if c.Confirmations > 0 {
+			out = append(out, c.Coin)
+			continue
+		}
+		src, ok := w.chain.(txSource)
+		if !ok {
+			continue
+		}
+		if own == nil {
+			if own, err = w.ownScripts(); err != nil {
+				return nil, err
+			}
+		}
+		if !own["change:"+string(c.PkScript)] {
+			continue
+		}
+		h := c.Outpoint.Hash
+		mine, seen := parents[h]
+		if !seen {
+			tx, err := src.Tx(ctx, h)
+			if err != nil {
+				return nil, fmt.Errorf("reading unconfirmed %v: %w", h, err)
+			}
+			mine = len(tx.TxIn) > 0
+			for _, in := range tx.TxIn {
+				prev, err := src.Tx(ctx, in.PreviousOutPoint.Hash)
+				if err != nil {
+					return nil, fmt.Errorf("reading %v: %w", in.PreviousOutPoint.Hash, err)
+				}
+				if int(in.PreviousOutPoint.Index) >= len(prev.TxOut) || !own[string(prev.TxOut[in.PreviousOutPoint.Index].PkScript)] {
+					mine = false
+					break
+				}
+			}
+			parents[h] = mine
+		}
+		if mine {
+			out = append(out, c.Coin)
+		}
+	}
+	return out, nil
+}
+
+// ownScripts is the set of the wallet's scripts (both branches), with the
+// change branch's also under "change:"+script.
+func (w *Wallet) ownScripts() (map[string]bool, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	all, err := w.scripts()
+	if err != nil {
+		return nil, err
+	}
+	set := map[string]bool{}
+	for _, s := range all {
+		set[string(s)] = true
+	}
+	for i := uint32(0); i < w.state.NextChange+GapLimit; i++ {
+		_, s, err := w.key(w.change, i)
+		if err != nil {
+			return nil, err
+		}
+		set["change:"+string(s)] = true
+	}
+	return set, nil
+}
+
+// Spendable is the most the wallet can lock in one output at rate: its
+// spendable coins less the fee of a transaction spending them all into
+// one P2WSH output plus change.
+func (w *Wallet) Spendable(ctx context.Context, rate txbuild.FeeRate) (int64, error) {
+	coins, err := w.SpendableCoins(ctx)
+	if err != nil {
+		return 0, err
+	}
+	var total int64
+	for _, c := range coins {
+		if total, err = sat.Add(total, c.Value); err != nil {
+			return 0, err
+		}
+	}
+	// BIP141 sizes: 10.5 vB of overhead, 68 vB a P2WPKH input, 43 vB a
+	// P2WSH output, 31 vB a P2WPKH change output.
+	fee, err := rate.FeeFor(11 + 68*int64(len(coins)) + 43 + 31)
+	if err != nil {
+		return 0, err
+	}
+	if total <= fee {
+		return 0, nil
+	}
+	return total - fee, nil
+}
+
+// build selects spendable coins (SpendableCoins) for outputs, adds change,
+// and signs.
 func (w *Wallet) build(ctx context.Context, outputs []*wire.TxOut, rate txbuild.FeeRate) (*wire.MsgTx, int64, error) {
-	coins, err := w.Coins(ctx, 1)
+	plain, err := w.SpendableCoins(ctx)
 	if err != nil {
 		return nil, 0, err
-	}
-	plain := make([]txbuild.Coin, len(coins))
-	for i, c := range coins {
-		plain[i] = c.Coin
 	}
 	change, err := w.changeScript()
 	if err != nil {

@@ -120,3 +120,40 @@ func TestPSBTFundsChannel(t *testing.T) {
 		t.Fatalf("funding status %+v, %v", st, err)
 	}
 }
+
+// TestSpendsOwnUnconfirmedChange: with nothing mined, a wallet spends the
+// change of its own unconfirmed transaction (a second call right after the
+// first), but not an unconfirmed coin someone else sent it.
+func TestSpendsOwnUnconfirmedChange(t *testing.T) {
+	t.Parallel()
+	env := regtest.New(t)
+	alice, _ := env.NewWallet("alice", "")
+	bob, _ := env.NewWallet("bob", "")
+	a, _ := alice.NewAddress()
+	env.Fund(a, 1_000_000)
+	b, _ := bob.NewAddress()
+	if _, err := alice.Send(ctx, b, 100_000, regtest.FeeRate); err != nil {
+		t.Fatal(err)
+	}
+	// Alice's only coin is now her unconfirmed change.
+	spendable, err := alice.Spendable(ctx, regtest.FeeRate)
+	if err != nil || spendable < 890_000 || spendable > 900_000 {
+		t.Fatalf("alice can spend %d (%v), want her change less a fee", spendable, err)
+	}
+	if _, err := alice.Send(ctx, b, 200_000, regtest.FeeRate); err != nil {
+		t.Fatalf("spending own unconfirmed change: %v", err)
+	}
+	// Bob's unconfirmed coins are alice's: he waits for a block.
+	back, _ := env.Faucet.NewAddress()
+	var short *txbuild.InsufficientFundsError
+	if _, err := bob.Send(ctx, back, 50_000, regtest.FeeRate); !errors.As(err, &short) {
+		t.Fatalf("bob spent an unconfirmed coin he did not make: %v", err)
+	}
+	if s, _ := bob.Spendable(ctx, regtest.FeeRate); s != 0 {
+		t.Fatalf("bob can spend %d before a block", s)
+	}
+	env.Mine(1)
+	if _, err := bob.Send(ctx, back, 50_000, regtest.FeeRate); err != nil {
+		t.Fatalf("after a block: %v", err)
+	}
+}

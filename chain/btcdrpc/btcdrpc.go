@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 
@@ -31,16 +32,26 @@ type Config struct {
 	Pass     string
 	CertFile string // TLS certificate of the RPC server; empty for plain HTTP (--notls, loopback only)
 	Params   *chaincfg.Params
-	// FallbackFee is used when the node has no fee estimate (regtest, a
-	// fresh node). Zero means 2 sat/vB.
+	// FallbackFee is used when the node has no fee estimate (a fresh
+	// node, a quiet network). On regtest, where there is never an
+	// estimate, zero means 2 sat/vB. On any other network zero means no
+	// fallback: FeeRate refuses (ErrNoFeeEstimate) rather than guess a
+	// rate that may leave a settlement or a refund stuck.
 	FallbackFee txbuild.FeeRate
+	// Log receives the use of the fallback; nil discards it.
+	Log *slog.Logger
 }
+
+// ErrNoFeeEstimate: the node cannot estimate a fee and no fallback rate
+// is configured.
+var ErrNoFeeEstimate = errors.New("the node has no fee estimate and no fallback fee rate is configured")
 
 // Client is a chain.Chain backed by btcd.
 type Client struct {
 	rpc      *rpcclient.Client
 	params   *chaincfg.Params
 	fallback txbuild.FeeRate
+	log      *slog.Logger
 }
 
 var _ chain.Chain = (*Client)(nil)
@@ -60,10 +71,14 @@ func New(cfg Config) (*Client, error) {
 		return nil, err
 	}
 	fb := cfg.FallbackFee
-	if fb == 0 {
+	if fb == 0 && cfg.Params != nil && chain.IsRegtest(cfg.Params) {
 		fb = 2000
 	}
-	return &Client{rpc: rpc, params: cfg.Params, fallback: fb}, nil
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Client{rpc: rpc, params: cfg.Params, fallback: fb, log: log.With("component", "btcdrpc")}, nil
 }
 
 // Close releases the client.
@@ -80,16 +95,22 @@ func (c *Client) TipHeight(ctx context.Context) (int32, error) {
 
 // FeeRate implements chain.Chain. btcd's estimatefee answers in BTC/kB as
 // a JSON number; it is converted to integer satoshis here, at the edge.
+// Without an estimate it uses the configured fallback, saying so off
+// regtest, or refuses with ErrNoFeeEstimate when none is configured.
 func (c *Client) FeeRate(ctx context.Context, target int) (txbuild.FeeRate, error) {
 	est, err := c.rpc.EstimateFee(int64(target))
-	if err != nil || est <= 0 {
-		return c.fallback, nil
+	if err == nil && est > 0 {
+		if amt, err := btcutil.NewAmount(est); err == nil && amt > 0 {
+			return txbuild.FeeRate(amt), nil
+		}
 	}
-	amt, err := btcutil.NewAmount(est)
-	if err != nil || amt <= 0 {
-		return c.fallback, nil
+	if c.fallback == 0 {
+		return 0, fmt.Errorf("%w (target %d blocks): set a fallback rate", ErrNoFeeEstimate, target)
 	}
-	return txbuild.FeeRate(amt), nil
+	if c.params == nil || !chain.IsRegtest(c.params) {
+		c.log.Warn("no fee estimate from the node: using the configured fallback rate", "sat_per_kvb", int64(c.fallback), "target_blocks", target, "estimate_err", err)
+	}
+	return c.fallback, nil
 }
 
 // Broadcast implements chain.Chain.

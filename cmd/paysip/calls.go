@@ -3,71 +3,83 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/paysip/paysip/agent"
 	"github.com/paysip/paysip/meter"
+	"github.com/paysip/paysip/paidcall"
 	"github.com/paysip/paysip/rtcconn"
-	"github.com/paysip/paysip/sipconn"
-	"github.com/paysip/paysip/sipserver"
+	"github.com/paysip/paysip/sipext"
 	"github.com/paysip/paysip/sipua"
 	"github.com/paysip/paysip/store"
+	"github.com/pion/webrtc/v4"
 )
 
 func init() {
-	register(command{"payee", "a priced SIP address: registers, joins the directory, answers paid calls", runPayee})
-	register(command{"call", "call a priced SIP address and pay for it per second", runCall})
+	commands = append(commands, func(a *app) commandSpec {
+		return commandSpec{name: "payee", short: "a priced SIP address: registers, joins the directory, answers paid calls",
+			long: "Registers --aor with the SIP server, lists it in the directory at --price, answers calls and is paid per second; hangs up on a payer that falls behind (--grace) and settles when the call ends (or keeps the channel open for the caller's next call with --keep-open; always settled before its refund's lock time).",
+			data: &payeeCmd{a: a}}
+	}, func(a *app) commandSpec {
+		return commandSpec{name: "call", short: "call a priced SIP address and pay for it per second",
+			long: "Learns the price (the directory with --directory, or the server's 402 Paysip-Terms), which becomes the most this call pays unless --max-price says otherwise; opens a channel with a pool sized to the call (or resumes one), pays per second, and hangs up after --seconds, at --budget, when the pool ends, or on Ctrl-C.",
+			data: &callCmd{a: a}}
+	})
 }
 
-// PaymentLateReason is the Reason header (RFC 3326) of the payee's BYE
-// when the caller fell behind the meter.
-const PaymentLateReason = `SIP;cause=402;text="payment late"`
-
-// sipFlags locate the SIP server and the account.
+// sipFlags locate the SIP server and the account, and set up WebRTC.
 type sipFlags struct {
-	server, user, password string
-	loopback               bool
-	tick                   time.Duration
-	prepay                 int64
+	Server   string        `long:"sip-server" default:"127.0.0.1:5060" description:"the paysip SIP server (host:port, TCP)"`
+	User     string        `long:"sip-user" description:"SIP account name (default: the address's user; no password: anonymous)"`
+	Password string        `long:"sip-password" description:"SIP account password (better PAYSIP_SIP_PASSWORD)"`
+	Loopback bool          `long:"loopback" description:"WebRTC on loopback addresses only (one-machine setups, tests); default: every interface"`
+	STUN     string        `long:"stun" value-name:"URL" description:"STUN server for WebRTC behind a NAT, e.g. stun:stun.example.org:3478"`
+	TURN     string        `long:"turn" value-name:"URL" description:"TURN relay when no direct path exists, e.g. turn:turn.example.org:3478"`
+	TURNUser string        `long:"turn-user" description:"TURN user name"`
+	TURNPass string        `long:"turn-pass" description:"TURN password (better PAYSIP_TURN_PASS)"`
+	Tick     time.Duration `long:"tick" default:"1s" description:"length of a paid unit of call (tests shorten it)"`
+	Prepay   int64         `long:"prepay" default:"1" description:"caller: units of call paid ahead (1: each second as it starts)"`
 }
 
-func (f *sipFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.server, "sip-server", "127.0.0.1:5060", "the paysip SIP server (host:port, TCP)")
-	fs.StringVar(&f.user, "sip-user", "", "SIP account name (default: the address's user; empty password: anonymous)")
-	fs.StringVar(&f.password, "sip-password", "", "SIP account password (better PAYSIP_SIP_PASSWORD)")
-	fs.BoolVar(&f.loopback, "loopback", true, "WebRTC on loopback addresses only (one-machine setups)")
-	fs.DurationVar(&f.tick, "tick", time.Second, "length of a paid unit of call (tests shorten it)")
-	fs.Int64Var(&f.prepay, "prepay", 1, "caller: units of call paid ahead (1: each second as it starts)")
+// rtc is the WebRTC configuration of the flags.
+func (f *sipFlags) rtc() rtcconn.Config {
+	c := rtcconn.Config{LoopbackOnly: f.Loopback}
+	if f.STUN != "" {
+		c.ICEServers = append(c.ICEServers, webrtc.ICEServer{URLs: []string{f.STUN}})
+	}
+	if f.TURN != "" {
+		c.ICEServers = append(c.ICEServers, webrtc.ICEServer{URLs: []string{f.TURN}, Username: f.TURNUser, Credential: f.TURNPass})
+	}
+	return c
 }
 
-func runPayee(args []string) error {
-	fs := flag.NewFlagSet("payee", flag.ContinueOnError)
-	var nf nodeFlags
-	nf.register(fs)
-	var sf sipFlags
-	sf.register(fs)
-	aor := fs.String("aor", "", "the priced address, e.g. sip:tutor@paysip.local (required)")
-	price := fs.Int64("price", 0, "price in sat/min (required)")
-	name := fs.String("name", "", "display name in the directory")
-	keepOpen := fs.Bool("keep-open", false, "keep a channel open when a call ends, for the caller's next call (settled before expiry anyway)")
-	grace := fs.Duration("grace", 3*time.Second, "how late a payment may be before the payee hangs up")
-	echo := fs.Bool("echo", false, "serve calls with an echo of the caller's audio")
-	tone := fs.Bool("tone", false, "serve calls with a 440 Hz tone (G.711)")
-	if err := parseFlags(fs, args); err != nil {
-		return err
+// payeeCmd is 'paysip payee'.
+type payeeCmd struct {
+	a        *app
+	AOR      string        `long:"aor" required:"true" description:"the priced address, e.g. sip:tutor@paysip.local"`
+	Price    int64         `long:"price" required:"true" description:"price in sat/min"`
+	Name     string        `long:"name" description:"display name in the directory"`
+	KeepOpen bool          `long:"keep-open" description:"keep a channel open when a call ends, for the caller's next call (settled before expiry anyway)"`
+	Grace    time.Duration `long:"grace" default:"3s" description:"how late a payment may be before the payee hangs up"`
+	Echo     bool          `long:"echo" description:"serve calls with an echo of the caller's audio"`
+	Tone     bool          `long:"tone" description:"serve calls with a 440 Hz tone (G.711)"`
+}
+
+// Execute runs the payee until Ctrl-C.
+func (c *payeeCmd) Execute(args []string) error {
+	if len(args) > 0 {
+		return fmt.Errorf("unexpected arguments %q", args)
 	}
-	if *aor == "" || *price <= 0 {
-		fs.Usage()
-		return errors.New("--aor and --price are required")
+	if c.Price <= 0 {
+		return errors.New("--price must be positive")
 	}
+	nf, sf := &c.a.Node, &c.a.SIP
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	log := nf.logger()
@@ -76,8 +88,8 @@ func runPayee(args []string) error {
 		return err
 	}
 	defer nd.close()
-	payee := &agent.Payee{Wallet: nd.wallet, Chain: nd.chain, Store: nd.store, Log: log, PriceSatPerMin: *price,
-		KeepOpen: *keepOpen, Poll: 200 * time.Millisecond, Metering: &meter.Payee{PriceSatPerMin: *price, Tick: sf.tick, Grace: *grace}}
+	payee := &agent.Payee{Wallet: nd.wallet, Chain: nd.chain, Store: nd.store, Log: log, PriceSatPerMin: c.Price,
+		KeepOpen: c.KeepOpen, Poll: 200 * time.Millisecond, Metering: &meter.Payee{PriceSatPerMin: c.Price, Tick: sf.Tick, Grace: c.Grace}}
 	payee.OnPayment = func(id string, paid int64) {
 		fmt.Fprintf(os.Stderr, "\r  channel %s…  earned %8d sat", id[:12], paid)
 	}
@@ -85,92 +97,66 @@ func runPayee(args []string) error {
 		log.Warn("recovery", "err", err)
 	}
 	go payee.WatchExpiries(ctx, 30*time.Second)
-	ua, err := newUA(*aor, sf)
+	ua, err := newUA(c.AOR, sf, log)
 	if err != nil {
 		return err
 	}
 	defer ua.Close()
-	rtc := rtcconn.Config{LoopbackOnly: sf.loopback}
+	rtc := sf.rtc()
 	switch {
-	case *echo:
+	case c.Echo:
 		rtc.Audio = rtcconn.AudioEcho
-	case *tone:
+	case c.Tone:
 		rtc.Audio = rtcconn.AudioTone
 	}
 	ua.OnInvite(func(ic *sipua.IncomingCall) {
 		from := ic.Request.From().Address.String()
-		peer, answer, err := rtcconn.Answer(ctx, rtc, ic.Request.Body())
-		if err != nil {
-			log.Warn("call refused: bad SDP offer", "from", from, "err", err)
-			ic.Reject(488, "Not Acceptable Here")
-			return
-		}
-		call, err := ic.Answer(answer)
-		if err != nil {
-			peer.Close()
-			return
-		}
-		go func() {
-			defer peer.Close()
-			var conn agent.Conn = sipconn.New(call)
-			transport := "message"
-			if rtcconn.OffersDataChannel(ic.Request.Body()) {
-				c, err := peer.Conn(ctx)
-				if err != nil {
-					log.Warn("DataChannel did not open", "from", from, "err", err)
-					call.Hangup(context.Background())
-					return
-				}
-				conn, transport = c, "datachannel"
+		err := paidcall.ServeCall(ctx, ic, rtc, payee, func(leg *paidcall.Leg) {
+			fmt.Printf("call from %s (%s)\n", from, leg.Transport)
+		}, func(_ *paidcall.Leg, res *agent.PayeeResult, err error) {
+			if res == nil {
+				res = &agent.PayeeResult{}
 			}
-			fmt.Printf("call from %s (%s)\n", from, transport)
-			res, err := payee.Serve(ctx, conn, from)
-			hctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			reason := ""
-			if errors.Is(err, agent.ErrPaymentLate) {
-				reason = PaymentLateReason
-			}
-			call.HangupWithReason(hctx, reason)
-			cancel()
 			fmt.Printf("call from %s ended: paid %d sat, settlement %s (%v)\n", from, res.PaidSat, orNone(res.SettlementTxID), errOrOK(err))
-		}()
+		})
+		if err != nil {
+			log.Warn("call refused", "from", from, "err", err)
+		}
 	})
-	if err := ua.KeepRegistered(ctx, 300, &sipua.Offer{PriceSatPerMin: *price, Name: *name}); err != nil {
-		return fmt.Errorf("registering %s: %w", *aor, err)
+	if err := ua.KeepRegistered(ctx, 300, &sipext.Offer{PriceSatPerMin: c.Price, Name: c.Name}); err != nil {
+		return fmt.Errorf("registering %s: %w", c.AOR, err)
 	}
-	fmt.Printf("payee %s ready at %d sat/min (Ctrl-C stops)\n", *aor, *price)
+	fmt.Printf("payee %s ready at %d sat/min (Ctrl-C stops)\n", c.AOR, c.Price)
 	<-ctx.Done()
 	return nil
 }
 
-func runCall(args []string) error {
-	fs := flag.NewFlagSet("call", flag.ContinueOnError)
-	var nf nodeFlags
-	nf.register(fs)
-	var sf sipFlags
-	sf.register(fs)
-	seconds := fs.Int64("seconds", 0, "hang up after this many seconds (0: at Ctrl-C)")
-	budget := fs.Int64("budget", 0, "most the call may cost, sat (0: the pool)")
-	capacity := fs.Int64("capacity", 1_000_000, "pool of a new channel, sat")
-	maxPrice := fs.Int64("max-price", 0, "refuse a price above this, sat/min (required: 'paysip directory' shows prices)")
-	from := fs.String("from", "", "the caller's address (default: anonymous@ the callee's domain)")
-	transport := fs.String("transport", "datachannel", "where the payments go: datachannel or message")
-	closeAtEnd := fs.Bool("close", false, "close the channel at the end of the call (the payee settles); default: keep it for the next call")
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		args = append(args[1:], args[0]) // the address may come before the flags
+// callCmd is 'paysip call'.
+type callCmd struct {
+	a          *app
+	Seconds    int64  `long:"seconds" description:"pay this many seconds of call, then hang up (0: at Ctrl-C)"`
+	Budget     int64  `long:"budget" description:"most the call may cost, sat (0: the pool)"`
+	Capacity   int64  `long:"capacity" description:"pool of a new channel, sat (0: sized to the call: --seconds or --budget, a margin for the next call, what the wallet can spend)"`
+	MaxPool    int64  `long:"max-pool" description:"largest pool a payee may ask for, sat (0: --capacity, or the sized pool or 100,000 sat, whichever is larger)"`
+	MaxPrice   int64  `long:"max-price" description:"refuse a price above this, sat/min (default: the price the directory or the server's 402 shows)"`
+	Directory  string `long:"directory" value-name:"URL" description:"the server's HTTP address (http://HOST:8080) whose directory gives the price (default: the SIP server's 402)"`
+	From       string `long:"from" description:"the caller's address (default: anonymous@ the callee's domain)"`
+	Transport  string `long:"transport" default:"datachannel" choice:"datachannel" choice:"message" description:"where the payments go"`
+	CloseAtEnd bool   `long:"close" description:"close the channel at the end of the call (the payee settles); default: keep it for the next call"`
+	Args       struct {
+		To string `positional-arg-name:"sip:NAME@DOMAIN"`
+	} `positional-args:"yes" required:"yes"`
+}
+
+// Execute places the call.
+func (c *callCmd) Execute(args []string) error {
+	if len(args) > 0 {
+		return fmt.Errorf("unexpected arguments %q", args)
 	}
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() != 1 {
-		return errors.New("usage: paysip call [flags] sip:NAME@DOMAIN")
-	}
-	if *maxPrice <= 0 {
-		return errors.New("paysip call: --max-price is required: the most you pay, sat/min ('paysip directory' shows prices)")
-	}
+	nf, sf := &c.a.Node, &c.a.SIP
 	var to sip.Uri
-	if err := sip.ParseUri(fs.Arg(0), &to); err != nil {
-		return fmt.Errorf("%q: %w", fs.Arg(0), err)
+	if err := sip.ParseUri(c.Args.To, &to); err != nil {
+		return fmt.Errorf("%q: %w", c.Args.To, err)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -180,97 +166,106 @@ func runCall(args []string) error {
 		return err
 	}
 	defer nd.close()
-	payer := &agent.Payer{Wallet: nd.wallet, Chain: nd.chain, Store: nd.store, Log: log, CapacitySat: *capacity, MaxPriceSatPerMin: *maxPrice}
+	payer := &agent.Payer{Wallet: nd.wallet, Chain: nd.chain, Store: nd.store, Log: log}
 	if err := payer.Recover(ctx); err != nil {
 		log.Warn("recovery", "err", err)
 	}
-	if *from == "" {
-		*from = "sip:anonymous@" + to.Host
+	if c.From == "" {
+		c.From = "sip:anonymous@" + to.Host
 	}
-	ua, err := newUA(*from, sf)
+	ua, err := newUA(c.From, sf, log)
 	if err != nil {
 		return err
 	}
 	defer ua.Close()
-	peer, offer, err := rtcconn.NewOffer(ctx, rtcconn.Config{LoopbackOnly: sf.loopback, NoDataChannel: *transport == "message"})
-	if err != nil {
-		return err
-	}
-	defer peer.Close()
-	call, err := ua.Call(ctx, to, offer, sip.NewHeader("Supported", sipserver.OptionTag))
-	var st *sipua.ErrStatus
-	if errors.As(err, &st) && st.Code == 402 {
-		return fmt.Errorf("402 Payment Required: %v", st.Res.GetHeader(sipserver.TermsHeader))
-	}
-	if err != nil {
-		return fmt.Errorf("calling %s: %w", to.String(), err)
-	}
-	defer func() {
-		hctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		call.Hangup(hctx)
-		cancel()
-	}()
-	var conn agent.Conn = sipconn.New(call)
-	if *transport != "message" {
-		if err := peer.SetAnswer(call.RemoteSDP); err != nil {
-			return err
-		}
-		if conn, err = peer.Conn(ctx); err != nil {
-			return fmt.Errorf("DataChannel: %w", err)
-		}
-	}
-	// Reuse an open channel with this payee; open one otherwise.
-	var s *agent.PayerSession
-	for _, rec := range openChannels(ctx, nd.store, to.String()) {
-		if s, err = payer.Resume(ctx, conn, rec); err == nil {
-			fmt.Printf("resuming channel %s (%d sat already paid)\n", rec, s.PaidSat())
-			break
-		}
-		if !errors.Is(err, agent.ErrResumeRefused) {
-			return err
-		}
-	}
-	if s == nil {
-		if s, err = payer.Open(ctx, conn, to.String()); err != nil {
-			return err
-		}
-		fmt.Printf("channel %s open: %d sat in the pool\n", s.Channel().ID(), s.Channel().CapacitySat)
-	}
-	price := s.Terms().PriceSatPerMin
-	mctx := ctx
-	if *seconds > 0 {
-		var cancel context.CancelFunc
-		mctx, cancel = context.WithTimeout(ctx, time.Duration(*seconds)*sf.tick-sf.tick/2)
-		defer cancel()
-	}
-	base := s.PaidSat()
-	err = s.Meter(mctx, meter.Payer{PriceSatPerMin: price, Tick: sf.tick, Ahead: sf.prepay, BudgetSat: *budget}, func(t agent.Tick) {
-		fmt.Fprintf(os.Stderr, "\r  %5.0f s  paid %8d sat  pool left %8d sat", t.Elapsed.Seconds()+1, t.PaidSat-base, t.PoolLeft)
-		if t.LowBudget {
-			fmt.Fprintf(os.Stderr, "  (low balance)")
-		}
-	})
-	fmt.Fprintln(os.Stderr)
+	seen, where, err := priceSeen(ctx, ua, to, c.Directory)
 	switch {
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
-	case errors.Is(err, meter.ErrBudget), errors.Is(err, meter.ErrPool):
-		fmt.Printf("hanging up: %v\n", err)
+	case err != nil && c.MaxPrice > 0:
+		log.Warn("could not learn the price before calling; the pool is sized at --max-price", "err", err)
+		seen = c.MaxPrice
 	case err != nil:
+		return fmt.Errorf("%w (give --max-price to call anyway)", err)
+	case c.MaxPrice > 0 && seen > c.MaxPrice:
+		return fmt.Errorf("%s: price %d sat/min above the caller's limit %d (--max-price)", where, seen, c.MaxPrice)
+	default:
+		fmt.Printf("%s costs %d sat/min (%s)\n", to.String(), seen, where)
+	}
+	plan := paidcall.Plan{PriceSatPerMin: seen, MaxPriceSatPerMin: c.MaxPrice, Seconds: c.Seconds, BudgetSat: c.Budget, CapacitySat: c.Capacity, MaxCapacitySat: c.MaxPool,
+		Tick: sf.Tick, Prepay: sf.Prepay, Close: c.CloseAtEnd}
+	leg, err := paidcall.Dial(ctx, ua, to, sf.rtc(), c.Transport)
+	if err != nil {
 		return err
 	}
-	paid := s.PaidSat() - base
-	if *closeAtEnd {
-		cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		closed, err := s.Close(cctx, "hangup")
-		if err != nil {
-			return err
-		}
-		fmt.Printf("call paid %d sat; channel closed, settlement %s\n", paid, orNone(closed.SettlementTxID))
+	defer leg.Hangup(ctx, "")
+	caller := &paidcall.Caller{Payer: payer, Log: log,
+		Reusable: func(ctx context.Context, peer string) []string { return openChannels(ctx, nd.store, peer) },
+		OnOpen: func(r *paidcall.Result) {
+			if r.Resumed {
+				fmt.Printf("resuming channel %s\n", r.ChannelID)
+				return
+			}
+			fmt.Printf("pool of %d sat: %s\n", r.Pool.CapacitySat, r.Pool.Reason)
+			fmt.Printf("channel %s open: %d sat in the pool\n", r.ChannelID, r.CapacitySat)
+		},
+		OnTick: func(t agent.Tick) {
+			fmt.Fprintf(os.Stderr, "\r  %5.0f s  paid %8d sat  pool left %8d sat", t.Elapsed.Seconds()+1, t.PaidSat, t.PoolLeft)
+			if t.LowBudget {
+				fmt.Fprintf(os.Stderr, "  (low balance)")
+			}
+		}}
+	res, err := caller.Pay(ctx, leg.Conn, to.String(), plan)
+	fmt.Fprintln(os.Stderr)
+	if err != nil {
+		return err
+	}
+	if res.End == paidcall.EndBudget || res.End == paidcall.EndPool {
+		fmt.Printf("hanging up: %s reached\n", res.End)
+	}
+	if res.Closed != nil {
+		fmt.Printf("call paid %d sat; channel closed, settlement %s\n", res.PaidSat, orNone(res.Closed.SettlementTxID))
 		return nil
 	}
-	fmt.Printf("call paid %d sat; channel %s stays open for the next call\n", paid, s.Channel().ID())
+	fmt.Printf("call paid %d sat; channel %s stays open for the next call\n", res.PaidSat, res.ChannelID)
 	return nil
+}
+
+// priceSeen is the price the caller agrees to before calling: the
+// directory's listing of to (with --directory), or the Paysip-Terms of the
+// 402 the server answers a call that does not say it can pay.
+func priceSeen(ctx context.Context, ua *sipua.UA, to sip.Uri, directory string) (int64, string, error) {
+	if directory != "" {
+		entries, err := sipua.FetchDirectory(ctx, directory)
+		if err != nil {
+			return 0, "", err
+		}
+		for _, l := range entries {
+			if l.AOR == to.String() {
+				return l.PriceSatPerMin, "the directory", nil
+			}
+		}
+		return 0, "", fmt.Errorf("%s is not in the directory of %s", to.String(), directory)
+	}
+	// An INVITE without "Supported: paysip" and without a body: a priced
+	// address answers 402 with its terms before anyone rings.
+	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	call, err := ua.Call(qctx, to, nil)
+	if err == nil {
+		call.Hangup(qctx)
+		return 0, "", fmt.Errorf("%s answered a call that did not offer to pay: not a priced address", to.String())
+	}
+	var st *sipua.StatusError
+	if !errors.As(err, &st) {
+		return 0, "", fmt.Errorf("asking %s for its price: %w", to.String(), err)
+	}
+	terms, ok, terr := st.PaymentRequired()
+	if !ok {
+		return 0, "", fmt.Errorf("asking %s for its price: %w", to.String(), err)
+	}
+	if terr != nil {
+		return 0, "", terr
+	}
+	return terms.PriceSatPerMin, "the server's 402 Paysip-Terms", nil
 }
 
 // quietSIPGo sends sipgo's package-level bookkeeping logs (connection
@@ -279,21 +274,21 @@ func quietSIPGo() {
 	sip.SetDefaultLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})))
 }
 
-func newUA(aor string, sf sipFlags) (*sipua.UA, error) {
+func newUA(aor string, sf *sipFlags, log *slog.Logger) (*sipua.UA, error) {
 	quietSIPGo()
 	var u sip.Uri
 	if err := sip.ParseUri(aor, &u); err != nil {
 		return nil, fmt.Errorf("%q: %w", aor, err)
 	}
-	user := sf.user
-	pass := sf.password
+	user := sf.User
+	pass := sf.Password
 	if pass == "" {
 		pass = os.Getenv("PAYSIP_SIP_PASSWORD")
 	}
 	if user == "" && pass != "" {
 		user = u.User
 	}
-	return sipua.New(sipua.Config{AOR: aor, Proxy: sf.server, Username: user, Password: pass})
+	return sipua.New(sipua.Config{AOR: aor, Proxy: sf.Server, Username: user, Password: pass, Log: log})
 }
 
 // openChannels lists the payer's open channels with peer that still have
@@ -322,7 +317,7 @@ func orNone(s string) string {
 }
 
 func errOrOK(err error) string {
-	if err == nil || errors.Is(err, agent.ErrConnClosed) || strings.Contains(err.Error(), "closed") {
+	if paidcall.CleanEnd(err) {
 		return "ok"
 	}
 	return err.Error()

@@ -2,75 +2,92 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"os"
 	"text/tabwriter"
 
+	"github.com/jessevdk/go-flags"
 	"github.com/paysip/paysip/agent"
 	"github.com/paysip/paysip/store"
 )
 
 func init() {
-	register(command{"channels", "list channels; settle (payee) or refund (payer) one by hand", runChannels})
+	commands = append(commands, func(a *app) commandSpec {
+		list := &channelsListCmd{a: a}
+		return commandSpec{name: "channels", short: "list channels; settle (payee) or refund (payer) one by hand",
+			long: "Without a subcommand, lists every channel: role, state, capacity, paid, expiry, funding and closing txids.",
+			data: list,
+			setup: func(c *flags.Command) error {
+				c.SubcommandsOptional = true
+				if _, err := c.AddCommand("list", "every channel (the default)", "", list); err != nil {
+					return err
+				}
+				if _, err := c.AddCommand("settle", "payee: broadcast the settlement of the best payment now", "", &channelsCloseCmd{a: a, settle: true}); err != nil {
+					return err
+				}
+				_, err := c.AddCommand("refund", "payer: broadcast the refund (refused before its lock time, with the height to wait for)", "", &channelsCloseCmd{a: a})
+				return err
+			}}
+	})
 }
 
-const channelsUsage = `usage: paysip channels [flags] [list | settle ID | refund ID]
+// channelsListCmd is 'paysip channels [list]'.
+type channelsListCmd struct {
+	a      *app
+	AsJSON bool `long:"json" description:"list as JSON"`
+}
 
-  list        every channel: role, state, capacity, paid, expiry, funding and closing txids
-  settle ID   payee: broadcast the settlement of the best payment now
-  refund ID   payer: broadcast the refund (refused before its lock time)
-
-flags:`
-
-func runChannels(args []string) error {
-	fs := flag.NewFlagSet("channels", flag.ContinueOnError)
-	var nf nodeFlags
-	nf.register(fs)
-	asJSON := fs.Bool("json", false, "list as JSON")
-	fs.Usage = func() { fmt.Fprintln(os.Stderr, channelsUsage); fs.PrintDefaults() }
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	action := "list"
-	if fs.NArg() > 0 {
-		action = fs.Arg(0)
+// Execute lists the channels.
+func (c *channelsListCmd) Execute(args []string) error {
+	if len(args) > 0 {
+		return fmt.Errorf("unknown action %q (list, settle ID, refund ID)", args[0])
 	}
 	ctx := context.Background()
-	nd, err := nf.open(ctx, nf.logger())
+	nd, err := c.a.Node.open(ctx, c.a.Node.logger())
 	if err != nil {
 		return err
 	}
 	defer nd.close()
-	switch action {
-	case "list":
-		recs, err := nd.store.List(ctx)
-		if err != nil {
-			return err
-		}
-		return listChannels(recs, *asJSON)
-	case "settle", "refund":
-		if fs.NArg() != 2 {
-			fs.Usage()
-			return fmt.Errorf("%s needs a channel id", action)
-		}
-		id := fs.Arg(1)
-		var txid string
-		if action == "settle" {
-			p := &agent.Payee{Wallet: nd.wallet, Chain: nd.chain, Store: nd.store, Log: nd.log}
-			txid, err = p.Settle(ctx, id)
-		} else {
-			p := &agent.Payer{Wallet: nd.wallet, Chain: nd.chain, Store: nd.store, Log: nd.log}
-			txid, err = p.Refund(ctx, id)
-		}
-		if err != nil {
-			return err
-		}
-		fmt.Println(txid)
-		return nil
+	recs, err := nd.store.List(ctx)
+	if err != nil {
+		return err
 	}
-	fs.Usage()
-	return fmt.Errorf("unknown action %q", action)
+	return listChannels(recs, c.AsJSON)
+}
+
+// channelsCloseCmd is 'paysip channels settle|refund ID'.
+type channelsCloseCmd struct {
+	a      *app
+	settle bool
+	Args   struct {
+		ID string `positional-arg-name:"ID"`
+	} `positional-args:"yes" required:"yes"`
+}
+
+// Execute settles or refunds the channel.
+func (c *channelsCloseCmd) Execute(args []string) error {
+	if len(args) > 0 {
+		return fmt.Errorf("unexpected arguments %q", args)
+	}
+	ctx := context.Background()
+	nd, err := c.a.Node.open(ctx, c.a.Node.logger())
+	if err != nil {
+		return err
+	}
+	defer nd.close()
+	var txid string
+	if c.settle {
+		p := &agent.Payee{Wallet: nd.wallet, Chain: nd.chain, Store: nd.store, Log: nd.log}
+		txid, err = p.Settle(ctx, c.Args.ID)
+	} else {
+		p := &agent.Payer{Wallet: nd.wallet, Chain: nd.chain, Store: nd.store, Log: nd.log}
+		txid, err = p.Refund(ctx, c.Args.ID)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Println(txid)
+	return nil
 }
 
 type channelRow struct {

@@ -1,36 +1,37 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"syscall"
+	"time"
 
 	"github.com/paysip/paysip/btcnode"
 	"github.com/paysip/paysip/chain"
 	"github.com/paysip/paysip/chain/btcdrpc"
 	"github.com/paysip/paysip/store"
+	"github.com/paysip/paysip/txbuild"
 	"github.com/paysip/paysip/wallet"
 )
 
-// Configuration comes from, in order of precedence: command-line flags,
-// PAYSIP_<FLAG> environment variables (dashes as underscores, upper case),
-// and "name = value" lines in <datadir>/paysip.conf.
-
-// nodeFlags are the flags every command that touches the chain shares.
+// nodeFlags are the options every command that touches the chain shares
+// (global: they may come anywhere on the command line).
 type nodeFlags struct {
-	datadir, network          string
-	rpc, rpcUser, rpcPass     string
-	rpcCert, walletPassphrase string
-	walletName                string
-	verbose                   bool
+	Datadir          string        `long:"datadir" no-ini:"true" description:"data directory (wallet, channels, embedded node, paysip.conf)"`
+	Network          string        `long:"network" default:"regtest" choice:"mainnet" choice:"testnet" choice:"signet" choice:"regtest" description:"the Bitcoin network"`
+	RPC              string        `long:"btcd-rpc" description:"host:port of an external btcd (with --txindex --addrindex); empty runs an embedded regtest btcd"`
+	RPCUser          string        `long:"btcd-user" description:"external btcd RPC user"`
+	RPCPass          string        `long:"btcd-pass" description:"external btcd RPC password"`
+	RPCCert          string        `long:"btcd-cert" description:"external btcd RPC TLS certificate (empty: plain HTTP, loopback only)"`
+	WalletPassphrase string        `long:"wallet-passphrase" description:"wallet encryption passphrase (better PAYSIP_WALLET_PASSPHRASE)"`
+	WalletName       string        `long:"wallet" description:"name of the wallet (and channel store) in the data directory, for several agents on one machine"`
+	Verbose          bool          `short:"v" long:"verbose" description:"log at debug level"`
+	BlockInterval    time.Duration `long:"block-interval" default:"5s" description:"the embedded regtest node mines a block this often (0: never on its own)"`
+	FallbackFee      int64         `long:"fallback-fee" value-name:"SAT_PER_VB" description:"fee rate when the node has no estimate (0: refuse, except on regtest: 2)"`
 }
 
 func defaultDataDir() string {
@@ -41,79 +42,16 @@ func defaultDataDir() string {
 	return filepath.Join(home, ".paysip")
 }
 
-func (n *nodeFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&n.datadir, "datadir", defaultDataDir(), "data directory (wallet, channels, embedded node)")
-	fs.StringVar(&n.network, "network", "regtest", "mainnet, testnet, signet or regtest")
-	fs.StringVar(&n.rpc, "btcd-rpc", "", "host:port of an external btcd (with --txindex --addrindex); empty runs an embedded regtest btcd")
-	fs.StringVar(&n.rpcUser, "btcd-user", "", "external btcd RPC user")
-	fs.StringVar(&n.rpcPass, "btcd-pass", "", "external btcd RPC password")
-	fs.StringVar(&n.rpcCert, "btcd-cert", "", "external btcd RPC TLS certificate (empty: plain HTTP)")
-	fs.StringVar(&n.walletPassphrase, "wallet-passphrase", "", "wallet encryption passphrase (better set PAYSIP_WALLET_PASSPHRASE)")
-	fs.StringVar(&n.walletName, "wallet", "", "name of the wallet (and channel store) in the data directory, for several agents on one machine")
-	fs.BoolVar(&n.verbose, "v", false, "log at debug level")
-}
-
-// parseFlags parses args, then fills unset flags from the environment and
-// the config file.
-func parseFlags(fs *flag.FlagSet, args []string) error {
-	fs.SetOutput(os.Stderr)
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	fs.VisitAll(func(f *flag.Flag) {
-		if set[f.Name] {
-			return
-		}
-		env := "PAYSIP_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		if v, ok := os.LookupEnv(env); ok {
-			fs.Set(f.Name, v)
-			set[f.Name] = true
-		}
-	})
-	dd := fs.Lookup("datadir")
-	if dd == nil {
-		return nil
-	}
-	f, err := os.Open(filepath.Join(dd.Value.String(), "paysip.conf"))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for line := 1; sc.Scan(); line++ {
-		text := strings.TrimSpace(sc.Text())
-		if text == "" || strings.HasPrefix(text, "#") {
-			continue
-		}
-		name, value, ok := strings.Cut(text, "=")
-		name, value = strings.TrimSpace(name), strings.TrimSpace(value)
-		if !ok || fs.Lookup(name) == nil {
-			return fmt.Errorf("paysip.conf line %d: unknown setting %q", line, name)
-		}
-		if !set[name] {
-			if err := fs.Set(name, value); err != nil {
-				return fmt.Errorf("paysip.conf line %d: %v", line, err)
-			}
-		}
-	}
-	return sc.Err()
-}
-
 func (n *nodeFlags) logger() *slog.Logger {
 	level := slog.LevelInfo
-	if n.verbose {
+	if n.Verbose {
 		level = slog.LevelDebug
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 }
 
 // netDir is the data directory of the selected network.
-func (n *nodeFlags) netDir() string { return filepath.Join(n.datadir, n.network) }
+func (n *nodeFlags) netDir() string { return filepath.Join(n.Datadir, n.Network) }
 
 // node is what a command works with: the chain, the wallet, the store,
 // and the embedded btcd when this process started it.
@@ -131,17 +69,17 @@ type node struct {
 // walletPath and storePath are the wallet file and channel store of the
 // selected wallet (--wallet).
 func (n *nodeFlags) walletPath() string {
-	if n.walletName == "" {
+	if n.WalletName == "" {
 		return filepath.Join(n.netDir(), "wallet.json")
 	}
-	return filepath.Join(n.netDir(), "wallet-"+n.walletName+".json")
+	return filepath.Join(n.netDir(), "wallet-"+n.WalletName+".json")
 }
 
 func (n *nodeFlags) storePath() string {
-	if n.walletName == "" {
+	if n.WalletName == "" {
 		return filepath.Join(n.netDir(), "paysip.db")
 	}
-	return filepath.Join(n.netDir(), "paysip-"+n.walletName+".db")
+	return filepath.Join(n.netDir(), "paysip-"+n.WalletName+".db")
 }
 
 // rpcInfo is what a running embedded btcd leaves for other commands.
@@ -155,7 +93,7 @@ func (n *nodeFlags) rpcInfoPath() string { return filepath.Join(n.netDir(), "btc
 // openChain connects to the configured node: an external btcd, the
 // embedded one another paysip process runs, or a new embedded one.
 func (n *nodeFlags) openChain(ctx context.Context, log *slog.Logger) (*node, error) {
-	params, err := chain.ParamsByName(n.network)
+	params, err := chain.ParamsByName(n.Network)
 	if err != nil {
 		return nil, err
 	}
@@ -163,18 +101,19 @@ func (n *nodeFlags) openChain(ctx context.Context, log *slog.Logger) (*node, err
 	if err := os.MkdirAll(n.netDir(), 0o700); err != nil {
 		return nil, err
 	}
-	if n.rpc != "" {
-		nd.chain, err = btcdrpc.New(btcdrpc.Config{Host: n.rpc, User: n.rpcUser, Pass: n.rpcPass, CertFile: n.rpcCert, Params: params})
+	if n.RPC != "" {
+		nd.chain, err = btcdrpc.New(btcdrpc.Config{Host: n.RPC, User: n.RPCUser, Pass: n.RPCPass, CertFile: n.RPCCert, Params: params,
+			FallbackFee: txbuild.FeeRate(n.FallbackFee * 1000), Log: log})
 		if err != nil {
 			return nil, err
 		}
 		if _, err := nd.chain.TipHeight(ctx); err != nil {
-			return nil, fmt.Errorf("external btcd at %s: %w", n.rpc, err)
+			return nil, fmt.Errorf("external btcd at %s: %w", n.RPC, err)
 		}
 		return nd, nil
 	}
 	if !chain.IsRegtest(params) {
-		return nil, fmt.Errorf("the embedded node runs regtest only; for %s give --btcd-rpc", n.network)
+		return nil, fmt.Errorf("the embedded node runs regtest only; for %s give --btcd-rpc", n.Network)
 	}
 	faucetPath := filepath.Join(n.netDir(), "faucet.json")
 	if nd.faucet, _, err = wallet.OpenOrCreate(faucetPath, chain.Offline{Net: params}, ""); err != nil {
@@ -200,7 +139,7 @@ func (n *nodeFlags) openChain(ctx context.Context, log *slog.Logger) (*node, err
 		return nil, err
 	}
 	log.Info("starting the embedded btcd (regtest); the first start builds it", "datadir", filepath.Join(n.netDir(), "btcd"))
-	nd.btcd, err = btcnode.StartRegtest(ctx, btcnode.Config{DataDir: filepath.Join(n.netDir(), "btcd"), MiningAddr: mining, Log: log})
+	nd.btcd, err = btcnode.StartRegtest(ctx, btcnode.Config{DataDir: filepath.Join(n.netDir(), "btcd"), MiningAddr: mining, Log: log, BlockInterval: n.BlockInterval})
 	if err != nil {
 		return nil, err
 	}
@@ -227,7 +166,7 @@ func (n *nodeFlags) open(ctx context.Context, log *slog.Logger) (*node, error) {
 	if err != nil {
 		return nil, err
 	}
-	pass := n.walletPassphrase
+	pass := n.WalletPassphrase
 	if nd.wallet, nd.mnemonic, err = wallet.OpenOrCreate(n.walletPath(), nd.chain, pass); err != nil {
 		nd.close()
 		return nil, err

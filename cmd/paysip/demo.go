@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -26,8 +25,9 @@ import (
 	"github.com/paysip/paysip/chain/btcdrpc"
 	"github.com/paysip/paysip/channel"
 	"github.com/paysip/paysip/meter"
+	"github.com/paysip/paysip/paidcall"
 	"github.com/paysip/paysip/rtcconn"
-	"github.com/paysip/paysip/sipconn"
+	"github.com/paysip/paysip/sipext"
 	"github.com/paysip/paysip/sipserver"
 	"github.com/paysip/paysip/sipua"
 	"github.com/paysip/paysip/store"
@@ -35,7 +35,22 @@ import (
 )
 
 func init() {
-	register(command{"demo", "the whole story on a real regtest node: fund, open a channel, pay per second, settle (or refund)", runDemo})
+	commands = append(commands, func(a *app) commandSpec {
+		return commandSpec{name: "demo", short: "the whole story on a real regtest node: fund, open a channel, pay per second, settle (or refund)",
+			long: "Starts its own regtest btcd, SIP server, payee and caller in one process, in a temporary directory (or --datadir, kept), and tells the story of a paid call. --tick and --block-interval are shared with the other commands; -v logs the agents' events.",
+			data: &demoCmd{a: a}}
+	})
+}
+
+// demoCmd is 'paysip demo'.
+type demoCmd struct {
+	a         *app
+	Scenario  string `long:"scenario" default:"hangup" choice:"hangup" choice:"payer-vanishes" choice:"payee-vanishes" description:"the story"`
+	Seconds   int64  `long:"seconds" default:"20" description:"seconds of call"`
+	Price     int64  `long:"price" default:"60000" description:"the payee's price, sat/min"`
+	Capacity  int64  `long:"capacity" description:"the channel's pool, sat (0: sized to the call)"`
+	AsJSON    bool   `long:"json" description:"print one JSON object with the figures at the end (the story goes to stderr)"`
+	Transport string `long:"transport" default:"datachannel" choice:"datachannel" choice:"message" description:"where the payments go: a WebRTC DataChannel or in-dialog SIP MESSAGE"`
 }
 
 // demoReport is the --json output. Every on-chain figure is read from the
@@ -44,6 +59,8 @@ func init() {
 type demoReport struct {
 	Scenario         string  `json:"scenario"`
 	PriceSatPerMin   int64   `json:"price_sat_per_min"`
+	MinPaymentSat    int64   `json:"min_payment_sat"` // the payee's smallest first payment
+	PoolReason       string  `json:"pool_reason"`     // why the pool has its size
 	SecondsPaid      int64   `json:"seconds_paid"`
 	Payments         int     `json:"payments"`
 	PaidSat          int64   `json:"paid_sat"`
@@ -67,42 +84,37 @@ type balance struct {
 	AfterSat  int64 `json:"after_sat"`
 }
 
-func runDemo(args []string) error {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	scenario := fs.String("scenario", "hangup", "hangup | payer-vanishes | payee-vanishes")
-	seconds := fs.Int64("seconds", 20, "seconds of call")
-	price := fs.Int64("price", 60_000, "the payee's price, sat/min")
-	capacity := fs.Int64("capacity", 1_000_000, "the channel's pool, sat")
-	asJSON := fs.Bool("json", false, "print one JSON object with the figures at the end (the story goes to stderr)")
-	datadir := fs.String("datadir", "", "keep the demo's node, wallets and stores here (default: a temporary directory, removed)")
-	tick := fs.Duration("tick", time.Second, "length of a call second (tests shorten it)")
-	verbose := fs.Bool("v", false, "log the agents' events")
-	transport := fs.String("transport", "datachannel", "where the payments go: datachannel (WebRTC) or message (in-dialog SIP MESSAGE)")
-	if err := parseFlags(fs, args); err != nil {
-		return err
+// Execute tells the story.
+func (c *demoCmd) Execute(args []string) error {
+	if len(args) > 0 {
+		return fmt.Errorf("unexpected arguments %q", args)
 	}
-	switch *scenario {
+	// The demo's data lives in a temporary directory unless one is given.
+	dir := ""
+	if o := c.a.parser.FindOptionByLongName("datadir"); (o != nil && o.IsSet() && !o.IsSetDefault()) || os.Getenv("PAYSIP_DATADIR") != "" {
+		dir = c.a.Node.Datadir
+	}
+	switch c.Scenario {
 	case "hangup", "payer-vanishes", "payee-vanishes":
 	default:
-		return fmt.Errorf("unknown scenario %q (hangup, payer-vanishes, payee-vanishes)", *scenario)
+		return fmt.Errorf("unknown scenario %q (hangup, payer-vanishes, payee-vanishes)", c.Scenario)
 	}
-	if *seconds < 1 {
+	if c.Seconds < 1 {
 		return fmt.Errorf("--seconds must be at least 1")
 	}
 	out := io.Writer(os.Stdout)
-	if *asJSON {
+	if c.AsJSON {
 		out = os.Stderr
 	}
 	say := func(format string, a ...any) { fmt.Fprintf(out, format+"\n", a...) }
 	level := slog.LevelWarn
-	if *verbose {
+	if c.a.Node.Verbose {
 		level = slog.LevelInfo
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	dir := *datadir
 	if dir == "" {
 		var err error
 		if dir, err = os.MkdirTemp("", "paysip-demo-*"); err != nil {
@@ -110,16 +122,16 @@ func runDemo(args []string) error {
 		}
 		defer os.RemoveAll(dir)
 	}
-	d := &demo{ctx: ctx, dir: dir, log: log, say: say, params: &chaincfg.RegressionNetParams, transport: *transport}
+	d := &demo{ctx: ctx, dir: dir, log: log, say: say, params: &chaincfg.RegressionNetParams, transport: c.Transport, blockInterval: c.a.Node.BlockInterval}
 	defer d.close()
-	report, err := d.run(out, *scenario, *seconds, *price, *capacity, *tick)
+	report, err := d.run(out, c.Scenario, c.Seconds, c.Price, c.Capacity, c.a.SIP.Tick)
 	if errors.Is(err, agent.ErrPaymentLate) {
 		err = fmt.Errorf("%w (the demo's payer fell behind its meter)", err)
 	}
 	if err != nil {
 		return err
 	}
-	if *asJSON {
+	if c.AsJSON {
 		b, _ := json.MarshalIndent(report, "", "  ")
 		fmt.Println(string(b))
 	}
@@ -127,16 +139,17 @@ func runDemo(args []string) error {
 }
 
 type demo struct {
-	transport string
-	ctx       context.Context
-	dir       string
-	log       *slog.Logger
-	say       func(string, ...any)
-	params    *chaincfg.Params
-	node      *btcnode.Node
-	chain     *btcdrpc.Client
-	faucet    *wallet.Wallet
-	stores    []*store.DB
+	transport     string
+	blockInterval time.Duration
+	ctx           context.Context
+	dir           string
+	log           *slog.Logger
+	say           func(string, ...any)
+	params        *chaincfg.Params
+	node          *btcnode.Node
+	chain         *btcdrpc.Client
+	faucet        *wallet.Wallet
+	stores        []*store.DB
 }
 
 func (d *demo) close() {
@@ -217,7 +230,7 @@ func (d *demo) run(out io.Writer, scenario string, seconds, price, capacity int6
 		return nil, err
 	}
 	d.say("starting btcd (regtest) in %s; its first start builds it (about half a minute)", d.dir)
-	if d.node, err = btcnode.StartRegtest(ctx, btcnode.Config{DataDir: filepath.Join(d.dir, "btcd"), MiningAddr: mining, Log: d.log}); err != nil {
+	if d.node, err = btcnode.StartRegtest(ctx, btcnode.Config{DataDir: filepath.Join(d.dir, "btcd"), MiningAddr: mining, Log: d.log, BlockInterval: d.blockInterval}); err != nil {
 		return nil, err
 	}
 	if d.chain, err = btcdrpc.New(btcdrpc.Config{Host: d.node.RPCAddr, User: d.node.RPCUser, Pass: d.node.RPCPass, Params: d.params}); err != nil {
@@ -242,10 +255,16 @@ func (d *demo) run(out io.Writer, scenario string, seconds, price, capacity int6
 	if err != nil {
 		return nil, err
 	}
+	// The payer gets enough for three such calls (and at least 0.02 BTC).
+	cost, err := channel.Owed(price, seconds)
+	if err != nil {
+		return nil, err
+	}
+	funds := max(2_000_000, 3*cost+100_000, 2*capacity)
 	for _, f := range []struct {
 		w      *wallet.Wallet
 		amount int64
-	}{{payerW, capacity * 2}, {payeeW, 100_000}} {
+	}{{payerW, funds}, {payeeW, 100_000}} {
 		a, err := f.w.NewAddress()
 		if err != nil {
 			return nil, err
@@ -265,15 +284,13 @@ func (d *demo) run(out io.Writer, scenario string, seconds, price, capacity int6
 	}
 	d.say("wallets funded: payer %d sat, payee %d sat (confirmed)", rep.Payer.BeforeSat, rep.Payee.BeforeSat)
 
-	payer := &agent.Payer{Wallet: payerW, Chain: d.chain, Store: payerDB, CapacitySat: capacity, MaxPriceSatPerMin: price, Log: d.log}
+	payer := &agent.Payer{Wallet: payerW, Chain: d.chain, Store: payerDB, Log: d.log}
 	payee := &agent.Payee{Wallet: payeeW, Chain: d.chain, Store: payeeDB, PriceSatPerMin: price, Poll: 50 * time.Millisecond, Log: d.log,
-		MinExpiryBlocks: 6, MaxExpiryBlocks: 1008, Metering: &meter.Payee{PriceSatPerMin: price, Tick: tick, Grace: 5 * tick}}
+		MinExpiryBlocks: 6, MaxExpiryBlocks: 1008, Metering: &meter.Payee{PriceSatPerMin: price, Tick: tick, Grace: max(5*tick, time.Second)}}
 	if scenario == "payee-vanishes" {
 		payee.KeepOpen = true // it will never settle
 	}
 
-	// The call: the payer opens a channel with the payee over the call's
-	// message channel.
 	// SIP: the domain's server, the tutor registered with an account and
 	// listed in the directory at its price; the caller anonymous.
 	call, err := d.startSIP(ctx, payee, price)
@@ -282,71 +299,53 @@ func (d *demo) run(out io.Writer, scenario string, seconds, price, capacity int6
 	}
 	defer call.close()
 	d.say("directory: found %s, %d sat/min", call.listing.AOR, call.listing.PriceSatPerMin)
-	if d.transport == "message" {
+	if d.transport == sipext.TransportMessage {
 		d.say("calling %s (audio over WebRTC, payments in SIP MESSAGE), via the SIP proxy at %s...", call.listing.AOR, call.proxy)
 	} else {
 		d.say("calling %s over WebRTC (audio + the paysip DataChannel), via the SIP proxy at %s...", call.listing.AOR, call.proxy)
 	}
-	conn, err := call.dial(ctx)
-	if err != nil {
+	if err := call.dial(ctx); err != nil {
 		return nil, err
 	}
 	served := call.served
-	payer.MaxPriceSatPerMin = call.listing.PriceSatPerMin // the directory's price is the most this caller pays
 	d.say("call answered; learning the payee's terms, preparing the pool, getting the refund signed...")
-	s, err := payer.Open(ctx, conn, call.listing.AOR)
+	// The directory's price is the most this caller pays.
+	plan := paidcall.Plan{PriceSatPerMin: call.listing.PriceSatPerMin, Seconds: seconds, CapacitySat: capacity, Tick: tick, Close: scenario == "hangup"}
+	if scenario == "payer-vanishes" {
+		plan.Seconds = (seconds + 1) / 2
+	}
+	var ch *channel.Channel
+	caller := &paidcall.Caller{Payer: payer, Log: d.log,
+		OnOpen: func(r *paidcall.Result) {
+			rep.ChannelID, rep.FundingSat, rep.MinPaymentSat, rep.PoolReason = r.ChannelID, r.CapacitySat, r.MinPaymentSat, r.Pool.Reason
+			d.say("pool of %d sat: %s", r.Pool.CapacitySat, r.Pool.Reason)
+		},
+	}
+	start := time.Now()
+	caller.OnTick = func(t agent.Tick) {
+		fmt.Fprintf(out, "\r  %5.1f s  payer: paid %8d sat, pool left %8d  |  payee: earned %8d sat ", float64(time.Since(start))/float64(tick), t.PaidSat, t.PoolLeft, t.PaidSat)
+	}
+	res, err := caller.Pay(ctx, call.leg.Conn, call.listing.AOR, plan)
+	fmt.Fprintln(out)
 	if err != nil {
 		return nil, err
 	}
-	ch := s.Channel()
-	rep.ChannelID, rep.FundingTxID, rep.FundingSat = ch.ID(), ch.Outpoint.Hash.String(), ch.CapacitySat
-	d.say("channel %s open: %d sat locked in the 2-of-2 pool; refund signed by the payee, locked until height %d", ch.ID(), ch.CapacitySat, ch.ExpiryHeight)
-
-	last := seconds
-	if scenario == "payer-vanishes" {
-		last = (seconds + 1) / 2
+	rec, err := payerDB.Get(ctx, res.ChannelID)
+	if err != nil {
+		return nil, err
 	}
-	start := time.Now()
-	for sec := int64(1); sec <= last; sec++ {
-		owed, err := channel.Owed(price, sec)
-		if err != nil {
-			return nil, err
-		}
-		if sec == 1 {
-			// The first payment is at least the payee's minimum: a state
-			// it can settle at the fee rate of the moment.
-			owed = max(owed, s.Terms().MinPaymentSat)
-		}
-		if owed > s.PaidSat() { // else the first payment covers this second too
-			if err := s.Pay(ctx, owed); err != nil {
-				return nil, fmt.Errorf("payment for second %d: %w", sec, err)
-			}
-			rep.Payments++
-		}
-		rep.SecondsPaid = sec
-		fmt.Fprintf(out, "\r  %3d s  payer: paid %8d sat, pool left %8d  |  payee: earned %8d sat ", sec, s.PaidSat(), ch.CapacitySat-s.PaidSat(), s.PaidSat())
-		// The next second is paid as it starts.
-		if wait := time.Until(start.Add(time.Duration(sec) * tick)); wait > 0 && sec < last {
-			select {
-			case <-time.After(wait):
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			}
-		}
-	}
-	fmt.Fprintln(out)
-	rep.PaidSat = s.PaidSat()
+	ch = rec.Channel
+	rep.FundingTxID = ch.Outpoint.Hash.String()
+	d.say("channel %s: %d sat locked in the 2-of-2 pool; refund signed by the payee, locked until height %d", ch.ID(), ch.CapacitySat, ch.ExpiryHeight)
+	rep.Payments, rep.SecondsPaid, rep.PaidSat = res.Payments, plan.Seconds, res.PaidSat
+	d.say("%d s of call paid in %d payments: %d sat (the payee's minimum first payment: %d sat)", plan.Seconds, res.Payments, res.PaidSat, res.MinPaymentSat)
 
 	var closeTxID string
 	switch scenario {
 	case "hangup":
-		d.say("hanging up: the payer asks the payee to settle")
-		closed, err := s.Close(ctx, "hangup")
-		if err != nil {
-			return nil, err
-		}
+		d.say("hung up: the payer asked the payee to settle")
 		<-served
-		closeTxID = closed.SettlementTxID
+		closeTxID = res.Closed.SettlementTxID
 		call.hangup()
 	case "payer-vanishes":
 		d.say("the payer vanishes mid-call (its WebRTC session drops without a word, no BYE)")
@@ -439,20 +438,18 @@ func (d *demo) run(out io.Writer, scenario string, seconds, price, capacity int6
 }
 
 // demoCall is the demo's SIP side: server, tutor and caller user agents,
-// and the WebRTC sessions of the call.
+// and the two legs of the call.
 type demoCall struct {
-	d          *demo
-	srv        *sipserver.Server
-	proxy      string
-	cancel     context.CancelFunc
-	tutor      *sipua.UA
-	caller     *sipua.UA
-	listing    sipua.Listing
-	callerPeer *rtcconn.Peer
-	msgConn    *sipconn.MessageConn
-	call       *sipua.Call
-	served     chan *agent.PayeeResult
-	payeePeer  chan *rtcconn.Peer
+	d        *demo
+	srv      *sipserver.Server
+	proxy    string
+	cancel   context.CancelFunc
+	tutor    *sipua.UA
+	caller   *sipua.UA
+	listing  sipext.Listing
+	leg      *paidcall.Leg // the caller's
+	served   chan *agent.PayeeResult
+	payeeLeg chan *paidcall.Leg // the tutor's, once answered
 }
 
 func (d *demo) startSIP(ctx context.Context, payee *agent.Payee, price int64) (*demoCall, error) {
@@ -468,7 +465,7 @@ func (d *demo) startSIP(ctx context.Context, payee *agent.Payee, price int64) (*
 		return nil, err
 	}
 	sctx, cancel := context.WithCancel(ctx)
-	c := &demoCall{d: d, cancel: cancel, served: make(chan *agent.PayeeResult, 1), payeePeer: make(chan *rtcconn.Peer, 1)}
+	c := &demoCall{d: d, cancel: cancel, served: make(chan *agent.PayeeResult, 1), payeeLeg: make(chan *paidcall.Leg, 1)}
 	if c.srv, err = sipserver.New(sipserver.Config{Domain: domain, SIPAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Accounts: accounts, Chain: d.chain, Log: d.log}); err != nil {
 		cancel()
 		return nil, err
@@ -488,37 +485,18 @@ func (d *demo) startSIP(ctx context.Context, payee *agent.Payee, price int64) (*
 	}
 	rtc := rtcconn.Config{LoopbackOnly: true, Audio: rtcconn.AudioTone}
 	c.tutor.OnInvite(func(ic *sipua.IncomingCall) {
-		peer, answer, err := rtcconn.Answer(sctx, rtc, ic.Request.Body())
-		if err != nil {
-			ic.Reject(488, "Not Acceptable Here")
-			return
-		}
-		call, err := ic.Answer(answer)
-		if err != nil {
-			peer.Close()
-			return
-		}
-		c.payeePeer <- peer
-		go func() {
-			defer peer.Close()
-			var conn agent.Conn = sipconn.New(call)
-			if rtcconn.OffersDataChannel(ic.Request.Body()) {
-				if conn, err = peer.Conn(sctx); err != nil {
-					c.served <- nil
-					return
+		err := paidcall.ServeCall(sctx, ic, rtc, payee, func(leg *paidcall.Leg) { c.payeeLeg <- leg },
+			func(_ *paidcall.Leg, res *agent.PayeeResult, err error) {
+				if !paidcall.CleanEnd(err) {
+					d.log.Warn("payee session", "err", err)
 				}
-			}
-			res, err := payee.Serve(sctx, conn, ic.Request.From().Address.String())
-			if err != nil && !errors.Is(err, agent.ErrConnClosed) {
-				d.log.Warn("payee session", "err", err)
-			}
-			hctx, hcancel := context.WithTimeout(context.Background(), 3*time.Second)
-			call.Hangup(hctx)
-			hcancel()
-			c.served <- res
-		}()
+				c.served <- res
+			})
+		if err != nil {
+			d.log.Warn("tutor refused the call", "err", err)
+		}
 	})
-	if err := c.tutor.KeepRegistered(sctx, 300, &sipua.Offer{PriceSatPerMin: price, Name: "The tutor"}); err != nil {
+	if err := c.tutor.KeepRegistered(sctx, 300, &sipext.Offer{PriceSatPerMin: price, Name: "The tutor"}); err != nil {
 		cancel()
 		return nil, fmt.Errorf("tutor registration: %w", err)
 	}
@@ -535,39 +513,24 @@ func (d *demo) startSIP(ctx context.Context, payee *agent.Payee, price int64) (*
 	return c, nil
 }
 
-// dial calls the listed payee and returns the open DataChannel.
-func (c *demoCall) dial(ctx context.Context) (agent.Conn, error) {
-	peer, offer, err := rtcconn.NewOffer(ctx, rtcconn.Config{LoopbackOnly: true, NoDataChannel: c.d.transport == "message"})
-	if err != nil {
-		return nil, err
-	}
-	c.callerPeer = peer
+// dial calls the listed payee; the leg's payment connection is open.
+func (c *demoCall) dial(ctx context.Context) error {
 	var to sip.Uri
 	if err := sip.ParseUri(c.listing.AOR, &to); err != nil {
-		return nil, err
+		return err
 	}
-	if c.call, err = c.caller.Call(ctx, to, offer, sip.NewHeader("Supported", sipserver.OptionTag)); err != nil {
-		return nil, fmt.Errorf("call: %w", err)
+	leg, err := paidcall.Dial(ctx, c.caller, to, rtcconn.Config{LoopbackOnly: true}, c.d.transport)
+	if err != nil {
+		return err
 	}
-	if err := peer.SetAnswer(c.call.RemoteSDP); err != nil {
-		return nil, err
-	}
-	if c.d.transport == "message" {
-		c.msgConn = sipconn.New(c.call)
-		return c.msgConn, nil
-	}
-	return peer.Conn(ctx)
+	c.leg = leg
+	return nil
 }
 
 // hangup ends the call normally: BYE, WebRTC closed.
 func (c *demoCall) hangup() {
-	if c.call != nil {
-		hctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		c.call.Hangup(hctx)
-		cancel()
-	}
-	if c.callerPeer != nil {
-		c.callerPeer.Close()
+	if c.leg != nil {
+		c.leg.Hangup(context.Background(), "")
 	}
 }
 
@@ -575,11 +538,11 @@ func (c *demoCall) hangup() {
 // its WebRTC session closes, and with the MESSAGE transport its user agent
 // stops answering.
 func (c *demoCall) callerGone() {
-	c.callerPeer.Close()
-	if c.msgConn != nil {
+	c.leg.Peer.Close()
+	if c.leg.Transport == sipext.TransportMessage {
 		c.caller.Close()
 		c.caller = nil
-		c.call = nil
+		c.leg = nil
 	}
 }
 
@@ -587,8 +550,8 @@ func (c *demoCall) callerGone() {
 // its channel open and never settles); the caller hangs up.
 func (c *demoCall) payeeGone() {
 	select {
-	case p := <-c.payeePeer:
-		p.Close()
+	case l := <-c.payeeLeg:
+		l.Peer.Close()
 	default:
 	}
 	c.hangup()
@@ -600,7 +563,7 @@ func (c *demoCall) close() {
 		c.caller.Close()
 	}
 	if c.tutor != nil {
-		c.tutor.Close()
+		c.tutor.Close() // un-registers, then closes
 	}
 	c.cancel()
 }

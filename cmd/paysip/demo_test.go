@@ -1,12 +1,16 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
+
+	"github.com/paysip/paysip/channel"
 )
 
 // paysipBin builds the binary once for the tests that run it as a user
@@ -35,30 +39,41 @@ func paysipBin(t *testing.T) string {
 // regtest node and checks the on-chain arithmetic of its report.
 func TestDemoScenarios(t *testing.T) {
 	bin := paysipBin(t)
-	for _, run := range []struct{ scenario, transport string }{
-		{"hangup", "datachannel"}, {"payer-vanishes", "datachannel"}, {"payee-vanishes", "datachannel"},
-		{"hangup", "message"}, {"payer-vanishes", "message"},
+	for _, run := range []struct {
+		scenario, transport string
+		price               int64
+	}{
+		{"hangup", "datachannel", 60_000}, {"payer-vanishes", "datachannel", 60_000}, {"payee-vanishes", "datachannel", 60_000},
+		{"hangup", "message", 60_000}, {"payer-vanishes", "message", 60_000},
+		// Below 60,000 sat/min the first second is under the payee's
+		// minimum payment: the first payment is the minimum.
+		{"hangup", "datachannel", 30_000},
 	} {
 		sc := run.scenario
-		t.Run(sc+"/"+run.transport, func(t *testing.T) {
+		t.Run(fmt.Sprintf("%s/%s/%d", sc, run.transport, run.price), func(t *testing.T) {
 			t.Parallel()
 			// A 30-second call (fast seconds) for the hangup scenario.
 			seconds := int64(6)
-			if sc == "hangup" {
+			if sc == "hangup" && run.price == 60_000 {
 				seconds = 30
 			}
 			cmd := exec.Command(bin, "demo", "--json", "--scenario", sc, "--seconds", fmt.Sprint(seconds), "--tick", "50ms",
-				"--transport", run.transport, "--datadir", t.TempDir())
-			cmd.Stderr = os.Stderr
+				"--price", fmt.Sprint(run.price), "--transport", run.transport, "--datadir", t.TempDir(), "--block-interval", "0")
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
 			out, err := cmd.Output()
 			if err != nil {
-				t.Fatalf("demo: %v", err)
+				t.Fatalf("demo: %v\n%s", err, stderr.String())
+			}
+			if strings.Contains(stderr.String(), "level=ERROR") {
+				t.Errorf("the demo logged an error:\n%s", stderr.String())
 			}
 			var r demoReport
 			if err := json.Unmarshal(out, &r); err != nil {
 				t.Fatalf("report %s: %v", out, err)
 			}
-			if r.Scenario != sc || r.PriceSatPerMin != 60_000 || r.Confirmations < 1 || r.FundingFeeSat <= 0 || r.FundingSat != 1_000_000 {
+			owed, _ := channel.Owed(run.price, seconds)
+			if r.Scenario != sc || r.PriceSatPerMin != run.price || r.MinPaymentSat != 1000 || r.Confirmations < 1 || r.FundingFeeSat <= 0 || r.FundingSat < 2*owed {
 				t.Fatalf("report %+v", r)
 			}
 			payerDelta, payeeDelta := r.Payer.BeforeSat-r.Payer.AfterSat, r.Payee.AfterSat-r.Payee.BeforeSat
@@ -68,7 +83,14 @@ func TestDemoScenarios(t *testing.T) {
 				if sc == "payer-vanishes" {
 					wantSeconds = 3
 				}
-				if r.SecondsPaid != wantSeconds || r.Payments != int(wantSeconds) || r.PaidSat != wantSeconds*1000 {
+				want, _ := channel.Owed(run.price, wantSeconds)
+				payments := int(wantSeconds)
+				if run.price < 60_000 {
+					payments = int(want-1000)/int(run.price/60) + 1 // the minimum first, then a second at a time
+				}
+				// A payer that falls behind (a loaded machine) catches up in one
+				// payment: at most one a second, never less than the total.
+				if r.SecondsPaid != wantSeconds || r.Payments < 1 || r.Payments > payments || r.PaidSat != max(want, 1000) {
 					t.Fatalf("paid %d sat for %d s in %d payments", r.PaidSat, r.SecondsPaid, r.Payments)
 				}
 				if r.SettlementTxID == "" || r.SettlementFeeSat == nil || *r.SettledPaidSat != r.PaidSat {

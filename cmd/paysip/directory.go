@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"os"
 	"text/tabwriter"
@@ -12,23 +11,29 @@ import (
 )
 
 func init() {
-	register(command{"directory", "list the priced endpoints a paysip server knows", runDirectory})
+	commands = append(commands, func(a *app) commandSpec {
+		return commandSpec{name: "directory", short: "list the priced endpoints a paysip server knows", data: &directoryCmd{}}
+	})
 }
 
-func runDirectory(args []string) error {
-	fs := flag.NewFlagSet("directory", flag.ContinueOnError)
-	server := fs.String("server", "http://127.0.0.1:8080", "the paysip server's HTTP address")
-	asJSON := fs.Bool("json", false, "print the entries as JSON")
-	if err := parseFlags(fs, args); err != nil {
-		return err
+// directoryCmd is 'paysip directory'.
+type directoryCmd struct {
+	Server string `long:"server" default:"http://127.0.0.1:8080" description:"the paysip server's HTTP address"`
+	AsJSON bool   `long:"json" description:"print the entries as JSON"`
+}
+
+// Execute lists the directory.
+func (c *directoryCmd) Execute(args []string) error {
+	if len(args) > 0 {
+		return fmt.Errorf("unexpected arguments %q", args)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	entries, err := sipua.FetchDirectory(ctx, *server)
+	entries, err := sipua.FetchDirectory(ctx, c.Server)
 	if err != nil {
 		return err
 	}
-	if *asJSON {
+	if c.AsJSON {
 		return printJSON(entries)
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 2, 2, ' ', 0)

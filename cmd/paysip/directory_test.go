@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/paysip/paysip/sipext"
 	"github.com/paysip/paysip/sipserver"
 	"github.com/paysip/paysip/sipua"
 )
@@ -29,14 +30,14 @@ func TestDirectoryCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer u.Close()
-	if err := u.JoinDirectory(ctx, sipua.Offer{PriceSatPerMin: 60000, Name: "Maths"}, 300); err != nil {
+	if err := u.JoinDirectory(ctx, sipext.Offer{PriceSatPerMin: 60000, Name: "Maths"}, 300); err != nil {
 		t.Fatal(err)
 	}
 	out, err := exec.Command(bin, "directory", "--json", "--server", fmt.Sprintf("http://127.0.0.1:%d", srv.HTTPPort())).Output()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var entries []sipua.Listing
+	var entries []sipext.Listing
 	if err := json.Unmarshal(out, &entries); err != nil || len(entries) != 1 || entries[0].AOR != "sip:tutor@paysip.test" || entries[0].PriceSatPerMin != 60000 || entries[0].Name != "Maths" {
 		t.Fatalf("%s: %v", out, err)
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"crypto/rand"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"os"
 
@@ -17,16 +16,22 @@ import (
 )
 
 func init() {
-	register(command{"example", "run a payment channel offline: real transactions, checked in btcd's script engine, no node", runExample})
+	commands = append(commands, func(a *app) commandSpec {
+		return commandSpec{name: "example", short: "run a payment channel offline: real transactions, checked in btcd's script engine, no node", data: &exampleCmd{}}
+	})
 }
 
-func runExample(args []string) error {
-	fs := flag.NewFlagSet("example", flag.ContinueOnError)
-	seconds := fs.Int64("seconds", 20, "seconds of call to pay for")
-	price := fs.Int64("price", 60000, "price in sat/min")
-	trace := fs.Bool("trace", false, "print every protocol message as sent")
-	if err := fs.Parse(args); err != nil {
-		return err
+// exampleCmd is 'paysip example'.
+type exampleCmd struct {
+	Seconds int64 `long:"seconds" default:"20" description:"seconds of call to pay for"`
+	Price   int64 `long:"price" default:"60000" description:"price in sat/min"`
+	Trace   bool  `long:"trace" description:"print every protocol message as sent"`
+}
+
+// Execute runs the example.
+func (c *exampleCmd) Execute(args []string) error {
+	if len(args) > 0 {
+		return fmt.Errorf("unexpected arguments %q", args)
 	}
 	newKey := func() *btcec.PrivateKey {
 		k, err := btcec.NewPrivateKey()
@@ -51,14 +56,14 @@ func runExample(args []string) error {
 	prev := map[wire.OutPoint]*wire.TxOut{coin.Outpoint: wire.NewTxOut(coin.Value, coin.PkScript)}
 
 	payee, err := channel.NewPayee(channel.PayeeConfig{Key: payeeChan, Terms: channel.Terms{
-		PayeeKey: payeeChan.PubKey(), PriceSatPerMin: *price, PayoutScript: p2wpkh(payeeWallet),
+		PayeeKey: payeeChan.PubKey(), PriceSatPerMin: c.Price, PayoutScript: p2wpkh(payeeWallet),
 		MinChannelSat: 100_000, MinExpiryHeight: tip + 24, MaxExpiryHeight: tip + 1008, MinPaymentSat: 1000, MinStepSat: 1,
 	}, MinLockAhead: 18})
 	if err != nil {
 		return err
 	}
 	payee.ObserveTip(tip)
-	payer := channel.NewPayer(channel.PayerConfig{Key: payerChan, Agent: "paysip-example", MaxPriceSatPerMin: *price, MaxCapacitySat: 1_000_000})
+	payer := channel.NewPayer(channel.PayerConfig{Key: payerChan, Agent: "paysip-example", MaxPriceSatPerMin: c.Price, MaxCapacitySat: 1_000_000})
 	payer.ObserveTip(tip)
 
 	check := func(what string, tx *wire.MsgTx) error {
@@ -94,7 +99,7 @@ func runExample(args []string) error {
 				if err != nil {
 					return err
 				}
-				if *trace {
+				if c.Trace {
 					fmt.Printf("  %s -> %s\n", from, b)
 				}
 				m, err := paywire.Decode(b)
@@ -172,15 +177,15 @@ func runExample(args []string) error {
 		return err
 	}
 	fmt.Printf("  refund locked until height %d\n", payer.RefundTx().LockTime)
-	for s := int64(1); s <= *seconds; s++ {
-		owed, err := channel.Owed(*price, s)
+	for s := int64(1); s <= c.Seconds; s++ {
+		owed, err := channel.Owed(c.Price, s)
 		if err != nil {
 			return err
 		}
 		if err := drive("payer")(payer.Pay(owed)); err != nil {
 			return err
 		}
-		if !*trace {
+		if !c.Trace {
 			fmt.Printf("\r  second %3d: paid %7d sat", s, payer.AckedSat())
 		}
 	}
@@ -188,7 +193,7 @@ func runExample(args []string) error {
 	if err := drive("payer")(payer.Close("hangup")); err != nil {
 		return err
 	}
-	summary, _ := json.Marshal(map[string]any{"seconds": *seconds, "price_sat_per_min": *price, "paid_sat": payer.AckedSat()})
+	summary, _ := json.Marshal(map[string]any{"seconds": c.Seconds, "price_sat_per_min": c.Price, "paid_sat": payer.AckedSat()})
 	fmt.Fprintln(os.Stdout, string(summary))
 	return nil
 }

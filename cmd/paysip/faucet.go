@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
-	"os"
 	"strconv"
 
 	"github.com/btcsuite/btcd/btcutil"
@@ -12,36 +10,40 @@ import (
 )
 
 func init() {
-	register(command{"faucet", "regtest only: send coins to an address and mine a block to confirm them", runFaucet})
+	commands = append(commands, func(a *app) commandSpec {
+		return commandSpec{name: "faucet", short: "regtest only: send coins to an address and mine a block to confirm them",
+			long: "The embedded regtest node mines to a faucet wallet; this pays ADDRESS from it and mines one block. Refused on any network but regtest.",
+			data: &faucetCmd{a: a}}
+	})
 }
 
-func runFaucet(args []string) error {
-	fs := flag.NewFlagSet("faucet", flag.ContinueOnError)
-	var nf nodeFlags
-	nf.register(fs)
-	fs.Usage = func() {
-		fmt.Fprintln(os.Stderr, "usage: paysip faucet [flags] ADDRESS AMOUNT_SAT\n\nThe embedded regtest node mines to a faucet wallet; this pays ADDRESS from it and\nmines one block. Refused on any network but regtest.\n\nflags:")
-		fs.PrintDefaults()
-	}
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	params, err := chain.ParamsByName(nf.network)
+// faucetCmd is 'paysip faucet ADDRESS AMOUNT_SAT'.
+type faucetCmd struct {
+	a    *app
+	Args struct {
+		Address string `positional-arg-name:"ADDRESS"`
+		Amount  string `positional-arg-name:"AMOUNT_SAT"`
+	} `positional-args:"yes"`
+}
+
+// Execute pays from the faucet.
+func (c *faucetCmd) Execute(args []string) error {
+	nf := &c.a.Node
+	params, err := chain.ParamsByName(nf.Network)
 	if err != nil {
 		return err
 	}
 	if !chain.IsRegtest(params) {
-		return fmt.Errorf("the faucet works on regtest only, not on %s: there, coins cost real work", nf.network)
+		return fmt.Errorf("the faucet works on regtest only, not on %s: there, coins cost real work", nf.Network)
 	}
-	if fs.NArg() != 2 {
-		fs.Usage()
+	if c.Args.Amount == "" || len(args) > 0 {
 		return fmt.Errorf("want ADDRESS AMOUNT_SAT")
 	}
-	addr, err := btcutil.DecodeAddress(fs.Arg(0), params)
+	addr, err := btcutil.DecodeAddress(c.Args.Address, params)
 	if err != nil || !addr.IsForNet(params) {
-		return fmt.Errorf("not a regtest address: %q", fs.Arg(0))
+		return fmt.Errorf("not a regtest address: %q", c.Args.Address)
 	}
-	amount, err := strconv.ParseInt(fs.Arg(1), 10, 64)
+	amount, err := strconv.ParseInt(c.Args.Amount, 10, 64)
 	if err != nil || amount <= 0 {
 		return fmt.Errorf("amount must be a positive number of satoshis")
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"os"
 	"os/signal"
@@ -10,16 +9,21 @@ import (
 )
 
 func init() {
-	register(command{"node", "run the embedded regtest btcd in the foreground, for other paysip commands to share", runNode})
+	commands = append(commands, func(a *app) commandSpec {
+		return commandSpec{name: "node", short: "run the embedded regtest btcd in the foreground, for other paysip commands to share",
+			long: "Mines a block every --block-interval (0: never on its own).", data: &nodeCmd{a: a}}
+	})
 }
 
-func runNode(args []string) error {
-	fs := flag.NewFlagSet("node", flag.ContinueOnError)
-	var nf nodeFlags
-	nf.register(fs)
-	if err := parseFlags(fs, args); err != nil {
-		return err
+// nodeCmd is 'paysip node'.
+type nodeCmd struct{ a *app }
+
+// Execute runs the node until Ctrl-C.
+func (c *nodeCmd) Execute(args []string) error {
+	if len(args) > 0 {
+		return fmt.Errorf("unexpected arguments %q", args)
 	}
+	nf := &c.a.Node
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	nd, err := nf.openChain(ctx, nf.logger())

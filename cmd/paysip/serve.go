@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"os"
 	"os/signal"
@@ -11,32 +10,60 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jessevdk/go-flags"
 	"github.com/paysip/paysip/sipserver"
 	"github.com/paysip/paysip/store"
 )
 
 func init() {
-	register(command{"serve", "the SIP server: registrar, proxy, WebSocket, directory, SIP API to Bitcoin (and a regtest btcd unless --btcd-rpc)", runServe})
-	register(command{"user", "SIP accounts: user add NAME (password from PAYSIP_USER_PASSWORD or stdin), user list", runUser})
+	commands = append(commands, func(a *app) commandSpec {
+		return commandSpec{name: "serve", short: "the SIP server: registrar, proxy, WebSocket, directory, SIP API to Bitcoin (and a regtest btcd unless --btcd-rpc)",
+			long: "Serves --domain (the same setting 'paysip user' uses for its accounts: put 'domain = example.org' in paysip.conf).",
+			data: &serveCmd{a: a}}
+	}, func(a *app) commandSpec {
+		return commandSpec{name: "user", short: "SIP accounts of --domain: add, passwd, remove, list",
+			long: "Accounts are per (name, domain); the domain is --domain, the same setting 'paysip serve' serves. Passwords come from PAYSIP_USER_PASSWORD or stdin; only digest HA1 values are stored.",
+			data: &struct{}{},
+			setup: func(c *flags.Command) error {
+				for _, sub := range []struct {
+					name, short string
+					data        any
+				}{
+					{"add", "create an account", &userCmd{a: a, action: "add"}},
+					{"passwd", "set an account's password", &userCmd{a: a, action: "passwd"}},
+					{"remove", "remove an account", &userCmd{a: a, action: "remove"}},
+					{"list", "every account, with its domain", &userListCmd{a: a}},
+				} {
+					if _, err := c.AddCommand(sub.name, sub.short, "", sub.data); err != nil {
+						return err
+					}
+				}
+				return nil
+			}}
+	})
 }
 
-func runServe(args []string) error {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	var nf nodeFlags
-	nf.register(fs)
-	domain := fs.String("domain", "paysip.local", "the SIP domain served")
-	sipAddr := fs.String("sip-addr", "127.0.0.1:5060", "UDP and TCP listen address")
-	httpAddr := fs.String("http-addr", "127.0.0.1:8080", "HTTP listen address: SIP over WebSocket at /sip, directory at /api/directory")
-	tlsCert := fs.String("tls-cert", "", "certificate (PEM) for SIP over TLS and HTTPS/WSS")
-	tlsKey := fs.String("tls-key", "", "key (PEM) of --tls-cert")
-	tlsAddr := fs.String("tls-addr", "127.0.0.1:5061", "SIP over TLS listen address (with --tls-cert)")
-	open := fs.Bool("open", false, "no authentication at all (local development only)")
-	noAnon := fs.Bool("no-anonymous-calls", false, "refuse calls from callers without an account")
-	trustedEdges := fs.String("trusted-edge", "", "comma-separated IPs or networks (CIDR) of edge proxies (e.g. Kamailio) whose Path header the registrar accepts; a Path from anywhere else is refused")
-	digestAlgs := fs.String("digest-algorithms", "MD5", "digest algorithms offered, in order (MD5, SHA-256); SHA-256 confuses many deployed clients")
-	if err := parseFlags(fs, args); err != nil {
-		return err
+// serveCmd is 'paysip serve'.
+type serveCmd struct {
+	a          *app
+	SIPAddr    string `long:"sip-addr" default:"127.0.0.1:5060" description:"UDP and TCP listen address"`
+	HTTPAddr   string `long:"http-addr" default:"127.0.0.1:8080" description:"HTTP listen address: SIP over WebSocket at /sip, directory at /api/directory"`
+	TLSCert    string `long:"tls-cert" description:"certificate (PEM) for SIP over TLS and HTTPS/WSS"`
+	TLSKey     string `long:"tls-key" description:"key (PEM) of --tls-cert"`
+	TLSAddr    string `long:"tls-addr" default:"127.0.0.1:5061" description:"SIP over TLS listen address (with --tls-cert)"`
+	Open       bool   `long:"open" description:"no authentication at all (local development only)"`
+	NoAnon     bool   `long:"no-anonymous-calls" description:"refuse calls from callers without an account"`
+	DigestAlgs string `long:"digest-algorithms" default:"MD5" description:"digest algorithms offered, in order (MD5, SHA-256); SHA-256 confuses many deployed clients"`
+	// TrustedEdges: see sipserver.Config.TrustedEdges.
+	TrustedEdges []string `long:"trusted-edge" value-name:"IP|CIDR" description:"an edge proxy (e.g. Kamailio) whose Path header the registrar accepts; repeat or separate with commas; a Path from anywhere else is refused"`
+}
+
+// Execute serves until Ctrl-C.
+func (c *serveCmd) Execute(args []string) error {
+	if len(args) > 0 {
+		return fmt.Errorf("unexpected arguments %q", args)
 	}
+	nf := &c.a.Node
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	log := nf.logger()
@@ -51,9 +78,21 @@ func runServe(args []string) error {
 		return err
 	}
 	defer db.Close()
-	srv, err := sipserver.New(sipserver.Config{Domain: *domain, SIPAddr: *sipAddr, HTTPAddr: *httpAddr,
-		TLSCert: *tlsCert, TLSKey: *tlsKey, TLSAddr: *tlsAddr, Open: *open, NoAnonymousInbound: *noAnon, DigestAlgorithms: strings.Split(*digestAlgs, ","),
-		TrustedEdges: splitNonEmpty(*trustedEdges), Accounts: db, Chain: nd.chain, Log: log})
+	users, err := db.Users(ctx, c.a.Domain)
+	if err != nil {
+		return err
+	}
+	if c.Open {
+		log.Warn("serving with --open: no authentication at all", "domain", c.a.Domain)
+	} else {
+		log.Info("SIP accounts", "domain", c.a.Domain, "accounts", len(users))
+		if len(users) == 0 {
+			log.Warn("no SIP account for this domain: add one with 'paysip user add NAME --domain "+c.a.Domain+"'", "domain", c.a.Domain)
+		}
+	}
+	srv, err := sipserver.New(sipserver.Config{Domain: c.a.Domain, SIPAddr: c.SIPAddr, HTTPAddr: c.HTTPAddr,
+		TLSCert: c.TLSCert, TLSKey: c.TLSKey, TLSAddr: c.TLSAddr, Open: c.Open, NoAnonymousInbound: c.NoAnon, DigestAlgorithms: strings.Split(c.DigestAlgs, ","),
+		TrustedEdges: splitEdges(c.TrustedEdges), Accounts: db, Chain: nd.chain, Log: log})
 	if err != nil {
 		return err
 	}
@@ -63,7 +102,7 @@ func runServe(args []string) error {
 	case <-srv.Ready():
 		tip, _ := nd.chain.TipHeight(ctx)
 		fmt.Printf("paysip serving %s: SIP udp+tcp %s, ws http://127.0.0.1:%d/sip, directory http://127.0.0.1:%d/api/directory; %s at height %d\n",
-			*domain, *sipAddr, srv.HTTPPort(), srv.HTTPPort(), nf.network, tip)
+			c.a.Domain, c.SIPAddr, srv.HTTPPort(), srv.HTTPPort(), nf.Network, tip)
 	case err := <-errc:
 		return err
 	}
@@ -80,56 +119,94 @@ func runServe(args []string) error {
 	}
 }
 
-func runUser(args []string) error {
-	fs := flag.NewFlagSet("user", flag.ContinueOnError)
-	var nf nodeFlags
-	nf.register(fs)
-	domain := fs.String("domain", "paysip.local", "the SIP domain (digest realm)")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
+// userCmd is 'paysip user add|passwd|remove NAME'.
+type userCmd struct {
+	a      *app
+	action string
+	Args   struct {
+		Name string `positional-arg-name:"NAME"`
+	} `positional-args:"yes" required:"yes"`
+}
+
+func (c *userCmd) accounts() (*store.DB, error) {
+	nf := &c.a.Node
 	if err := os.MkdirAll(nf.netDir(), 0o700); err != nil {
-		return err
+		return nil, err
 	}
-	db, err := store.Open(filepath.Join(nf.netDir(), "paysip.db"))
+	return store.Open(filepath.Join(nf.netDir(), "paysip.db"))
+}
+
+// Execute adds, changes or removes the account.
+func (c *userCmd) Execute(args []string) error {
+	if len(args) > 0 {
+		return fmt.Errorf("unexpected arguments %q", args)
+	}
+	db, err := c.accounts()
 	if err != nil {
 		return err
 	}
 	defer db.Close()
 	ctx := context.Background()
-	switch {
-	case fs.NArg() == 2 && fs.Arg(0) == "add":
-		pass := os.Getenv("PAYSIP_USER_PASSWORD")
-		if pass == "" {
-			fmt.Fprint(os.Stderr, "password: ")
-			var line string
-			fmt.Scanln(&line)
-			pass = line
-		}
-		if err := db.AddUser(ctx, fs.Arg(1), *domain, pass); err != nil {
+	name, domain := c.Args.Name, c.a.Domain
+	switch c.action {
+	case "add":
+		if err := db.AddUser(ctx, name, domain, password()); err != nil {
 			return err
 		}
-		fmt.Printf("sip:%s@%s added\n", fs.Arg(1), *domain)
-		return nil
-	case fs.NArg() == 1 && fs.Arg(0) == "list":
-		users, err := db.Users(ctx)
-		if err != nil {
+		fmt.Printf("sip:%s@%s added\n", name, domain)
+	case "passwd":
+		if err := db.SetPassword(ctx, name, domain, password()); err != nil {
 			return err
 		}
-		for _, u := range users {
-			fmt.Println(u)
+		fmt.Printf("sip:%s@%s: new password set\n", name, domain)
+	case "remove":
+		if err := db.RemoveUser(ctx, name, domain); err != nil {
+			return err
 		}
-		return nil
+		fmt.Printf("sip:%s@%s removed\n", name, domain)
 	}
-	return fmt.Errorf("usage: paysip user [flags] add NAME | list")
+	return nil
 }
 
-// splitNonEmpty splits a comma-separated list, dropping empty items.
-func splitNonEmpty(v string) []string {
+// password is PAYSIP_USER_PASSWORD, or a line read from stdin.
+func password() string {
+	if pass := os.Getenv("PAYSIP_USER_PASSWORD"); pass != "" {
+		return pass
+	}
+	fmt.Fprint(os.Stderr, "password: ")
+	var line string
+	fmt.Scanln(&line)
+	return line
+}
+
+// userListCmd is 'paysip user list'.
+type userListCmd struct{ a *app }
+
+// Execute lists every account.
+func (c *userListCmd) Execute(args []string) error {
+	db, err := (&userCmd{a: c.a}).accounts()
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	users, err := db.Users(context.Background(), "")
+	if err != nil {
+		return err
+	}
+	for _, u := range users {
+		fmt.Printf("sip:%s@%s\n", u.Name, u.Realm)
+	}
+	return nil
+}
+
+// splitEdges flattens --trusted-edge values given repeatedly or with commas.
+func splitEdges(vals []string) []string {
 	var out []string
-	for _, s := range strings.Split(v, ",") {
-		if s = strings.TrimSpace(s); s != "" {
-			out = append(out, s)
+	for _, v := range vals {
+		for _, e := range strings.Split(v, ",") {
+			if e = strings.TrimSpace(e); e != "" {
+				out = append(out, e)
+			}
 		}
 	}
 	return out

@@ -3,68 +3,55 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
-	"os"
-	"strconv"
 
 	"github.com/btcsuite/btcd/btcutil"
+	"github.com/jessevdk/go-flags"
 	"github.com/paysip/paysip/wallet"
 )
 
 func init() {
-	register(command{"wallet", "the on-chain wallet: address, balance, send, mnemonic, restore", runWallet})
+	commands = append(commands, func(a *app) commandSpec {
+		return commandSpec{name: "wallet", short: "the on-chain wallet: address, balance, send, mnemonic, restore", data: &struct{}{},
+			setup: func(c *flags.Command) error {
+				for _, sub := range []struct {
+					name, short string
+					data        any
+				}{
+					{"address", "a new receive address", &walletCmd{a: a, action: "address"}},
+					{"balance", "confirmed and unconfirmed balance (JSON)", &walletCmd{a: a, action: "balance"}},
+					{"mnemonic", "show the 24 words that restore the wallet", &walletCmd{a: a, action: "mnemonic"}},
+					{"send", "pay an address (fee from the node's estimate)", &walletSendCmd{a: a}},
+					{"restore", "restore a wallet from its mnemonic (no wallet may exist yet)", &walletRestoreCmd{a: a}},
+				} {
+					if _, err := c.AddCommand(sub.name, sub.short, "", sub.data); err != nil {
+						return err
+					}
+				}
+				return nil
+			}}
+	})
 }
 
-const walletUsage = `usage: paysip wallet [flags] <action> [args]
+// walletCmd is 'paysip wallet address|balance|mnemonic'.
+type walletCmd struct {
+	a      *app
+	action string
+}
 
-actions:
-  address                     a new receive address
-  balance                     confirmed and unconfirmed balance (JSON)
-  send ADDRESS AMOUNT_SAT     pay an address (fee from the node's estimate)
-  mnemonic                    show the 24 words that restore the wallet
-  restore WORDS...            restore a wallet from its mnemonic (no wallet may exist yet)
-
-flags:`
-
-func runWallet(args []string) error {
-	fs := flag.NewFlagSet("wallet", flag.ContinueOnError)
-	var nf nodeFlags
-	nf.register(fs)
-	fs.Usage = func() { fmt.Fprintln(os.Stderr, walletUsage); fs.PrintDefaults() }
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	rest := fs.Args()
-	if len(rest) == 0 {
-		fs.Usage()
-		return fmt.Errorf("no action")
+// Execute runs the action.
+func (c *walletCmd) Execute(args []string) error {
+	if len(args) > 0 {
+		return fmt.Errorf("unexpected arguments %q", args)
 	}
 	ctx := context.Background()
-	log := nf.logger()
-	if rest[0] == "restore" {
-		nd, err := nf.openChain(ctx, log)
-		if err != nil {
-			return err
-		}
-		defer nd.close()
-		w, err := wallet.Restore(ctx, nf.walletPath(), nd.chain, joinWords(rest[1:]), nf.walletPassphrase, true)
-		if err != nil {
-			return err
-		}
-		b, err := w.Balance(ctx)
-		if err != nil {
-			return err
-		}
-		return printJSON(b)
-	}
-	nd, err := nf.open(ctx, log)
+	nd, err := c.a.Node.open(ctx, c.a.Node.logger())
 	if err != nil {
 		return err
 	}
 	defer nd.close()
 	w := nd.wallet
-	switch rest[0] {
+	switch c.action {
 	case "address":
 		a, err := w.NewAddress()
 		if err != nil {
@@ -79,32 +66,73 @@ func runWallet(args []string) error {
 		return printJSON(b)
 	case "mnemonic":
 		fmt.Println(w.Mnemonic())
-	case "send":
-		if len(rest) != 3 {
-			return fmt.Errorf("usage: paysip wallet send ADDRESS AMOUNT_SAT")
-		}
-		addr, err := btcutil.DecodeAddress(rest[1], w.Params())
-		if err != nil {
-			return err
-		}
-		amount, err := strconv.ParseInt(rest[2], 10, 64)
-		if err != nil {
-			return fmt.Errorf("amount: %w", err)
-		}
-		rate, err := nd.chain.FeeRate(ctx, 6)
-		if err != nil {
-			return err
-		}
-		tx, err := w.Send(ctx, addr, amount, rate)
-		if err != nil {
-			return err
-		}
-		fmt.Println(tx.TxHash())
-	default:
-		fs.Usage()
-		return fmt.Errorf("unknown action %q", rest[0])
 	}
 	return nil
+}
+
+// walletSendCmd is 'paysip wallet send ADDRESS AMOUNT_SAT'.
+type walletSendCmd struct {
+	a    *app
+	Args struct {
+		Address string `positional-arg-name:"ADDRESS"`
+		Amount  int64  `positional-arg-name:"AMOUNT_SAT"`
+	} `positional-args:"yes" required:"yes"`
+}
+
+// Execute pays the address.
+func (c *walletSendCmd) Execute(args []string) error {
+	if len(args) > 0 {
+		return fmt.Errorf("unexpected arguments %q", args)
+	}
+	ctx := context.Background()
+	nd, err := c.a.Node.open(ctx, c.a.Node.logger())
+	if err != nil {
+		return err
+	}
+	defer nd.close()
+	w := nd.wallet
+	addr, err := btcutil.DecodeAddress(c.Args.Address, w.Params())
+	if err != nil {
+		return err
+	}
+	rate, err := nd.chain.FeeRate(ctx, 6)
+	if err != nil {
+		return err
+	}
+	tx, err := w.Send(ctx, addr, c.Args.Amount, rate)
+	if err != nil {
+		return err
+	}
+	fmt.Println(tx.TxHash())
+	return nil
+}
+
+// walletRestoreCmd is 'paysip wallet restore WORDS...'.
+type walletRestoreCmd struct {
+	a    *app
+	Args struct {
+		Words []string `positional-arg-name:"WORDS" required:"12"`
+	} `positional-args:"yes" required:"yes"`
+}
+
+// Execute restores the wallet and shows its balance.
+func (c *walletRestoreCmd) Execute(args []string) error {
+	ctx := context.Background()
+	nf := &c.a.Node
+	nd, err := nf.openChain(ctx, nf.logger())
+	if err != nil {
+		return err
+	}
+	defer nd.close()
+	w, err := wallet.Restore(ctx, nf.walletPath(), nd.chain, joinWords(append(c.Args.Words, args...)), nf.WalletPassphrase, true)
+	if err != nil {
+		return err
+	}
+	b, err := w.Balance(ctx)
+	if err != nil {
+		return err
+	}
+	return printJSON(b)
 }
 
 func joinWords(ws []string) string {

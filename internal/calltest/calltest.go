@@ -13,6 +13,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 	"github.com/paysip/paysip/agent"
 	"github.com/paysip/paysip/internal/regtest"
+	"github.com/paysip/paysip/sipext"
 	"github.com/paysip/paysip/sipserver"
 	"github.com/paysip/paysip/sipua"
 	"github.com/paysip/paysip/store"
@@ -84,7 +85,7 @@ func (w *World) UA(t testing.TB, user string) *sipua.UA {
 func (w *World) Tutor(t testing.TB, ctx context.Context) *sipua.UA {
 	t.Helper()
 	u := w.UA(t, "tutor")
-	if err := u.KeepRegistered(ctx, 300, &sipua.Offer{PriceSatPerMin: Price, Name: "Tutor"}); err != nil {
+	if err := u.KeepRegistered(ctx, 300, &sipext.Offer{PriceSatPerMin: Price, Name: "Tutor"}); err != nil {
 		t.Fatal(err)
 	}
 	return u

@@ -1,0 +1,65 @@
+package store
+
+import (
+	"database/sql"
+	"errors"
+	"path/filepath"
+	"testing"
+)
+
+// TestMigration2To3: accounts made under schema 2 (names unique across
+// domains) survive the move to accounts per (name, realm); then the same
+// name may exist in another domain, and one can be removed or given a new
+// password without touching the other.
+func TestMigration2To3(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "v2.db")
+	db, err := sql.Open("sqlite", dsn(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := migrateTo(db, 2); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`INSERT INTO users (name, realm, ha1_md5, ha1_sha256, created_at) VALUES ('tutor', 'paysip.local', 'm', 's', 1)`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	st, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if ha1, ok := st.UserHA1(ctx, "tutor", "paysip.local", "MD5"); !ok || ha1 != "m" {
+		t.Fatalf("account after migration: %q %v", ha1, ok)
+	}
+	// The account the user meant, in the domain served.
+	if err := st.AddUser(ctx, "tutor", "example.test", "correct horse"); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.AddUser(ctx, "tutor", "example.test", "correct horse"); !errors.Is(err, ErrUserExists) {
+		t.Fatalf("duplicate: %v", err)
+	}
+	if us, _ := st.Users(ctx, "example.test"); len(us) != 1 || us[0] != (User{"tutor", "example.test"}) {
+		t.Fatalf("users of example.test: %v", us)
+	}
+	if us, _ := st.Users(ctx, ""); len(us) != 2 {
+		t.Fatalf("all users: %v", us)
+	}
+	// The mistake is undone; the right account stays.
+	if err := st.RemoveUser(ctx, "tutor", "paysip.local"); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.RemoveUser(ctx, "tutor", "paysip.local"); !errors.Is(err, ErrNoSuchUser) {
+		t.Fatalf("removing twice: %v", err)
+	}
+	before, _ := st.UserHA1(ctx, "tutor", "example.test", "MD5")
+	if err := st.SetPassword(ctx, "tutor", "example.test", "battery staple"); err != nil {
+		t.Fatal(err)
+	}
+	if after, ok := st.UserHA1(ctx, "tutor", "example.test", "MD5"); !ok || after == before {
+		t.Fatalf("password not changed: %q -> %q", before, after)
+	}
+	if err := st.SetPassword(ctx, "nobody", "example.test", "battery staple"); !errors.Is(err, ErrNoSuchUser) {
+		t.Fatalf("password of nobody: %v", err)
+	}
+}
