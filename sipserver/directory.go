@@ -2,6 +2,7 @@ package sipserver
 
 import (
 	"encoding/json"
+	"github.com/paysip/paysip/sipext"
 	"net/http"
 	"strconv"
 
@@ -9,16 +10,9 @@ import (
 )
 
 // Listing is one priced endpoint of the directory: a contact registered at
-// sip:directory@DOMAIN whose parameters carry its offer (the seed's shared
-// address). docs/protocol.md describes the parameters.
-type Listing struct {
-	AOR            string `json:"aor"`
-	Name           string `json:"name,omitempty"`
-	PriceSatPerMin int64  `json:"price_sat_per_min"`
-	PayeeKey       string `json:"payee_key,omitempty"`
-	Contact        string `json:"contact"`
-	ExpiresIn      int    `json:"expires_in"`
-}
+// sip:directory@DOMAIN whose parameters carry its offer (the original
+// write-up's shared address). docs/protocol.md describes the parameters.
+type Listing = sipext.Listing
 
 // Directory lists the priced endpoints registered now.
 func (s *Server) Directory() []Listing {
@@ -26,10 +20,10 @@ func (s *Server) Directory() []Listing {
 	out := []Listing{}
 	for _, b := range s.reg.Lookup(sipreg.AOR(sipURI(DirectoryUser, s.cfg.Domain)), now) {
 		l := Listing{Contact: b.Contact.Address.String(), ExpiresIn: int(b.Expires.Sub(now).Seconds())}
-		l.AOR, _ = b.Param("+paysip.aor")
-		l.Name, _ = b.Param("+paysip.name")
-		l.PayeeKey, _ = b.Param("+paysip.key")
-		if p, ok := b.Param("+paysip.price"); ok {
+		l.AOR, _ = b.Param(sipext.ParamAOR)
+		l.Name, _ = b.Param(sipext.ParamName)
+		l.PayeeKey, _ = b.Param(sipext.ParamKey)
+		if p, ok := b.Param(sipext.ParamPrice); ok {
 			l.PriceSatPerMin, _ = strconv.ParseInt(p, 10, 64)
 		}
 		if l.AOR == "" || l.PriceSatPerMin <= 0 {

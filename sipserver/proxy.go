@@ -2,6 +2,8 @@ package sipserver
 
 import (
 	"context"
+	"encoding/hex"
+	"github.com/paysip/paysip/sipext"
 	"strconv"
 	"strings"
 	"sync"
@@ -286,41 +288,49 @@ func (s *Server) onAck(req *sip.Request, tx sip.ServerTransaction) {
 }
 
 // Payment headers: Supported/Require option tag and the terms header of a
-// 402 (docs/protocol.md).
+// 402 (docs/protocol.md); the vocabulary lives in package sipext.
 const (
-	OptionTag   = "paysip"
-	TermsHeader = "Paysip-Terms"
+	OptionTag   = sipext.OptionTag
+	TermsHeader = sipext.TermsHeader
 )
 
 func supportsPaysip(req *sip.Request) bool {
 	for _, name := range []string{"Supported", "Require"} {
 		for _, h := range req.GetHeaders(name) {
-			for _, tag := range strings.Split(h.Value(), ",") {
-				if strings.EqualFold(strings.TrimSpace(tag), OptionTag) {
-					return true
-				}
+			if sipext.Supports(h.Value()) {
+				return true
 			}
 		}
 	}
 	return false
 }
 
-// pricedTerms builds the 402 terms from a priced binding's parameters.
+// pricedTerms builds the 402 terms from a priced binding's parameters; a
+// binding whose parameters do not parse (a price that is not a positive
+// number, a key that is not hex) is not quoted.
 func pricedTerms(bs []sipreg.Binding) (string, bool) {
 	for _, b := range bs {
-		price, ok := b.Param("+paysip.price")
+		price, ok := b.Param(sipext.ParamPrice)
 		if !ok {
 			continue
 		}
-		parts := []string{"version=1", "price-sat-per-min=" + price}
-		if v, ok := b.Param("+paysip.min-deposit"); ok {
-			parts = append(parts, "min-deposit-sat="+v)
+		t := sipext.Terms{Version: 1, Transports: []string{sipext.TransportDataChannel, sipext.TransportMessage}}
+		var err error
+		if t.PriceSatPerMin, err = strconv.ParseInt(price, 10, 64); err != nil || t.PriceSatPerMin <= 0 {
+			continue
 		}
-		if v, ok := b.Param("+paysip.key"); ok {
-			parts = append(parts, "payee-key="+v)
+		if v, ok := b.Param(sipext.ParamMinDeposit); ok {
+			if t.MinDepositSat, err = strconv.ParseInt(v, 10, 64); err != nil || t.MinDepositSat < 0 {
+				continue
+			}
 		}
-		parts = append(parts, "transports=datachannel,message")
-		return strings.Join(parts, ";"), true
+		if v, ok := b.Param(sipext.ParamKey); ok {
+			if _, err := hex.DecodeString(v); err != nil || len(v) != 66 {
+				continue
+			}
+			t.PayeeKey = v
+		}
+		return t.String(), true
 	}
 	return "", false
 }
@@ -675,7 +685,7 @@ func cancelFor(inv *sip.Request) *sip.Request {
 func (s *Server) listingsOf(aor string) []sipreg.Binding {
 	var out []sipreg.Binding
 	for _, b := range s.reg.Lookup(sipreg.AOR(sipURI(DirectoryUser, s.cfg.Domain)), s.now()) {
-		if v, _ := b.Param("+paysip.aor"); v == aor {
+		if v, _ := b.Param(sipext.ParamAOR); v == aor {
 			out = append(out, b)
 		}
 	}

@@ -40,10 +40,17 @@ func TestBindingTarget(t *testing.T) {
 }
 
 func TestPricedTermsAndOptionTag(t *testing.T) {
-	b := binding(t, `<sip:tutor@1.2.3.4>;+paysip.price=60000;+paysip.key=02ab;+paysip.min-deposit=100000`)
+	key := "02" + strings.Repeat("ab", 32)
+	b := binding(t, `<sip:tutor@1.2.3.4>;+paysip.price=60000;+paysip.key=`+key+`;+paysip.min-deposit=100000`)
 	terms, ok := pricedTerms([]sipreg.Binding{binding(t, "<sip:x@y>"), b})
-	if !ok || terms != "version=1;price-sat-per-min=60000;min-deposit-sat=100000;payee-key=02ab;transports=datachannel,message" {
+	if !ok || terms != "version=1;price-sat-per-min=60000;min-deposit-sat=100000;payee-key="+key+";transports=datachannel,message" {
 		t.Fatalf("%q %v", terms, ok)
+	}
+	// Parameters that do not parse are not quoted to callers.
+	for _, bad := range []string{"+paysip.price=-5", "+paysip.price=6e4", "+paysip.price=60000;+paysip.key=zz", "+paysip.price=60000;+paysip.min-deposit=x"} {
+		if terms, ok := pricedTerms([]sipreg.Binding{binding(t, "<sip:tutor@1.2.3.4>;"+bad)}); ok {
+			t.Fatalf("%s: quoted %q", bad, terms)
+		}
 	}
 	if _, ok := pricedTerms([]sipreg.Binding{binding(t, "<sip:x@y>")}); ok {
 		t.Fatal("unpriced binding has terms")

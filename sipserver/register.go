@@ -2,6 +2,7 @@ package sipserver
 
 import (
 	"errors"
+	"github.com/paysip/paysip/sipext"
 	"strconv"
 	"strings"
 
@@ -61,7 +62,7 @@ func (s *Server) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 		case user:
 		case DirectoryUser:
 			for _, c := range contacts {
-				if own, _ := c.Params.Get("+paysip.aor"); strings.Trim(own, `"`) != "sip:"+user+"@"+s.cfg.Domain {
+				if own, _ := c.Params.Get(sipext.ParamAOR); strings.Trim(own, `"`) != "sip:"+user+"@"+s.cfg.Domain {
 					s.respond(tx, req, sip.StatusForbidden, "Forbidden: a directory listing must name your own address in +paysip.aor")
 					return
 				}
