@@ -39,7 +39,9 @@ func TestMeteredCall(t *testing.T) {
 	if !errors.Is(err, meter.ErrBudget) {
 		t.Fatalf("meter ended with %v", err)
 	}
-	if s.PaidSat() != 10_500 || len(ticks) != 11 {
+	// 11 ticks, or fewer when a loaded machine made the payer fall behind
+	// (it then pays what is due in one payment).
+	if s.PaidSat() != 10_500 || len(ticks) == 0 || len(ticks) > 11 {
 		t.Fatalf("paid %d in %d ticks", s.PaidSat(), len(ticks))
 	}
 	if _, err := s.Close(ctx, "budget"); err != nil {
@@ -122,7 +124,8 @@ func TestPaidCallsAtEveryPrice(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				w.payer = &agent.Payer{Wallet: p.payer, Chain: env.Chain, Store: openStore(t, "payer.db"), CapacitySat: pool.CapacitySat, MaxPriceSatPerMin: price}
+				w.payer = &agent.Payer{Wallet: p.payer, Chain: env.Chain, Store: openStore(t, "payer.db"), CapacitySat: pool.CapacitySat,
+					MaxCapacitySat: max(pool.CapacitySat, agent.DefaultMinChannelSat), MaxPriceSatPerMin: price}
 				w.payee = &agent.Payee{Wallet: p.payee, Chain: env.Chain, Store: openStore(t, "payee.db"), PriceSatPerMin: price, Poll: pollingStep,
 					Metering: &meter.Payee{PriceSatPerMin: price, Tick: tick, Grace: 10 * tick}}
 				payerBefore, payeeBefore := env.Confirmed(p.payer), env.Confirmed(p.payee)
