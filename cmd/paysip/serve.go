@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -33,7 +34,12 @@ func runServe(args []string) error {
 	open := fs.Bool("open", false, "no authentication at all (local development only)")
 	noAnon := fs.Bool("no-anonymous-calls", false, "refuse calls from callers without an account")
 	digestAlgs := fs.String("digest-algorithms", "MD5", "digest algorithms offered, in order (MD5, SHA-256); SHA-256 confuses many deployed clients")
+	lim := limitFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	limits, apiRate, err := lim()
+	if err != nil {
 		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -52,7 +58,7 @@ func runServe(args []string) error {
 	defer db.Close()
 	srv, err := sipserver.New(sipserver.Config{Domain: *domain, SIPAddr: *sipAddr, HTTPAddr: *httpAddr,
 		TLSCert: *tlsCert, TLSKey: *tlsKey, TLSAddr: *tlsAddr, Open: *open, NoAnonymousInbound: *noAnon, DigestAlgorithms: strings.Split(*digestAlgs, ","),
-		Accounts: db, Chain: nd.chain, Log: log})
+		Accounts: db, Chain: nd.chain, Log: log, Limits: limits, APIRate: apiRate})
 	if err != nil {
 		return err
 	}
@@ -76,6 +82,59 @@ func runServe(args []string) error {
 		case <-time.After(5 * time.Second):
 			return nil
 		}
+	}
+}
+
+// limitFlags registers the flags of the server's limits (see
+// docs/security-limits.md); the function returned reads them once parsed.
+func limitFlags(fs *flag.FlagSet) func() (sipserver.Limits, float64, error) {
+	d := sipserver.DefaultLimits
+	maxConns := fs.Int("max-conns", d.MaxConns, "TCP, TLS and HTTP/WebSocket connections held at once (at most half the file descriptor limit)")
+	perIP := fs.Int("max-conns-per-ip", d.MaxConnsPerIP, "connections held from one source address (0: no cap)")
+	idle := fs.Duration("idle-timeout", d.IdleTimeout, "close a SIP connection (TCP, TLS, WebSocket) idle this long; a registration keeps its connection until it expires")
+	msgSize := fs.Int("max-message-size", d.MaxMessageSize, "largest SIP message on any transport, bytes")
+	reqRate := fs.Float64("request-rate", d.RequestRate, "requests per second from one source address before 503 + Retry-After (0: no limit)")
+	reqBurst := fs.Int("request-burst", d.RequestBurst, "requests one source address may send at once")
+	inRate := fs.Int("input-rate", d.InputRate, "bytes per second read from one source address: datagrams over it are dropped, streams slowed (0: no limit)")
+	replyLimit := fs.Bool("udp-reply-limit", true, "never answer a UDP source that has not proved its address with more bytes than it sent (no reflection)")
+	apiRate := fs.Float64("api-rate", 10, "SIP API to Bitcoin requests per second from one source address (burst twice that)")
+	watchesUser := fs.Int("max-watches-per-user", d.MaxWatchesPerUser, "SIP API script watches per user")
+	watches := fs.Int("max-watches", d.MaxWatches, "SIP API script watches in total")
+	watchExp := fs.Int("max-watch-expires", d.MaxWatchExpires, "longest SIP API watch, seconds")
+	exempt := fs.String("limit-exempt", "", "comma-separated networks exempt from per-source limits (an edge proxy in front), e.g. 10.0.0.5/32")
+	off := func(v int) int {
+		if v == 0 {
+			return -1
+		}
+		return v
+	}
+	return func() (sipserver.Limits, float64, error) {
+		l := sipserver.Limits{MaxConns: *maxConns, MaxConnsPerIP: off(*perIP), IdleTimeout: *idle, MaxMessageSize: *msgSize,
+			RequestRate: *reqRate, RequestBurst: *reqBurst, InputRate: off(*inRate), MaxWatchesPerUser: *watchesUser,
+			MaxWatches: *watches, MaxWatchExpires: *watchExp, UDPReplyLimit: 1}
+		if *reqRate == 0 {
+			l.RequestRate = -1
+		}
+		if !*replyLimit {
+			l.UDPReplyLimit = -1
+		}
+		if *maxConns <= 0 || *msgSize <= 0 || *idle <= 0 || *apiRate <= 0 || *watchesUser <= 0 || *watches <= 0 || *watchExp <= 0 {
+			return l, 0, fmt.Errorf("--max-conns, --max-message-size, --idle-timeout, --api-rate and the watch limits must be positive")
+		}
+		for _, p := range strings.Split(*exempt, ",") {
+			if p = strings.TrimSpace(p); p == "" {
+				continue
+			}
+			if !strings.Contains(p, "/") {
+				p += map[bool]string{true: "/128", false: "/32"}[strings.Contains(p, ":")]
+			}
+			pfx, err := netip.ParsePrefix(p)
+			if err != nil {
+				return l, 0, fmt.Errorf("--limit-exempt: %w", err)
+			}
+			l.Exempt = append(l.Exempt, pfx.Masked())
+		}
+		return l, *apiRate, nil
 	}
 }
 
