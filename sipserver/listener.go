@@ -88,6 +88,8 @@ func (l *connLimiter) keepUntil(remote string, t time.Time) bool {
 		return false
 	}
 	c.keep.Store(t.UnixNano())
+	// The Read blocked now has the idle deadline: move it too.
+	c.Conn.SetReadDeadline(t)
 	return true
 }
 

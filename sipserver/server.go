@@ -251,7 +251,7 @@ func (s *Server) Run(ctx context.Context) error {
 	// HTTP keep-alive and slow clients are bounded too; a WebSocket leaves
 	// these behind when it is handed over (handoff.go).
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
-		IdleTimeout: 60 * time.Second, MaxHeaderBytes: s.lim.MaxHeaderBytes,
+		IdleTimeout: min(60*time.Second, s.lim.IdleTimeout), MaxHeaderBytes: s.lim.MaxHeaderBytes,
 		ErrorLog: slog.NewLogLogger(newPeerLogHandler(s.log.Handler()), slog.LevelWarn)}
 
 	errs := make(chan error, 5)
