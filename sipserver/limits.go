@@ -41,6 +41,12 @@ type Limits struct {
 	// datagrams over it are dropped, streams are slowed. It bounds the
 	// transactions one source can make the server hold. Negative: none.
 	InputRate int
+	// MaxTransactions caps the SIP server transactions alive at once
+	// (default 10000; a UDP transaction lives 32 s after its answer, RFC
+	// 3261 Timer J). Over it, UDP datagrams carrying new requests are
+	// dropped unread, streams wait, and requests that still arrive are
+	// answered 503.
+	MaxTransactions int
 	// MaxSources is how many source addresses the rate limiters remember
 	// (default 65536); the least recently seen are forgotten first.
 	MaxSources int
@@ -70,6 +76,7 @@ var DefaultLimits = Limits{
 	RequestRate:       20,
 	RequestBurst:      100,
 	InputRate:         256 << 10,
+	MaxTransactions:   10000,
 	MaxSources:        65536,
 	UDPReplyLimit:     1,
 	MaxWatchesPerUser: 16,
@@ -99,6 +106,7 @@ func (l Limits) withDefaults() Limits {
 	setInt(&l.RequestBurst, d.RequestBurst)
 	setInt(&l.InputRate, d.InputRate)
 	setInt(&l.MaxSources, d.MaxSources)
+	setInt(&l.MaxTransactions, d.MaxTransactions)
 	setInt(&l.UDPReplyLimit, d.UDPReplyLimit)
 	setInt(&l.MaxWatchesPerUser, d.MaxWatchesPerUser)
 	setInt(&l.MaxWatches, d.MaxWatches)

@@ -18,6 +18,7 @@ type connLimiter struct {
 	lim   Limits
 	log   *slog.Logger
 	input *sourceLimiter // bytes read per source address, for SIP streams
+	busy  func() bool    // the server holds all the transactions it may
 
 	mu    sync.Mutex
 	total int
@@ -127,6 +128,11 @@ func (c *trackedConn) Read(p []byte) (int, error) {
 	}
 	if err := c.Conn.SetReadDeadline(d); err != nil {
 		return 0, err
+	}
+	// While the server holds all the transactions it may, streams wait
+	// (a second at most per read) rather than bring new requests.
+	for i := 0; i < 20 && c.lim.busy != nil && c.lim.busy(); i++ {
+		time.Sleep(50 * time.Millisecond)
 	}
 	n, err := c.Conn.Read(p)
 	// Over the source's input rate, the stream waits (TCP pushes back on

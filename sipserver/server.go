@@ -90,6 +90,7 @@ type Server struct {
 	reqLimit *sourceLimiter // requests per source address
 	input    *sourceLimiter // bytes read per source address
 	udp      *udpGuard
+	txLive   atomic.Int64 // server transactions alive
 	sipPort  int
 	httpPort int
 	tlsPort  int
@@ -159,6 +160,7 @@ func New(cfg Config) (*Server, error) {
 	s.reqLimit = newSourceLimiter(lim.RequestRate, float64(lim.RequestBurst), lim.MaxSources)
 	s.input = newSourceLimiter(float64(lim.InputRate), 4*float64(lim.InputRate), lim.MaxSources)
 	s.conns.input = s.input
+	s.conns.busy = s.busy
 	s.auth = &sipauth.Verifier{Realm: cfg.Domain, Secret: secret, Algorithms: cfg.DigestAlgorithms, Lookup: func(user, alg string) (string, bool) {
 		if cfg.Accounts == nil {
 			return "", false
@@ -209,6 +211,10 @@ func (s *Server) Run(ctx context.Context) error {
 	s.httpPort = rawHTTP.Addr().(*net.TCPAddr).Port
 	// Every listener goes through the limits (listener.go, udpguard.go).
 	s.udp = newUDPGuard(rawUDP, s.lim, s.input, s.log, s.now)
+	s.udp.busy = s.busy
+	if s.lim.RequestRate > 0 {
+		s.udp.requests = newSourceLimiter(4*s.lim.RequestRate, 2*float64(s.lim.RequestBurst), s.lim.MaxSources)
+	}
 	var udp net.PacketConn = s.udp
 	var tcp net.Listener = s.limitListener(rawTCP, "tcp", true)
 	var hl net.Listener = s.limitListener(rawHTTP, "http", false)
@@ -386,6 +392,19 @@ func (s *Server) limitListener(l net.Listener, kind string, sip bool) net.Listen
 func (s *Server) limited(h sipgo.RequestHandler) sipgo.RequestHandler {
 	var warned atomic.Int64
 	return func(req *sip.Request, tx sip.ServerTransaction) {
+		if tx != nil {
+			s.txLive.Add(1)
+			if !tx.OnTerminate(func(string, error) { s.txLive.Add(-1) }) {
+				s.txLive.Add(-1)
+			}
+		}
+		if req.Method != sip.ACK && req.Method != sip.CANCEL && s.busy() {
+			if now := time.Now().Unix(); warned.Swap(now) != now {
+				s.log.Warn("transaction limit", "live", s.txLive.Load(), "max", s.lim.MaxTransactions)
+			}
+			s.respond(tx, req, sip.StatusServiceUnavailable, "Service Unavailable: busy", sip.NewHeader("Retry-After", "5"))
+			return
+		}
 		if req.Method != sip.ACK && req.Method != sip.CANCEL {
 			ip := sourceIP(req.Source())
 			if !s.lim.exempt(ip) {
@@ -402,6 +421,9 @@ func (s *Server) limited(h sipgo.RequestHandler) sipgo.RequestHandler {
 		h(req, tx)
 	}
 }
+
+// busy reports whether the server holds as many transactions as allowed.
+func (s *Server) busy() bool { return s.txLive.Load() >= int64(s.lim.MaxTransactions) }
 
 // registerKeepingFlow is the registrar, and then keeps the connection a
 // registration arrived on open until the registration expires, idle or

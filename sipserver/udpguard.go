@@ -29,7 +29,11 @@ type udpGuard struct {
 	lim   Limits
 	log   *slog.Logger
 	input *sourceLimiter
-	now   func() time.Time
+	// requests limits request datagrams per source, at a multiple of
+	// the request rate: the transactions one source can make sipgo hold.
+	requests *sourceLimiter
+	busy     func() bool // the server holds all the transactions it may
+	now      func() time.Time
 
 	mu      sync.Mutex
 	credit  *lru[netip.AddrPort, *udpSource]
@@ -79,6 +83,18 @@ func (g *udpGuard) ReadFrom(p []byte) (int, net.Addr, error) {
 			if ok, _ := g.input.take(ap.Addr(), float64(n), g.now()); !ok {
 				g.drop("datagram over the source's input rate", ap, nil, "size", n, "rate", g.lim.InputRate)
 				continue
+			}
+		}
+		if isRequest(p[:n]) {
+			if g.busy != nil && g.busy() {
+				g.drop("request dropped: transaction limit reached", ap, nil, "size", n)
+				continue
+			}
+			if !g.lim.exempt(ap.Addr()) {
+				if ok, _ := g.requests.take(ap.Addr(), 1, g.now()); !ok {
+					g.drop("request dropped: far over the source's request rate", ap, nil, "size", n)
+					continue
+				}
 			}
 		}
 		g.mu.Lock()
@@ -248,4 +264,14 @@ func (g *udpGuard) proved(src string) bool {
 	defer g.mu.Unlock()
 	s, ok := g.credit.get(ap)
 	return ok && g.now().Before(s.verifiedUntil)
+}
+
+// isRequest reports whether a datagram is a new SIP request: not a
+// response, a keep-alive, an ACK or a CANCEL (which belong to a
+// transaction or dialog already held).
+func isRequest(b []byte) bool {
+	if len(b) < 8 || b[0] < 'A' || b[0] > 'Z' {
+		return false
+	}
+	return !bytes.HasPrefix(b, []byte("SIP/2.0 ")) && !bytes.HasPrefix(b, []byte("ACK ")) && !bytes.HasPrefix(b, []byte("CANCEL "))
 }

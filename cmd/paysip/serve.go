@@ -96,6 +96,7 @@ func limitFlags(fs *flag.FlagSet) func() (sipserver.Limits, float64, error) {
 	reqRate := fs.Float64("request-rate", d.RequestRate, "requests per second from one source address before 503 + Retry-After (0: no limit)")
 	reqBurst := fs.Int("request-burst", d.RequestBurst, "requests one source address may send at once")
 	inRate := fs.Int("input-rate", d.InputRate, "bytes per second read from one source address: datagrams over it are dropped, streams slowed (0: no limit)")
+	maxTx := fs.Int("max-transactions", d.MaxTransactions, "SIP server transactions alive at once; over it new requests are dropped or answered 503")
 	replyLimit := fs.Bool("udp-reply-limit", true, "never answer a UDP source that has not proved its address with more bytes than it sent (no reflection)")
 	apiRate := fs.Float64("api-rate", 10, "SIP API to Bitcoin requests per second from one source address (burst twice that)")
 	watchesUser := fs.Int("max-watches-per-user", d.MaxWatchesPerUser, "SIP API script watches per user")
@@ -111,15 +112,15 @@ func limitFlags(fs *flag.FlagSet) func() (sipserver.Limits, float64, error) {
 	return func() (sipserver.Limits, float64, error) {
 		l := sipserver.Limits{MaxConns: *maxConns, MaxConnsPerIP: off(*perIP), IdleTimeout: *idle, MaxMessageSize: *msgSize,
 			RequestRate: *reqRate, RequestBurst: *reqBurst, InputRate: off(*inRate), MaxWatchesPerUser: *watchesUser,
-			MaxWatches: *watches, MaxWatchExpires: *watchExp, UDPReplyLimit: 1}
+			MaxWatches: *watches, MaxWatchExpires: *watchExp, UDPReplyLimit: 1, MaxTransactions: *maxTx}
 		if *reqRate == 0 {
 			l.RequestRate = -1
 		}
 		if !*replyLimit {
 			l.UDPReplyLimit = -1
 		}
-		if *maxConns <= 0 || *msgSize <= 0 || *idle <= 0 || *apiRate <= 0 || *watchesUser <= 0 || *watches <= 0 || *watchExp <= 0 {
-			return l, 0, fmt.Errorf("--max-conns, --max-message-size, --idle-timeout, --api-rate and the watch limits must be positive")
+		if *maxConns <= 0 || *maxTx <= 0 || *msgSize <= 0 || *idle <= 0 || *apiRate <= 0 || *watchesUser <= 0 || *watches <= 0 || *watchExp <= 0 {
+			return l, 0, fmt.Errorf("--max-conns, --max-transactions, --max-message-size, --idle-timeout, --api-rate and the watch limits must be positive")
 		}
 		for _, p := range strings.Split(*exempt, ",") {
 			if p = strings.TrimSpace(p); p == "" {
