@@ -337,8 +337,13 @@ func sipURI(user, host string, port ...int) sip.Uri {
 	return u
 }
 
+// watchChecksPerPoll is how many watched scripts one poll asks the node
+// about.
+const watchChecksPerPoll = 100
+
 // watchLoop polls the watched scripts and notifies changes.
 func (a *bitcoinAPI) watchLoop(ctx context.Context) {
+	cursor := 0
 	for {
 		select {
 		case <-ctx.Done():
@@ -349,15 +354,24 @@ func (a *bitcoinAPI) watchLoop(ctx context.Context) {
 			continue
 		}
 		a.mu.Lock()
-		var ws []*watch
 		now := a.s.now()
+		keys := make([]string, 0, len(a.watches))
 		for k, w := range a.watches {
 			if now.After(w.expires) {
 				a.deleteLocked(k)
 				continue
 			}
-			ws = append(ws, w)
+			keys = append(keys, k)
 		}
+		// At most watchChecksPerPoll scripts a poll, in turn: the node's
+		// load is bounded however many watches there are (a notification
+		// is later when there are many).
+		sort.Strings(keys)
+		var ws []*watch
+		for i := 0; i < min(len(keys), watchChecksPerPoll); i++ {
+			ws = append(ws, a.watches[keys[(cursor+i)%len(keys)]])
+		}
+		cursor += len(ws)
 		a.mu.Unlock()
 		a.checkAll(ws)
 	}

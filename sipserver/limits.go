@@ -55,7 +55,8 @@ type Limits struct {
 	// (see udpguard.go). On by default.
 	UDPReplyLimit int
 	// MaxWatchesPerUser and MaxWatches cap the SIP API's script watches per
-	// user and in total (defaults 16 and 4096); MaxWatchExpires caps a
+	// user and in total (defaults 16 and 1024; the node is asked about 100
+	// of them a second, in turn); MaxWatchExpires caps a
 	// watch's lifetime in seconds (default 3600, RFC 6665 section 4.2.1.1
 	// lets the notifier shorten it).
 	MaxWatchesPerUser int
@@ -80,7 +81,7 @@ var DefaultLimits = Limits{
 	MaxSources:        65536,
 	UDPReplyLimit:     1,
 	MaxWatchesPerUser: 16,
-	MaxWatches:        4096,
+	MaxWatches:        1024,
 	MaxWatchExpires:   3600,
 }
 
