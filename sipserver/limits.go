@@ -42,7 +42,7 @@ type Limits struct {
 	// transactions one source can make the server hold. Negative: none.
 	InputRate int
 	// MaxTransactions caps the SIP server transactions alive at once
-	// (default 10000; a UDP transaction lives 32 s after its answer, RFC
+	// (default 20000, some 60 MB; a UDP transaction lives 32 s after its answer, RFC
 	// 3261 Timer J). Over it, UDP datagrams carrying new requests are
 	// dropped unread, streams wait, and requests that still arrive are
 	// answered 503.
@@ -50,10 +50,12 @@ type Limits struct {
 	// MaxSources is how many source addresses the rate limiters remember
 	// (default 65536); the least recently seen are forgotten first.
 	MaxSources int
-	// UDPReplyLimit off (negative) lets the server answer a UDP source that
-	// has not proved its address with more bytes than it received from it
-	// (see udpguard.go). On by default.
-	UDPReplyLimit int
+	// UDPReplyFactor bounds the bytes of the responses sent to a UDP
+	// source that has not proved its address: at most this many times the
+	// bytes received from it (default 2; see udpguard.go for why not 1).
+	// Negative: no bound; the default with Open (no source can prove its
+	// address without authentication).
+	UDPReplyFactor int
 	// MaxWatchesPerUser and MaxWatches cap the SIP API's script watches per
 	// user and in total (defaults 16 and 1024; the node is asked about 100
 	// of them a second, in turn); MaxWatchExpires caps a
@@ -77,9 +79,9 @@ var DefaultLimits = Limits{
 	RequestRate:       20,
 	RequestBurst:      100,
 	InputRate:         256 << 10,
-	MaxTransactions:   10000,
+	MaxTransactions:   20000,
 	MaxSources:        65536,
-	UDPReplyLimit:     1,
+	UDPReplyFactor:    2,
 	MaxWatchesPerUser: 16,
 	MaxWatches:        1024,
 	MaxWatchExpires:   3600,
@@ -108,7 +110,7 @@ func (l Limits) withDefaults() Limits {
 	setInt(&l.InputRate, d.InputRate)
 	setInt(&l.MaxSources, d.MaxSources)
 	setInt(&l.MaxTransactions, d.MaxTransactions)
-	setInt(&l.UDPReplyLimit, d.UDPReplyLimit)
+	setInt(&l.UDPReplyFactor, d.UDPReplyFactor)
 	setInt(&l.MaxWatchesPerUser, d.MaxWatchesPerUser)
 	setInt(&l.MaxWatches, d.MaxWatches)
 	setInt(&l.MaxWatchExpires, d.MaxWatchExpires)

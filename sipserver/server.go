@@ -128,6 +128,13 @@ func New(cfg Config) (*Server, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With("component", "sip")
+	if cfg.Open && cfg.Limits.UDPReplyFactor == 0 {
+		// Without authentication no UDP source can prove its address, and
+		// real clients' answers (a 200 with the bindings, a forwarded 200
+		// with SDP) exceed their requests: the open development server
+		// answers in full, as the relay it is.
+		cfg.Limits.UDPReplyFactor = -1
+	}
 	lim := cfg.Limits.withDefaults()
 	host, _, err := net.SplitHostPort(cfg.SIPAddr)
 	if err != nil {
@@ -178,7 +185,8 @@ func New(cfg Config) (*Server, error) {
 		s.respond(tx, req, sip.StatusMethodNotAllowed, "Method Not Allowed")
 	})
 	if cfg.Open {
-		log.Warn("AUTHENTICATION IS OFF (--open): anyone can register any address and use the Bitcoin API; for local development only")
+		log.Warn("AUTHENTICATION IS OFF (--open): anyone can register any address and use the Bitcoin API; for local development only",
+			"udp_reply_factor", lim.UDPReplyFactor)
 	}
 	return s, nil
 }

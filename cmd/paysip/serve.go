@@ -97,7 +97,7 @@ func limitFlags(fs *flag.FlagSet) func() (sipserver.Limits, float64, error) {
 	reqBurst := fs.Int("request-burst", d.RequestBurst, "requests one source address may send at once")
 	inRate := fs.Int("input-rate", d.InputRate, "bytes per second read from one source address: datagrams over it are dropped, streams slowed (0: no limit)")
 	maxTx := fs.Int("max-transactions", d.MaxTransactions, "SIP server transactions alive at once; over it new requests are dropped or answered 503")
-	replyLimit := fs.Bool("udp-reply-limit", true, "never answer a UDP source that has not proved its address with more bytes than it sent (no reflection)")
+	replyFactor := fs.Int("udp-reply-factor", d.UDPReplyFactor, "a UDP source that has not proved its address (by digest) gets at most this many times the bytes it sent (no reflection; 0: no bound, the default with --open)")
 	apiRate := fs.Float64("api-rate", 10, "SIP API to Bitcoin requests per second from one source address (burst twice that)")
 	watchesUser := fs.Int("max-watches-per-user", d.MaxWatchesPerUser, "SIP API script watches per user")
 	watches := fs.Int("max-watches", d.MaxWatches, "SIP API script watches in total")
@@ -112,13 +112,17 @@ func limitFlags(fs *flag.FlagSet) func() (sipserver.Limits, float64, error) {
 	return func() (sipserver.Limits, float64, error) {
 		l := sipserver.Limits{MaxConns: *maxConns, MaxConnsPerIP: off(*perIP), IdleTimeout: *idle, MaxMessageSize: *msgSize,
 			RequestRate: *reqRate, RequestBurst: *reqBurst, InputRate: off(*inRate), MaxWatchesPerUser: *watchesUser,
-			MaxWatches: *watches, MaxWatchExpires: *watchExp, UDPReplyLimit: 1, MaxTransactions: *maxTx}
+			MaxWatches: *watches, MaxWatchExpires: *watchExp, MaxTransactions: *maxTx}
 		if *reqRate == 0 {
 			l.RequestRate = -1
 		}
-		if !*replyLimit {
-			l.UDPReplyLimit = -1
-		}
+		// Unset, the server decides (no bound with --open: see
+		// sipserver.New).
+		fs.Visit(func(f *flag.Flag) {
+			if f.Name == "udp-reply-factor" {
+				l.UDPReplyFactor = off(*replyFactor)
+			}
+		})
 		if *maxConns <= 0 || *maxTx <= 0 || *msgSize <= 0 || *idle <= 0 || *apiRate <= 0 || *watchesUser <= 0 || *watches <= 0 || *watchExp <= 0 {
 			return l, 0, fmt.Errorf("--max-conns, --max-transactions, --max-message-size, --idle-timeout, --api-rate and the watch limits must be positive")
 		}
