@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -71,4 +72,44 @@ func TestSourceLimiterBounded(t *testing.T) {
 	if ok, _ := l.take(ip(10), 1, now.Add(time.Second)); !ok {
 		t.Fatal("no token after a second at 1/s")
 	}
+}
+
+// FuzzDigestParam: the parameters read from a peer's Authorization header
+// (for the UDP address proof) never panic, and a parameter written plainly
+// is found.
+func FuzzDigestParam(f *testing.F) {
+	f.Add(`Digest username="alice", realm="paysip.test", nonce="AAAA", uri="sip:paysip.test", response="00", qop=auth, nc=00000001, cnonce="x"`, "nonce")
+	f.Add(`Digest realm="a,b", nonce=`, "nonce")
+	f.Add(`,,=,"`, "")
+	f.Fuzz(func(t *testing.T, v, name string) {
+		digestParam(v, name)
+		if token(name) && !strings.EqualFold(name, "x") {
+			if got := digestParam(`Digest x="1", `+name+`="v1"`, name); got != "v1" {
+				t.Fatalf("%q: %q", name, got)
+			}
+		}
+	})
+}
+
+// FuzzSourceIP: any source string sipgo could report parses or yields the
+// zero address, never a panic.
+func FuzzSourceIP(f *testing.F) {
+	for _, s := range []string{"127.0.0.1:5060", "[::1]:5060", "[::ffff:127.0.0.1]:1", "garbage", ":", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if ip := sourceIP(s); ip.Is4In6() {
+			t.Fatalf("%q: not unmapped: %v", s, ip)
+		}
+	})
+}
+
+// token reports whether s is a non-empty run of letters, digits and '-'.
+func token(s string) bool {
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return s != ""
 }
