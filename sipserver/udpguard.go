@@ -2,6 +2,7 @@ package sipserver
 
 import (
 	"bytes"
+	"errors"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -75,12 +76,21 @@ func addrPort(a net.Addr) netip.AddrPort {
 	return ap
 }
 
-// ReadFrom returns the next datagram worth parsing.
+// ReadFrom returns the next datagram worth parsing. Only closing the
+// socket ends it: sipgo stops serving UDP on any read error, so a passing
+// one (ENOBUFS, an ICMP error reported on the socket) is retried.
 func (g *udpGuard) ReadFrom(p []byte) (int, net.Addr, error) {
 	for {
 		n, addr, err := g.PacketConn.ReadFrom(p)
 		if err != nil {
-			return n, addr, err
+			if errors.Is(err, net.ErrClosed) {
+				return n, addr, err
+			}
+			if now := time.Now().Unix(); g.warned.Swap(now) != now {
+				g.log.Warn("UDP read failed; retrying", "err", err)
+			}
+			time.Sleep(10 * time.Millisecond)
+			continue
 		}
 		ap := addrPort(addr)
 		if n > g.lim.MaxMessageSize {
