@@ -134,6 +134,17 @@ func (l *Limits) exempt(ip netip.Addr) bool {
 	return false
 }
 
+// sourceKey is what per-source limits count by: the address, or for IPv6
+// its /64 (one subscriber's network: an attacker holding a /64 must not
+// get 2^64 allowances).
+func sourceKey(ip netip.Addr) netip.Addr {
+	if ip.Is6() && !ip.Is4In6() {
+		p, _ := ip.Prefix(64)
+		return p.Addr()
+	}
+	return ip
+}
+
 // sourceIP is the IP address of a "host:port" source as sipgo reports it.
 func sourceIP(src string) netip.Addr {
 	if ap, err := netip.ParseAddrPort(src); err == nil {

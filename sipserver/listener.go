@@ -38,6 +38,7 @@ func newConnLimiter(lim Limits, log *slog.Logger) *connLimiter {
 func (l *connLimiter) admit(c net.Conn, kind string) (*trackedConn, bool) {
 	ip := sourceIP(c.RemoteAddr().String())
 	exempt := l.lim.exempt(ip)
+	ip = sourceKey(ip)
 	l.mu.Lock()
 	if (l.lim.MaxConns > 0 && l.total >= l.lim.MaxConns) || (!exempt && l.lim.MaxConnsPerIP > 0 && l.perIP[ip] >= l.lim.MaxConnsPerIP) {
 		total, per := l.total, l.perIP[ip]
@@ -51,7 +52,7 @@ func (l *connLimiter) admit(c net.Conn, kind string) (*trackedConn, bool) {
 	}
 	l.total++
 	l.perIP[ip]++
-	tc := &trackedConn{Conn: c, lim: l, ip: ip, rem: c.RemoteAddr().String()}
+	tc := &trackedConn{Conn: c, lim: l, ip: ip, exempt: exempt, rem: c.RemoteAddr().String()}
 	l.mu.Unlock()
 	return tc, true
 }
@@ -109,7 +110,8 @@ func (l *connLimiter) count() int {
 type trackedConn struct {
 	net.Conn
 	lim    *connLimiter
-	ip     netip.Addr
+	ip     netip.Addr // sourceKey of the remote address
+	exempt bool
 	rem    string
 	idle   atomic.Int64 // nanoseconds; 0 = deadlines not managed (HTTP)
 	keep   atomic.Int64 // unix nanoseconds
@@ -137,7 +139,7 @@ func (c *trackedConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	// Over the source's input rate, the stream waits (TCP pushes back on
 	// the sender) instead of the server parsing faster than allowed.
-	if n > 0 && c.lim.input != nil && !c.lim.lim.exempt(c.ip) {
+	if n > 0 && c.lim.input != nil && !c.exempt {
 		if ok, wait := c.lim.input.take(c.ip, float64(n), time.Now()); !ok {
 			time.Sleep(min(wait, 2*time.Second))
 		}

@@ -72,6 +72,13 @@ func TestSourceLimiterBounded(t *testing.T) {
 	if ok, _ := l.take(ip(10), 1, now.Add(time.Second)); !ok {
 		t.Fatal("no token after a second at 1/s")
 	}
+	// IPv6 sources count by /64.
+	a, b := netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("2001:db8::ffff:2")
+	l.take(a, 1, now)
+	l.take(b, 1, now)
+	if ok, _ := l.take(a, 1, now); ok {
+		t.Fatal("two addresses of one /64 had two allowances")
+	}
 }
 
 // FuzzDigestParam: the parameters read from a peer's Authorization header

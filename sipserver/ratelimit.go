@@ -40,6 +40,7 @@ func (l *sourceLimiter) take(ip netip.Addr, n float64, now time.Time) (bool, tim
 	if l == nil || l.rate <= 0 {
 		return true, 0
 	}
+	ip = sourceKey(ip)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var b *sourceBucket
