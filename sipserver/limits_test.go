@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -223,12 +224,23 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// TestIdleTimeouts: idle TCP, WebSocket and HTTP keep-alive connections
+// TestIdleTimeouts: idle TCP, TLS, WebSocket and HTTP keep-alive connections
 // are closed after the idle timeout; a connection that carries a
 // registration stays open (the registrar reaches the contact through it).
 func TestIdleTimeouts(t *testing.T) {
 	r := startServer(t, func(c *sipserver.Config) { c.Open = true; c.Limits.IdleTimeout = time.Second })
+	certFile, keyFile, pool := selfSigned(t)
+	rt := startServer(t, func(c *sipserver.Config) {
+		c.Open = true
+		c.Limits.IdleTimeout = time.Second
+		c.TLSCert, c.TLSKey, c.TLSAddr = certFile, keyFile, "127.0.0.1:0"
+	})
 	start := time.Now()
+	tlsConn, err := tls.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", rt.srv.TLSPort()), &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tlsConn.Close()
 	tcp, err := net.Dial("tcp", r.proxy())
 	if err != nil {
 		t.Fatal(err)
@@ -283,7 +295,8 @@ func TestIdleTimeouts(t *testing.T) {
 		}
 		t.Logf("%s: closed after %v idle", name, time.Since(start).Round(100*time.Millisecond))
 	}
-	wg.Add(3)
+	wg.Add(4)
+	go closedAfter("idle TLS", tlsConn, tlsConn)
 	go closedAfter("idle TCP", tcp, tcp)
 	go closedAfter("idle WebSocket", wsr, ws)
 	go closedAfter("idle HTTP keep-alive", kr, keep)
