@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emiago/sipgo/sip"
 	"github.com/paysip/paysip/sipserver"
 	"github.com/paysip/paysip/sipua"
 )
@@ -379,4 +380,70 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// readSIP reads one message without a body from a stream.
+func readSIP(r *bufio.Reader) (sip.Message, error) {
+	var b strings.Builder
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return nil, err
+		}
+		b.WriteString(line)
+		if line == "\r\n" && b.Len() > 2 {
+			return sip.ParseMessage([]byte(b.String()))
+		}
+	}
+}
+
+// TestAnsweredCallKeepsCallerFlow: the connection of a caller that did
+// not register outlives the idle timeout once its call is answered (a
+// paid call sends no SIP while it lasts; the BYE must still reach it).
+func TestAnsweredCallKeepsCallerFlow(t *testing.T) {
+	r := startServer(t, func(c *sipserver.Config) { c.Open = true; c.Limits.IdleTimeout = time.Second })
+	callee, err := net.Dial("tcp", r.proxy())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer callee.Close()
+	reg := strings.Replace(string(sipRequest("REGISTER", "sip:"+domain, "sip:carol@"+domain, callee.LocalAddr().String(), "flow2", 0)), "SIP/2.0/UDP", "SIP/2.0/TCP", 1)
+	reg = strings.Replace(reg, "Contact: <sip:probe@"+callee.LocalAddr().String()+">", "Contact: <sip:carol@ab12cd34.invalid;transport=tcp>\r\nExpires: 300", 1)
+	fmt.Fprint(callee, reg)
+	cr := bufio.NewReader(callee)
+	if m, err := readSIP(cr); err != nil || m.(*sip.Response).StatusCode != 200 {
+		t.Fatalf("REGISTER: %v %v", m, err)
+	}
+	caller, err := net.Dial("tcp", r.proxy())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer caller.Close()
+	inv := strings.Replace(string(sipRequest("INVITE", "sip:carol@"+domain, "sip:carol@"+domain, caller.LocalAddr().String(), "call1", 0)), "SIP/2.0/UDP", "SIP/2.0/TCP", 1)
+	inv = strings.Replace(inv, "Content-Length: 0", "Contact: <sip:dave@cd34ef56.invalid;transport=tcp>\r\nContent-Length: 0", 1)
+	fmt.Fprint(caller, inv)
+	callee.SetReadDeadline(time.Now().Add(5 * time.Second))
+	m, err := readSIP(cr)
+	if err != nil {
+		t.Fatalf("the INVITE did not reach the callee: %v", err)
+	}
+	res := sip.NewResponseFromRequest(m.(*sip.Request), 200, "OK", nil)
+	res.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "carol", Host: "ab12cd34.invalid", UriParams: sip.HeaderParams{{K: "transport", V: "tcp"}}}})
+	fmt.Fprint(callee, res.String())
+	rr := bufio.NewReader(caller)
+	caller.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		m, err := readSIP(rr)
+		if err != nil {
+			t.Fatalf("no 200 for the caller: %v", err)
+		}
+		if res, ok := m.(*sip.Response); ok && res.StatusCode == 200 {
+			break
+		}
+	}
+	time.Sleep(2500 * time.Millisecond)
+	caller.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	if _, err := rr.ReadByte(); !isTimeout(err) {
+		t.Fatalf("the caller's connection, idle 2.5 s with its call up: %v", err)
+	}
 }

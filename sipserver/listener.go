@@ -80,19 +80,25 @@ func (l *connLimiter) manage(c *trackedConn) {
 	l.mu.Unlock()
 }
 
-// keepUntil keeps the SIP connection from remote open, idle or not, until
-// t (a registration's expiry).
-func (l *connLimiter) keepUntil(remote string, t time.Time) bool {
+// keepAtLeast keeps the SIP connection from remote open, idle or not,
+// until t at least (a registration's expiry, an answered call's hold).
+func (l *connLimiter) keepAtLeast(remote string, t time.Time) {
 	l.mu.Lock()
 	c := l.byRem[remote]
 	l.mu.Unlock()
 	if c == nil {
-		return false
+		return
 	}
-	c.keep.Store(t.UnixNano())
-	// The Read blocked now has the idle deadline: move it too.
-	c.Conn.SetReadDeadline(t)
-	return true
+	for {
+		old := c.keep.Load()
+		if old >= t.UnixNano() {
+			return
+		}
+		if c.keep.CompareAndSwap(old, t.UnixNano()) {
+			c.Conn.SetReadDeadline(t)
+			return
+		}
+	}
 }
 
 // count is the number of connections held.

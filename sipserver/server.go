@@ -413,6 +413,9 @@ func (s *Server) limited(h sipgo.RequestHandler) sipgo.RequestHandler {
 			s.respond(tx, req, sip.StatusServiceUnavailable, "Service Unavailable: busy", sip.NewHeader("Retry-After", "5"))
 			return
 		}
+		if req.IsInvite() && req.Transport() != "UDP" && tx != nil {
+			tx = &callFlowTx{ServerTransaction: tx, s: s, src: req.Source()}
+		}
 		if req.Method != sip.ACK && req.Method != sip.CANCEL {
 			ip := sourceIP(req.Source())
 			if !s.lim.exempt(ip) {
@@ -428,6 +431,27 @@ func (s *Server) limited(h sipgo.RequestHandler) sipgo.RequestHandler {
 		}
 		h(req, tx)
 	}
+}
+
+// callFlowHold is how long a connection that placed an answered call is
+// kept open, idle or not: the callee's BYE, a re-INVITE or the payee's
+// in-dialog MESSAGE reach the caller only along it (a paid call sends no
+// SIP while the DataChannel carries the payments).
+const callFlowHold = 2 * time.Hour
+
+// callFlowTx is an INVITE's server transaction that keeps the caller's
+// connection open once the call is answered.
+type callFlowTx struct {
+	sip.ServerTransaction
+	s   *Server
+	src string
+}
+
+func (t *callFlowTx) Respond(res *sip.Response) error {
+	if res.IsSuccess() {
+		t.s.conns.keepAtLeast(t.src, t.s.now().Add(callFlowHold))
+	}
+	return t.ServerTransaction.Respond(res)
 }
 
 // busy reports whether the server holds as many transactions as allowed.
@@ -449,7 +473,7 @@ func (s *Server) registerKeepingFlow(req *sip.Request, tx sip.ServerTransaction)
 		}
 	}
 	if !until.IsZero() {
-		s.conns.keepUntil(req.Source(), until.Add(30*time.Second))
+		s.conns.keepAtLeast(req.Source(), until.Add(30*time.Second))
 	}
 }
 
