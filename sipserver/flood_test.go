@@ -220,7 +220,7 @@ func TestServeSurvivesFDExhaustion(t *testing.T) {
 // a few hundred MB on the connection and transaction floods; now it stays
 // under the bound below.
 func TestFloodBoundedMemory(t *testing.T) {
-	const boundMB = 150
+	const boundMB = 180
 	p := startServe(t, 0)
 	base := p.rssMB()
 	check := func(what string) {
