@@ -33,8 +33,17 @@ type serveProc struct {
 
 var buildOnce struct {
 	sync.Once
-	bin string
-	err error
+	dir, bin string
+	err      error
+}
+
+// TestMain removes the paysip binary the flood tests built.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if buildOnce.dir != "" {
+		os.RemoveAll(buildOnce.dir)
+	}
+	os.Exit(code)
 }
 
 func paysipBinary(t *testing.T) string {
@@ -48,7 +57,7 @@ func paysipBinary(t *testing.T) string {
 			buildOnce.err = err
 			return
 		}
-		buildOnce.bin = filepath.Join(dir, "paysip")
+		buildOnce.dir, buildOnce.bin = dir, filepath.Join(dir, "paysip")
 		if out, err := exec.Command("go", "build", "-o", buildOnce.bin, "../cmd/paysip").CombinedOutput(); err != nil {
 			buildOnce.err = fmt.Errorf("build: %v\n%s", err, out)
 		}
