@@ -6,7 +6,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -30,15 +32,11 @@ const WatchEvent = "paysip-watch"
 // the Bitcoin network with nothing but SIP.
 type bitcoinAPI struct {
 	s       *Server
+	limit   *sourceLimiter // requests per source address
 	mu      sync.Mutex
-	buckets map[string]*bucket
 	watches map[string]*watch
+	perUser map[string]int // watches per user
 	poll    time.Duration
-}
-
-type bucket struct {
-	tokens float64
-	last   time.Time
 }
 
 // watch is a script watched for a user: notified by MESSAGE to the user's
@@ -55,31 +53,29 @@ type watch struct {
 type subDialog struct {
 	callID, localTag, remoteTag string
 	local, remote               sip.Uri // our address, the subscriber's
-	target                      sip.Uri // subscriber's Contact
-	cseq                        uint32
+	target                      sip.Uri // subscriber's Contact: the NOTIFY's Request-URI
+	// The flow the SUBSCRIBE came on: NOTIFYs go back along it, never to
+	// an address the Contact names (a victim's), RFC 6665 section 4.1.2.4
+	// and RFC 5626 section 5.
+	source, transport string
+	cseq              uint32
 }
 
 func newBitcoinAPI(s *Server) *bitcoinAPI {
-	return &bitcoinAPI{s: s, buckets: map[string]*bucket{}, watches: map[string]*watch{}, poll: time.Second}
+	rate := s.cfg.APIRate
+	return &bitcoinAPI{s: s, limit: newSourceLimiter(rate, 2*rate, s.lim.MaxSources),
+		watches: map[string]*watch{}, perUser: map[string]int{}, poll: time.Second}
 }
 
-// allow takes a token from key's bucket (rate, burst 2 x rate).
-func (a *bitcoinAPI) allow(key string, now time.Time) bool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	rate := a.s.cfg.APIRate
-	b := a.buckets[key]
-	if b == nil {
-		b = &bucket{tokens: 2 * rate, last: now}
-		a.buckets[key] = b
+// allow takes a token from the source address's bucket (rate, burst
+// twice that). Per source, not per account: nobody can spend another's
+// allowance.
+func (a *bitcoinAPI) allow(src string, now time.Time) (bool, time.Duration) {
+	ip := sourceIP(src)
+	if a.s.lim.exempt(ip) {
+		return true, 0
 	}
-	b.tokens = min(2*rate, b.tokens+now.Sub(b.last).Seconds()*rate)
-	b.last = now
-	if b.tokens < 1 {
-		return false
-	}
-	b.tokens--
-	return true
+	return a.limit.take(ip, 1, now)
 }
 
 func (a *bitcoinAPI) reply(tx sip.ServerTransaction, req *sip.Request, code int, reason string, body *chainapi.Response) {
@@ -100,14 +96,21 @@ func (a *bitcoinAPI) handle(req *sip.Request, tx sip.ServerTransaction) {
 		s.respond(tx, req, 405, "Method Not Allowed", sip.NewHeader("Allow", "MESSAGE, SUBSCRIBE"))
 		return
 	}
-	user := "anonymous@" + strings.SplitN(req.Source(), ":", 2)[0]
+	user := "anonymous@" + sourceIP(req.Source()).String()
 	if !s.cfg.Open {
 		if user = s.authenticate(req, tx, false); user == "" {
 			return
 		}
 	}
-	if !a.allow(user, s.now()) {
-		s.respond(tx, req, 503, "Service Unavailable: rate limit", sip.NewHeader("Retry-After", "1"))
+	if ok, wait := a.allow(req.Source(), s.now()); !ok {
+		s.respond(tx, req, 503, "Service Unavailable: rate limit", sip.NewHeader("Retry-After", strconv.Itoa(int(math.Ceil(max(1, wait.Seconds()))))))
+		return
+	}
+	if req.Method == sip.SUBSCRIBE && req.Transport() == "UDP" && !s.udp.proved(req.Source()) {
+		// A UDP source may be spoofed: NOTIFYs to it would make us a
+		// reflector. A source proves its address by authenticating with
+		// a nonce sent to it (udpguard.go).
+		s.respond(tx, req, 403, "Forbidden: subscribe over TCP, TLS or WebSocket, or authenticate from this address")
 		return
 	}
 	if ct := req.ContentType(); ct == nil || !strings.HasPrefix(strings.ToLower(ct.Value()), paywire.ContentType) {
@@ -159,7 +162,20 @@ func (a *bitcoinAPI) handle(req *sip.Request, tx sip.ServerTransaction) {
 				resp.Coins = apiCoins(coins)
 			}
 		case chainapi.TypeWatch:
-			resp.Expires = a.addWatch(user, script, r.Expires, req)
+			if resp.Expires, err = a.addWatch(user, script, r.Expires, req); err != nil {
+				code, hdr := 403, sip.Header(nil)
+				if errors.Is(err, errTooManyWatches) {
+					code, hdr = 503, sip.NewHeader("Retry-After", "60")
+				}
+				a.s.log.Warn("bitcoin API refused a watch", "user", user, "err", err, "from", req.Source())
+				res := sip.NewResponseFromRequest(req, code, err.Error(), chainapi.Encode(&chainapi.Response{Type: chainapi.TypeError, ID: r.ID, Code: "limit", Reason: err.Error()}))
+				res.AppendHeader(sip.NewHeader("Content-Type", paywire.ContentType))
+				if hdr != nil {
+					res.AppendHeader(hdr)
+				}
+				tx.Respond(res)
+				return
+			}
 		case chainapi.TypeUnwatch:
 			a.removeWatch(user, script)
 		}
@@ -227,10 +243,20 @@ func apiCoins(us []chain.Utxo) []chainapi.Coin {
 
 func watchKey(user string, script []byte) string { return user + "|" + hex.EncodeToString(script) }
 
-func (a *bitcoinAPI) addWatch(user string, script []byte, secs int, req *sip.Request) int {
-	if secs == 0 {
+// errTooManyWatches: the server holds as many watches as it allows.
+var errTooManyWatches = errors.New("too many watches on this server")
+
+// errTooManyUserWatches: the user holds as many watches as allowed.
+var errTooManyUserWatches = errors.New("too many watches for this user")
+
+// addWatch adds or renews a watch, within the per-user and total caps; a
+// watch lives at most MaxWatchExpires seconds (RFC 6665 section 4.2.1.1:
+// the notifier may shorten the duration). It returns the seconds granted.
+func (a *bitcoinAPI) addWatch(user string, script []byte, secs int, req *sip.Request) (int, error) {
+	if secs <= 0 {
 		secs = 600
 	}
+	secs = min(secs, a.s.lim.MaxWatchExpires)
 	w := &watch{user: user, script: script, expires: a.s.now().Add(time.Duration(secs) * time.Second)}
 	if req.Method == sip.SUBSCRIBE {
 		tag := make([]byte, 8)
@@ -242,18 +268,40 @@ func (a *bitcoinAPI) addWatch(user string, script []byte, secs int, req *sip.Req
 		} else {
 			d.target = req.From().Address
 		}
+		d.source, d.transport = req.Source(), req.Transport()
 		w.dialog = d
 	}
 	a.mu.Lock()
-	a.watches[watchKey(user, script)] = w
-	a.mu.Unlock()
-	return secs
+	defer a.mu.Unlock()
+	key := watchKey(user, script)
+	if _, renew := a.watches[key]; !renew {
+		if a.perUser[user] >= a.s.lim.MaxWatchesPerUser {
+			return 0, errTooManyUserWatches
+		}
+		if len(a.watches) >= a.s.lim.MaxWatches {
+			return 0, errTooManyWatches
+		}
+		a.perUser[user]++
+	}
+	a.watches[key] = w
+	return secs, nil
 }
 
 func (a *bitcoinAPI) removeWatch(user string, script []byte) {
 	a.mu.Lock()
-	delete(a.watches, watchKey(user, script))
+	a.deleteLocked(watchKey(user, script))
 	a.mu.Unlock()
+}
+
+func (a *bitcoinAPI) deleteLocked(key string) {
+	w, ok := a.watches[key]
+	if !ok {
+		return
+	}
+	delete(a.watches, key)
+	if a.perUser[w.user]--; a.perUser[w.user] <= 0 {
+		delete(a.perUser, w.user)
+	}
 }
 
 // acceptSubscribe answers a SUBSCRIBE (RFC 6665) and sends the first
@@ -289,8 +337,13 @@ func sipURI(user, host string, port ...int) sip.Uri {
 	return u
 }
 
+// watchChecksPerPoll is how many watched scripts one poll asks the node
+// about.
+const watchChecksPerPoll = 100
+
 // watchLoop polls the watched scripts and notifies changes.
 func (a *bitcoinAPI) watchLoop(ctx context.Context) {
+	cursor := 0
 	for {
 		select {
 		case <-ctx.Done():
@@ -301,19 +354,55 @@ func (a *bitcoinAPI) watchLoop(ctx context.Context) {
 			continue
 		}
 		a.mu.Lock()
-		var ws []*watch
 		now := a.s.now()
+		keys := make([]string, 0, len(a.watches))
 		for k, w := range a.watches {
 			if now.After(w.expires) {
-				delete(a.watches, k)
+				a.deleteLocked(k)
 				continue
 			}
-			ws = append(ws, w)
+			keys = append(keys, k)
 		}
+		// At most watchChecksPerPoll scripts a poll, in turn: the node's
+		// load is bounded however many watches there are (a notification
+		// is later when there are many).
+		sort.Strings(keys)
+		var ws []*watch
+		for i := 0; i < min(len(keys), watchChecksPerPoll); i++ {
+			ws = append(ws, a.watches[keys[(cursor+i)%len(keys)]])
+		}
+		cursor += len(ws)
 		a.mu.Unlock()
-		for _, w := range ws {
-			a.check(w, w.script, false)
+		a.checkAll(ws)
+	}
+}
+
+// checkAll asks the node once for the coins of every watched script (one
+// request per poll, however many watches) and notifies the changes.
+func (a *bitcoinAPI) checkAll(ws []*watch) {
+	if len(ws) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	seen := map[string]bool{}
+	var scripts [][]byte
+	for _, w := range ws {
+		if k := string(w.script); !seen[k] {
+			seen[k] = true
+			scripts = append(scripts, w.script)
 		}
+	}
+	all, err := a.s.cfg.Chain.Coins(ctx, scripts)
+	if err != nil {
+		return
+	}
+	byScript := map[string][]chain.Utxo{}
+	for _, u := range all {
+		byScript[string(u.PkScript)] = append(byScript[string(u.PkScript)], u)
+	}
+	for _, w := range ws {
+		a.notifyCoins(ctx, w, w.script, byScript[string(w.script)], false)
 	}
 }
 
@@ -325,6 +414,11 @@ func (a *bitcoinAPI) check(w *watch, script []byte, force bool) {
 	if err != nil {
 		return
 	}
+	a.notifyCoins(ctx, w, script, coins, force)
+}
+
+// notifyCoins notifies a watch's coins if they changed (or if forced).
+func (a *bitcoinAPI) notifyCoins(ctx context.Context, w *watch, script []byte, coins []chain.Utxo, force bool) {
 	resp := &chainapi.Response{Type: chainapi.TypeNotify, Script: hex.EncodeToString(script), Coins: apiCoins(coins)}
 	body := chainapi.Encode(resp)
 	a.mu.Lock()
@@ -363,7 +457,11 @@ func (a *bitcoinAPI) notify(ctx context.Context, w *watch, body []byte) {
 	req.AppendHeader(sip.NewHeader("Content-Type", paywire.ContentType))
 	req.AppendHeader(&sip.ContactHeader{Address: sipURI(BitcoinUser, a.s.host, a.s.sipPort)})
 	req.SetBody(body)
-	a.sendTo(ctx, req, d.target)
+	req.SetTransport(d.transport)
+	req.SetDestination(d.source)
+	if _, err := a.s.client.Do(ctx, req); err != nil {
+		a.s.log.Debug("NOTIFY not delivered", "to", d.source, "err", err)
+	}
 }
 
 // message sends a notification as a MESSAGE to a user's registered

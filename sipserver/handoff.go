@@ -18,10 +18,11 @@ type handoffListener struct {
 	conns  chan net.Conn
 	closed chan struct{}
 	once   sync.Once
+	lim    *connLimiter
 }
 
-func newHandoffListener(addr net.Addr) *handoffListener {
-	return &handoffListener{addr: addr, conns: make(chan net.Conn), closed: make(chan struct{})}
+func newHandoffListener(addr net.Addr, lim *connLimiter) *handoffListener {
+	return &handoffListener{addr: addr, conns: make(chan net.Conn), closed: make(chan struct{}), lim: lim}
 }
 
 func (l *handoffListener) Accept() (net.Conn, error) {
@@ -64,6 +65,11 @@ func (l *handoffListener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if n := rw.Reader.Buffered(); n > 0 {
 		b, _ := rw.Reader.Peek(n)
 		replay.Write(b)
+	}
+	// From now on the connection is SIP: idle deadlines and the input
+	// rate apply (listener.go), the HTTP server's timeouts no longer.
+	if tc := asTracked(conn); tc != nil && l.lim != nil {
+		l.lim.manage(tc)
 	}
 	rc := &replayConn{Conn: conn, r: bufio.NewReader(&multiReader{first: &replay, rest: conn})}
 	select {

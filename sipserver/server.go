@@ -16,11 +16,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo"
@@ -60,8 +62,8 @@ type Config struct {
 	Accounts           Accounts
 	// Chain backs the SIP API to Bitcoin; nil answers it with 503.
 	Chain chain.Chain
-	// APIRate is how many SIP API requests an account may make per second
-	// (burst twice that); default 10.
+	// APIRate is how many SIP API requests one source address may make per
+	// second (burst twice that); default 10.
 	APIRate float64
 	// TrustedEdges are the addresses (IP or CIDR) of edge proxies whose
 	// Path header (RFC 3327) the registrar accepts, such as a Kamailio in
@@ -77,7 +79,10 @@ type Config struct {
 	MaxBranches int
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
-	Log *slog.Logger
+	// Limits bound connections, message sizes, request rates and watches
+	// (zero fields take DefaultLimits).
+	Limits Limits
+	Log    *slog.Logger
 	// HTTPHandler, if set, serves every other HTTP path (the web UI).
 	HTTPHandler http.Handler
 }
@@ -94,6 +99,12 @@ type Server struct {
 	now      func() time.Time
 	api      *bitcoinAPI
 	ready    chan struct{}
+	lim      Limits
+	conns    *connLimiter
+	reqLimit *sourceLimiter // requests per source address
+	input    *sourceLimiter // bytes read per source address
+	udp      *udpGuard
+	txLive   atomic.Int64 // server transactions alive
 	sipPort  int
 	httpPort int
 	tlsPort  int
@@ -136,28 +147,46 @@ func New(cfg Config) (*Server, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With("component", "sip")
+	if cfg.Open && cfg.Limits.UDPReplyFactor == 0 {
+		// Without authentication no UDP source can prove its address, and
+		// real clients' answers (a 200 with the bindings, a forwarded 200
+		// with SDP) exceed their requests: the open development server
+		// answers in full, as the relay it is.
+		cfg.Limits.UDPReplyFactor = -1
+	}
+	lim := cfg.Limits.withDefaults()
 	host, _, err := net.SplitHostPort(cfg.SIPAddr)
 	if err != nil {
 		return nil, err
 	}
-	ua, err := sipgo.NewUA(sipgo.WithUserAgent("paysip"), sipgo.WithUserAgentHostname(host),
-		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(log)),
-		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(log)))
+	// sipgo's own logs are about what peers sent: see peerLogHandler.
+	peerLog := slog.New(newPeerLogHandler(log.Handler()))
+	// One size limit for every transport: the parser refuses a datagram,
+	// a stream-framed message or a WebSocket message above it.
+	parser := sip.NewParser(func(p *sip.Parser) { p.MaxMessageLength = lim.MaxMessageSize })
+	ua, err := sipgo.NewUA(sipgo.WithUserAgent("paysip"), sipgo.WithUserAgentHostname(host), sipgo.WithUserAgentParser(parser),
+		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(peerLog)),
+		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(peerLog)))
 	if err != nil {
 		return nil, err
 	}
-	srv, err := sipgo.NewServer(ua, sipgo.WithServerLogger(log))
+	srv, err := sipgo.NewServer(ua, sipgo.WithServerLogger(peerLog))
 	if err != nil {
 		return nil, err
 	}
-	client, err := sipgo.NewClient(ua, sipgo.WithClientHostname(host), sipgo.WithClientLogger(log))
+	client, err := sipgo.NewClient(ua, sipgo.WithClientHostname(host), sipgo.WithClientLogger(peerLog))
 	if err != nil {
 		return nil, err
 	}
 	secret := make([]byte, 32)
 	rand.Read(secret)
 	s := &Server{cfg: cfg, log: log, ua: ua, srv: srv, client: client, reg: sipreg.New(sipreg.Limits{MaxContacts: cfg.MaxContacts, MaxBindings: cfg.MaxBindings}), now: cfg.Now,
-		ready: make(chan struct{}), host: host, branches: map[string]*forkState{}}
+		ready: make(chan struct{}), host: host, branches: map[string]*forkState{}, lim: lim}
+	s.conns = newConnLimiter(lim, log)
+	s.reqLimit = newSourceLimiter(lim.RequestRate, float64(lim.RequestBurst), lim.MaxSources)
+	s.input = newSourceLimiter(float64(lim.InputRate), 4*float64(lim.InputRate), lim.MaxSources)
+	s.conns.input = s.input
+	s.conns.busy = s.busy
 	s.auth = &sipauth.Verifier{Realm: cfg.Domain, Secret: secret, Algorithms: cfg.DigestAlgorithms, Lookup: func(user, alg string) (string, bool) {
 		if cfg.Accounts == nil {
 			return "", false
@@ -168,17 +197,18 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.api = newBitcoinAPI(s)
-	srv.OnRegister(s.onRegister)
+	srv.OnRegister(s.limited(s.registerKeepingFlow))
 	for _, m := range []sip.RequestMethod{sip.INVITE, sip.MESSAGE, sip.INFO, sip.BYE, sip.OPTIONS, sip.SUBSCRIBE,
 		sip.NOTIFY, sip.UPDATE, sip.REFER, sip.PRACK, sip.PUBLISH, sip.CANCEL} {
-		srv.OnRequest(m, s.onRequest)
+		srv.OnRequest(m, s.limited(s.onRequest))
 	}
 	srv.OnAck(s.onAck)
 	srv.OnNoRoute(func(req *sip.Request, tx sip.ServerTransaction) {
 		s.respond(tx, req, sip.StatusMethodNotAllowed, "Method Not Allowed")
 	})
 	if cfg.Open {
-		log.Warn("AUTHENTICATION IS OFF (--open): anyone can register any address and use the Bitcoin API; for local development only")
+		log.Warn("AUTHENTICATION IS OFF (--open): anyone can register any address and use the Bitcoin API; for local development only",
+			"udp_reply_factor", lim.UDPReplyFactor)
 	}
 	return s, nil
 }
@@ -198,17 +228,26 @@ func (s *Server) TLSPort() int  { return s.tlsPort }
 func (s *Server) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	udp, tcp, err := s.listenSIP()
+	rawUDP, rawTCP, err := s.listenSIP()
 	if err != nil {
 		return err
 	}
-	hl, err := net.Listen("tcp", s.cfg.HTTPAddr)
+	rawHTTP, err := net.Listen("tcp", s.cfg.HTTPAddr)
 	if err != nil {
-		udp.Close()
-		tcp.Close()
+		rawUDP.Close()
+		rawTCP.Close()
 		return err
 	}
-	s.httpPort = hl.Addr().(*net.TCPAddr).Port
+	s.httpPort = rawHTTP.Addr().(*net.TCPAddr).Port
+	// Every listener goes through the limits (listener.go, udpguard.go).
+	s.udp = newUDPGuard(rawUDP, s.lim, s.input, s.log, s.now)
+	s.udp.busy = s.busy
+	if s.lim.RequestRate > 0 {
+		s.udp.requests = newSourceLimiter(4*s.lim.RequestRate, 2*float64(s.lim.RequestBurst), s.lim.MaxSources)
+	}
+	var udp net.PacketConn = s.udp
+	var tcp net.Listener = s.limitListener(rawTCP, "tcp", true)
+	var hl net.Listener = s.limitListener(rawHTTP, "http", false)
 	var tlsConf *tls.Config
 	var tlsL net.Listener
 	if s.cfg.TLSCert != "" {
@@ -221,13 +260,15 @@ func (s *Server) Run(ctx context.Context) error {
 		if addr == "" {
 			addr = net.JoinHostPort(s.host, "5061")
 		}
-		if tlsL, err = tls.Listen("tcp", addr, tlsConf); err != nil {
+		raw, err := net.Listen("tcp", addr)
+		if err != nil {
 			return err
 		}
+		tlsL = tls.NewListener(s.limitListener(raw, "tls", true), tlsConf)
 		s.tlsPort = tlsL.Addr().(*net.TCPAddr).Port
 		hl = tls.NewListener(hl, tlsConf)
 	}
-	ws := newHandoffListener(hl.Addr())
+	ws := newHandoffListener(hl.Addr(), s.conns)
 	mux := http.NewServeMux()
 	mux.Handle("/sip", ws)
 	mux.HandleFunc("/api/directory", s.serveDirectory)
@@ -243,7 +284,11 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 		http.NotFound(w, r)
 	})
-	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	// HTTP keep-alive and slow clients are bounded too; a WebSocket leaves
+	// these behind when it is handed over (handoff.go).
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		IdleTimeout: min(60*time.Second, s.lim.IdleTimeout), MaxHeaderBytes: s.lim.MaxHeaderBytes,
+		ErrorLog: slog.NewLogLogger(newPeerLogHandler(s.log.Handler()), slog.LevelWarn)}
 
 	errs := make(chan error, 5)
 	go func() { errs <- s.srv.ServeUDP(udp) }()
@@ -263,7 +308,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	hs.Close()
 	ws.Close()
-	udp.Close()
+	rawUDP.Close()
 	tcp.Close()
 	if tlsL != nil {
 		tlsL.Close()
@@ -346,6 +391,11 @@ func (s *Server) authenticate(req *sip.Request, tx sip.ServerTransaction, proxy 
 	client, _, _ := net.SplitHostPort(req.Source())
 	user, err := s.auth.Verify(sipauth.Request{Authorization: value, Method: req.Method.String(), URI: req.Recipient.String(), Client: client}, s.now())
 	if err == nil {
+		if req.Transport() == "UDP" && s.udp != nil {
+			// A nonce sent to this address came back from it: the
+			// address is proved (no spoofed source).
+			s.udp.verifyNonce(digestParam(value, "nonce"), req.Source())
+		}
 		return user
 	}
 	if !errors.Is(err, sipauth.ErrNoCredentials) {
@@ -354,7 +404,111 @@ func (s *Server) authenticate(req *sip.Request, tx sip.ServerTransaction, proxy 
 	var hdrs []sip.Header
 	for _, c := range s.auth.Challenges(client, s.now(), errors.Is(err, sipauth.ErrStale)) {
 		hdrs = append(hdrs, sip.NewHeader(chalName, c))
+		if req.Transport() == "UDP" && s.udp != nil {
+			s.udp.challenged(digestParam(c, "nonce"), req.Source())
+		}
 	}
 	s.respond(tx, req, code, reason, hdrs...)
+	return ""
+}
+
+// limitListener wraps a stream listener in the connection limits.
+func (s *Server) limitListener(l net.Listener, kind string, sip bool) net.Listener {
+	return &limitListener{Listener: l, lim: s.conns, kind: kind, manage: sip, log: s.log}
+}
+
+// limited answers 503 with Retry-After (RFC 3261 sections 21.5.4 and
+// 20.33) to a source address over its request rate, before any other
+// work (authentication included). ACK has no answer, and a CANCEL follows
+// its INVITE.
+func (s *Server) limited(h sipgo.RequestHandler) sipgo.RequestHandler {
+	var warned atomic.Int64
+	return func(req *sip.Request, tx sip.ServerTransaction) {
+		if tx != nil {
+			s.txLive.Add(1)
+			if !tx.OnTerminate(func(string, error) { s.txLive.Add(-1) }) {
+				s.txLive.Add(-1)
+			}
+		}
+		if req.Method != sip.ACK && req.Method != sip.CANCEL && s.busy() {
+			if now := time.Now().Unix(); warned.Swap(now) != now {
+				s.log.Warn("transaction limit", "live", s.txLive.Load(), "max", s.lim.MaxTransactions)
+			}
+			s.respond(tx, req, sip.StatusServiceUnavailable, "Service Unavailable: busy", sip.NewHeader("Retry-After", "5"))
+			return
+		}
+		if req.IsInvite() && req.Transport() != "UDP" && tx != nil {
+			tx = &callFlowTx{ServerTransaction: tx, s: s, src: req.Source()}
+		}
+		if req.Method != sip.ACK && req.Method != sip.CANCEL {
+			ip := sourceIP(req.Source())
+			if !s.lim.exempt(ip) {
+				if ok, wait := s.reqLimit.take(ip, 1, s.now()); !ok {
+					if now := time.Now().Unix(); warned.Swap(now) != now {
+						s.log.Warn("request rate limit", "from", ip, "method", req.Method, "rate", s.lim.RequestRate, "burst", s.lim.RequestBurst)
+					}
+					s.respond(tx, req, sip.StatusServiceUnavailable, "Service Unavailable: rate limit",
+						sip.NewHeader("Retry-After", strconv.Itoa(int(math.Ceil(max(wait.Seconds(), 1))))))
+					return
+				}
+			}
+		}
+		h(req, tx)
+	}
+}
+
+// callFlowHold is how long a connection that placed an answered call is
+// kept open, idle or not: the callee's BYE, a re-INVITE or the payee's
+// in-dialog MESSAGE reach the caller only along it (a paid call sends no
+// SIP while the DataChannel carries the payments).
+const callFlowHold = 2 * time.Hour
+
+// callFlowTx is an INVITE's server transaction that keeps the caller's
+// connection open once the call is answered.
+type callFlowTx struct {
+	sip.ServerTransaction
+	s   *Server
+	src string
+}
+
+func (t *callFlowTx) Respond(res *sip.Response) error {
+	if res.IsSuccess() {
+		t.s.conns.keepAtLeast(t.src, t.s.now().Add(callFlowHold))
+	}
+	return t.ServerTransaction.Respond(res)
+}
+
+// busy reports whether the server holds as many transactions as allowed.
+func (s *Server) busy() bool { return s.txLive.Load() >= int64(s.lim.MaxTransactions) }
+
+// registerKeepingFlow is the registrar, and then keeps the connection a
+// registration arrived on open until the registration expires, idle or
+// not: the registrar reaches the contact only along that flow (RFC 5626
+// section 5).
+func (s *Server) registerKeepingFlow(req *sip.Request, tx sip.ServerTransaction) {
+	s.onRegister(req, tx)
+	if req.Transport() == "UDP" || req.To() == nil {
+		return
+	}
+	var until time.Time
+	for _, b := range s.reg.Lookup(s.aor(req.To().Address), s.now()) {
+		if b.Source == req.Source() && b.Expires.After(until) {
+			until = b.Expires
+		}
+	}
+	if !until.IsZero() {
+		s.conns.keepAtLeast(req.Source(), until.Add(30*time.Second))
+	}
+}
+
+// digestParam is a parameter of a digest challenge or credentials header
+// value (RFC 7616 section 3.3), unquoted; "" when absent.
+func digestParam(v, name string) string {
+	for _, part := range splitList(strings.TrimPrefix(strings.TrimSpace(v), "Digest ")) {
+		k, val, ok := strings.Cut(part, "=")
+		if ok && strings.EqualFold(strings.TrimSpace(k), name) {
+			return strings.Trim(strings.TrimSpace(val), `"`)
+		}
+	}
 	return ""
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -19,7 +20,7 @@ func init() {
 	commands = append(commands, func(a *app) commandSpec {
 		return commandSpec{name: "serve", short: "the SIP server: registrar, proxy, WebSocket, directory, SIP API to Bitcoin (and a regtest btcd unless --btcd-rpc)",
 			long: "Serves --domain (the same setting 'paysip user' uses for its accounts: put 'domain = example.org' in paysip.conf).",
-			data: &serveCmd{a: a}}
+			data: &serveCmd{a: a, limitOpts: defaultLimitOpts()}}
 	}, func(a *app) commandSpec {
 		return commandSpec{name: "user", short: "SIP accounts of --domain: add, passwd, remove, list",
 			long: "Accounts are per (name, domain); the domain is --domain, the same setting 'paysip serve' serves. Passwords come from PAYSIP_USER_PASSWORD or stdin; only digest HA1 values are stored.",
@@ -56,6 +57,67 @@ type serveCmd struct {
 	DigestAlgs string `long:"digest-algorithms" default:"MD5" description:"digest algorithms offered, in order (MD5, SHA-256); SHA-256 confuses many deployed clients"`
 	// TrustedEdges: see sipserver.Config.TrustedEdges.
 	TrustedEdges []string `long:"trusted-edge" value-name:"IP|CIDR" description:"an edge proxy (e.g. Kamailio) whose Path header the registrar accepts; repeat or separate with commas; a Path from anywhere else is refused"`
+	limitOpts
+}
+
+// limitOpts are the server's resource and rate limits (sipserver.Limits);
+// their defaults are sipserver.DefaultLimits (defaultLimitOpts).
+type limitOpts struct {
+	MaxConns          int           `long:"max-conns" description:"TCP, TLS and HTTP/WebSocket connections held at once (at most half the file descriptor limit)"`
+	MaxConnsPerIP     int           `long:"max-conns-per-ip" description:"connections held from one source address (0: no cap)"`
+	IdleTimeout       time.Duration `long:"idle-timeout" description:"close a SIP connection (TCP, TLS, WebSocket) idle this long; a registration keeps its connection until it expires"`
+	MaxMessageSize    int           `long:"max-message-size" description:"largest SIP message on any transport, bytes"`
+	RequestRate       float64       `long:"request-rate" description:"requests per second from one source address before 503 + Retry-After (0: no limit)"`
+	RequestBurst      int           `long:"request-burst" description:"requests one source address may send at once"`
+	InputRate         int           `long:"input-rate" description:"bytes per second read from one source address: datagrams over it are dropped, streams slowed (0: no limit)"`
+	MaxTransactions   int           `long:"max-transactions" description:"SIP server transactions alive at once; over it new requests are dropped or answered 503"`
+	UDPReplyFactor    int           `long:"udp-reply-factor" description:"a UDP source that has not proved its address (by digest) gets at most this many times the bytes it sent (no reflection; 0: no bound; -1, the default: 2, or no bound with --open)"`
+	APIRate           float64       `long:"api-rate" description:"SIP API to Bitcoin requests per second from one source address (burst twice that)"`
+	MaxWatchesPerUser int           `long:"max-watches-per-user" description:"SIP API script watches per user"`
+	MaxWatches        int           `long:"max-watches" description:"SIP API script watches in total"`
+	MaxWatchExpires   int           `long:"max-watch-expires" description:"longest SIP API watch, seconds"`
+	LimitExempt       []string      `long:"limit-exempt" value-name:"CIDR" description:"networks exempt from per-source limits (an edge proxy in front), e.g. 10.0.0.5/32; repeat or separate with commas"`
+}
+
+func defaultLimitOpts() limitOpts {
+	d := sipserver.DefaultLimits
+	return limitOpts{MaxConns: d.MaxConns, MaxConnsPerIP: d.MaxConnsPerIP, IdleTimeout: d.IdleTimeout, MaxMessageSize: d.MaxMessageSize,
+		RequestRate: d.RequestRate, RequestBurst: d.RequestBurst, InputRate: d.InputRate, MaxTransactions: d.MaxTransactions,
+		UDPReplyFactor: -1, APIRate: 10, MaxWatchesPerUser: d.MaxWatchesPerUser, MaxWatches: d.MaxWatches, MaxWatchExpires: d.MaxWatchExpires}
+}
+
+// limits checks the options and renders them as the server's Limits and
+// its SIP API rate.
+func (o limitOpts) limits() (sipserver.Limits, float64, error) {
+	off := func(v int) int {
+		if v == 0 {
+			return -1
+		}
+		return v
+	}
+	l := sipserver.Limits{MaxConns: o.MaxConns, MaxConnsPerIP: off(o.MaxConnsPerIP), IdleTimeout: o.IdleTimeout, MaxMessageSize: o.MaxMessageSize,
+		RequestRate: o.RequestRate, RequestBurst: o.RequestBurst, InputRate: off(o.InputRate), MaxWatchesPerUser: o.MaxWatchesPerUser,
+		MaxWatches: o.MaxWatches, MaxWatchExpires: o.MaxWatchExpires, MaxTransactions: o.MaxTransactions}
+	if o.RequestRate == 0 {
+		l.RequestRate = -1
+	}
+	if o.UDPReplyFactor >= 0 { // unset (-1): the server decides (no bound with --open)
+		l.UDPReplyFactor = off(o.UDPReplyFactor)
+	}
+	if o.MaxConns <= 0 || o.MaxTransactions <= 0 || o.MaxMessageSize <= 0 || o.IdleTimeout <= 0 || o.APIRate <= 0 || o.MaxWatchesPerUser <= 0 || o.MaxWatches <= 0 || o.MaxWatchExpires <= 0 {
+		return l, 0, fmt.Errorf("--max-conns, --max-transactions, --max-message-size, --idle-timeout, --api-rate and the watch limits must be positive")
+	}
+	for _, p := range splitEdges(o.LimitExempt) {
+		if !strings.Contains(p, "/") {
+			p += map[bool]string{true: "/128", false: "/32"}[strings.Contains(p, ":")]
+		}
+		pfx, err := netip.ParsePrefix(p)
+		if err != nil {
+			return l, 0, fmt.Errorf("--limit-exempt: %w", err)
+		}
+		l.Exempt = append(l.Exempt, pfx.Masked())
+	}
+	return l, o.APIRate, nil
 }
 
 // Execute serves until Ctrl-C.
@@ -64,6 +126,10 @@ func (c *serveCmd) Execute(args []string) error {
 		return fmt.Errorf("unexpected arguments %q", args)
 	}
 	nf := &c.a.Node
+	limits, apiRate, err := c.limits()
+	if err != nil {
+		return err
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	log := nf.logger()
@@ -92,7 +158,7 @@ func (c *serveCmd) Execute(args []string) error {
 	}
 	srv, err := sipserver.New(sipserver.Config{Domain: c.a.Domain, SIPAddr: c.SIPAddr, HTTPAddr: c.HTTPAddr,
 		TLSCert: c.TLSCert, TLSKey: c.TLSKey, TLSAddr: c.TLSAddr, Open: c.Open, NoAnonymousInbound: c.NoAnon, DigestAlgorithms: strings.Split(c.DigestAlgs, ","),
-		TrustedEdges: splitEdges(c.TrustedEdges), Accounts: db, Chain: nd.chain, Log: log})
+		TrustedEdges: splitEdges(c.TrustedEdges), Accounts: db, Chain: nd.chain, Log: log, Limits: limits, APIRate: apiRate})
 	if err != nil {
 		return err
 	}
