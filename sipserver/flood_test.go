@@ -227,7 +227,7 @@ func TestServeSurvivesFDExhaustion(t *testing.T) {
 //
 // Measured here (2 shared cores): before the limits the server reached
 // 166 MB on the WebSocket flood and 207 MB by the end (every watch
-// accepted); now its peak is 107-126 MB (docs/security-limits.md).
+// accepted); now its peak is 107-126 MB (docs/security.md).
 func TestFloodBoundedMemory(t *testing.T) {
 	const boundMB = 180
 	p := startServe(t, 0)

@@ -9,7 +9,7 @@ import (
 
 // Limits bound what the outside can make the server hold or do. The zero
 // value of a field takes its default (DefaultLimits); a negative value
-// turns that limit off where the field says so. docs/security-limits.md
+// turns that limit off where the field says so. docs/security.md
 // explains each one.
 type Limits struct {
 	// MaxConns caps the TCP, TLS and HTTP/WebSocket connections held at
