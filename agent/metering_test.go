@@ -126,7 +126,9 @@ func TestPaidCallsAtEveryPrice(t *testing.T) {
 				}
 				w.payer = &agent.Payer{Wallet: p.payer, Chain: env.Chain, Store: openStore(t, "payer.db"), CapacitySat: pool.CapacitySat,
 					MaxCapacitySat: max(pool.CapacitySat, agent.DefaultMinChannelSat), MaxPriceSatPerMin: price}
-				w.payee = &agent.Payee{Wallet: p.payee, Chain: env.Chain, Store: openStore(t, "payee.db"), PriceSatPerMin: price, Poll: pollingStep,
+				// Regtest's fee is fixed: no headroom, the minimum first
+				// payment is the configured 1,000 sat.
+				w.payee = &agent.Payee{Wallet: p.payee, Chain: env.Chain, Store: openStore(t, "payee.db"), PriceSatPerMin: price, Poll: pollingStep, FeeHeadroom: 1,
 					Metering: &meter.Payee{PriceSatPerMin: price, Tick: tick, Grace: 10 * tick}}
 				payerBefore, payeeBefore := env.Confirmed(p.payer), env.Confirmed(p.payee)
 				s, _, done := w.call(ctx)
