@@ -219,6 +219,7 @@ type Store struct {
 	fullAfter int
 	armed     bool
 	dead      bool
+	afterIns  func()
 	// Refused counts writes refused for lack of space.
 	Refused atomic.Int64
 }
@@ -271,12 +272,30 @@ func (s *Store) write(payment bool) error {
 	return nil
 }
 
+// AfterInsert runs f once, right after the next channel insert is stored
+// (the payer's refund: its funding broadcast comes next).
+func (s *Store) AfterInsert(f func()) {
+	s.mu.Lock()
+	s.afterIns = f
+	s.mu.Unlock()
+}
+
 // Insert implements agent.Store.
 func (s *Store) Insert(ctx context.Context, r store.Record) error {
 	if err := s.write(false); err != nil {
 		return err
 	}
-	return s.Store.Insert(ctx, r)
+	if err := s.Store.Insert(ctx, r); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	f := s.afterIns
+	s.afterIns = nil
+	s.mu.Unlock()
+	if f != nil {
+		f()
+	}
+	return nil
 }
 
 // PayerSigned implements agent.Store.

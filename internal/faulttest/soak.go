@@ -19,16 +19,19 @@ type Fault int
 
 // Faults.
 const (
-	FaultNone       Fault = iota
-	FaultDisconnect       // the transport drops mid-call (either side's end)
-	FaultPayerDies        // the payer's process dies mid-call and starts again
-	FaultPayeeDies        // the payee's process dies mid-call and starts again
-	FaultNodeRestart      // the Bitcoin node stops and starts mid-call
+	FaultNone        Fault = iota
+	FaultDisconnect        // the transport drops mid-call (either side's end)
+	FaultPayerDies         // the payer's process dies mid-call and starts again
+	FaultPayeeDies         // the payee's process dies mid-call and starts again
+	FaultNodeRestart       // the Bitcoin node stops and starts mid-call
+	// FaultPayeeDiesAtFunding: the payee dies as the payer stores its
+	// refund, just before the funding goes out: a pool with nothing paid.
+	FaultPayeeDiesAtFunding
 	numFaults
 )
 
 func (f Fault) String() string {
-	return [...]string{"none", "disconnect", "payer-dies", "payee-dies", "node-restart"}[f]
+	return [...]string{"none", "disconnect", "payer-dies", "payee-dies", "node-restart", "payee-dies-at-funding"}[f]
 }
 
 // SoakConfig is a soak run. Payers and Payees are the behaviours drawn
@@ -105,11 +108,15 @@ func Soak(t *testing.T, cfg SoakConfig) SoakReport {
 		at := rng.Int64N(plan.Seconds) // after this many stored payments (0: while opening)
 		side := rng.IntN(2)
 		stored.Store(0)
-		call := w.StartCall(ctx, pb, eb, plan)
+		var call *Call
+		if f == FaultPayeeDiesAtFunding {
+			w.PayerDB.AfterInsert(func() { call.KillPayee() })
+		}
+		call = w.StartCall(ctx, pb, eb, plan)
 		fired := make(chan struct{})
 		go func() {
 			defer close(fired)
-			if f == FaultNone {
+			if f == FaultNone || f == FaultPayeeDiesAtFunding {
 				return
 			}
 			deadline := time.Now().Add(10 * time.Second)
@@ -147,7 +154,8 @@ func Soak(t *testing.T, cfg SoakConfig) SoakReport {
 		case FaultPayerDies:
 			w.RestartPayer()
 			restartWatchers()
-		case FaultPayeeDies:
+		case FaultPayeeDies, FaultPayeeDiesAtFunding:
+			w.PayerDB.AfterInsert(nil)
 			w.RestartPayee()
 			restartWatchers()
 		case FaultNodeRestart:
