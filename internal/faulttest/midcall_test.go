@@ -7,10 +7,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emiago/sipgo/sip"
 	"github.com/paysip/paysip/agent"
 	"github.com/paysip/paysip/internal/faulttest"
 	"github.com/paysip/paysip/meter"
 	"github.com/paysip/paysip/rtcconn"
+	"github.com/paysip/paysip/sipua"
 	"github.com/paysip/paysip/store"
 )
 
@@ -37,8 +39,10 @@ func checkMoney(t *testing.T, w *faulttest.World) (payer, payee faulttest.Money)
 	return payer, payee
 }
 
-// TestDataChannelDropsMidCall: a paid call over a real WebRTC DataChannel
-// (pion, loopback); mid-call one side's peer connection goes away with no
+// TestDataChannelDropsMidCall: a paid call set up through the SIP proxy
+// (INVITE with the SDP offer of audio and the paysip DataChannel, 200 OK
+// with the answer), the payments on the real WebRTC DataChannel (pion,
+// loopback); mid-call one side's peer connection goes away with no
 // protocol message. Both sides see it at once (no hang), the payer stops
 // paying, the payee settles the best payment it stored, and the chain
 // shows exactly that: never less than the payer saw acknowledged, never
@@ -51,20 +55,36 @@ func TestDataChannelDropsMidCall(t *testing.T) {
 			paid := paymentsSeen(w)
 			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 			defer cancel()
+			sipSrv := faulttest.StartSIP(t, ctx)
 			cfg := rtcconn.Config{LoopbackOnly: true}
+			tutor := sipSrv.UA(t, ctx, "tutor", faulttest.Price)
+			payeePeer := make(chan *rtcconn.Peer, 1)
+			tutor.OnInvite(func(ic *sipua.IncomingCall) {
+				peer, answer, err := rtcconn.Answer(ctx, cfg, ic.Request.Body())
+				if err != nil {
+					ic.Reject(488, "Not Acceptable Here")
+					return
+				}
+				if _, err := ic.Answer(answer); err != nil {
+					peer.Close()
+					return
+				}
+				payeePeer <- peer
+			})
 			a, offer, err := rtcconn.NewOffer(ctx, cfg)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer a.Close()
-			b, answer, err := rtcconn.Answer(ctx, cfg, offer)
+			sipCall, err := sipSrv.UA(t, ctx, "caller", 0).Call(ctx, faulttest.URI("tutor"), offer, sip.NewHeader("Supported", "paysip"))
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer b.Close()
-			if err := a.SetAnswer(answer); err != nil {
+			if err := a.SetAnswer(sipCall.RemoteSDP); err != nil {
 				t.Fatal(err)
 			}
+			b := <-payeePeer
+			defer b.Close()
 			ca, err := a.Conn(ctx)
 			if err != nil {
 				t.Fatal(err)
@@ -73,7 +93,7 @@ func TestDataChannelDropsMidCall(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			call := w.StartCallOn(ctx, ca, cb, faulttest.HonestPayer{}, faulttest.HonestPayee{}, faulttest.Plan{Seconds: 400})
+			call := w.StartCallOn(ctx, ca, cb, faulttest.HonestPayer{}, faulttest.HonestPayee{}, faulttest.Plan{Seconds: 150})
 			if !faulttest.Eventually(30*time.Second, func() bool { return paid.Load() >= 10 }) {
 				t.Fatalf("only %d payments before the drop", paid.Load())
 			}
@@ -87,6 +107,7 @@ func TestDataChannelDropsMidCall(t *testing.T) {
 				t.Fatal("a side did not notice the dropped DataChannel within 30 s")
 			}
 			t.Logf("both sides ended %v after the drop", time.Since(dropped).Round(time.Millisecond))
+			sipCall.Hangup(ctx)
 			if !faulttest.IsConnErr(call.Payer.Err) {
 				t.Errorf("payer: %v, want the connection's end", call.Payer.Err)
 			}

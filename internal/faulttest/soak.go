@@ -36,8 +36,12 @@ func (f Fault) String() string {
 
 // SoakConfig is a soak run. Payers and Payees are the behaviours drawn
 // from for each call (honest ones when empty): put a dishonest behaviour
-// beside the honest one to have it meet random faults too; the checks at
-// the end apply to a side only if every behaviour of that side is Honest.
+// beside the honest one to have it meet random faults too. The checks at
+// the end protect the honest: the payer's (pools spent, never more paid
+// than signed) apply when every payer behaviour is Honest, the payee's
+// (every stored payment settled, so every acknowledged satoshi) when every
+// payee behaviour is, and "the payee got what it acknowledged" on the
+// payer's records only when both are.
 type SoakConfig struct {
 	Seed        uint64
 	Calls       int
@@ -175,7 +179,7 @@ func Soak(t *testing.T, cfg SoakConfig) SoakReport {
 		rep.AckedSat += rec.AckedSat
 	}
 	if honest(cfg.Payers) {
-		rep.Payer = w.CheckPayer(t)
+		rep.Payer = w.CheckPayerAgainst(t, honest(cfg.Payees))
 	}
 	if honest(cfg.Payees) {
 		rep.Payee = w.CheckPayee(t)
