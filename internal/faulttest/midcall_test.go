@@ -16,10 +16,11 @@ import (
 	"github.com/paysip/paysip/store"
 )
 
-// metered makes the payee hang up on a payer that falls 12 ticks behind,
+// metered makes the payee hang up on a payer that falls 2 s behind (80
+// ticks: generous, for a loaded 2-core machine),
 // as `paysip payee --grace` does.
 func metered(p *agent.Payee) {
-	p.Metering = &meter.Payee{PriceSatPerMin: faulttest.Price, Tick: faulttest.Tick, Grace: 12 * faulttest.Tick}
+	p.Metering = &meter.Payee{PriceSatPerMin: faulttest.Price, Tick: faulttest.Tick, Grace: 2 * time.Second}
 }
 
 // paymentsSeen counts the payments the payee stored.
@@ -172,7 +173,10 @@ func TestNodeRestartsMidCall(t *testing.T) {
 	}
 	id := call.Payer.ChannelID
 	rec := w.PayeeDB.Record(t, id)
-	if !faulttest.Eventually(20*time.Second, func() bool { return w.Pool(t, rec).Spent }) {
+	// (Known bug below: once the payer's watcher is gone, nothing can
+	// bring the funding back; 3 s more then settle the question.)
+	faulttest.Eventually(20*time.Second, func() bool { return w.Pool(t, rec).Spent || len(w.Exits()) > 0 })
+	if !faulttest.Eventually(3*time.Second, func() bool { return w.Pool(t, rec).Spent }) {
 		if exits := w.Exits(); len(exits) > 0 {
 			t.Skipf("known bug: agent.Payer.WatchRefunds returns on the first chain error (here the restart), so the payer never broadcasts its forgotten funding again and the payee's settlement cannot land: %v", exits)
 		}
