@@ -12,6 +12,7 @@ import (
 	"github.com/paysip/paysip/internal/faulttest"
 	"github.com/paysip/paysip/meter"
 	"github.com/paysip/paysip/rtcconn"
+	"github.com/paysip/paysip/sipconn"
 	"github.com/paysip/paysip/sipua"
 	"github.com/paysip/paysip/store"
 )
@@ -422,4 +423,66 @@ func TestDiskFullAtThePayer(t *testing.T) {
 			t.Fatalf("settled %d/%d, want %d", pm.SettledSat, em.SettledSat, payee.BestSat)
 		}
 	})
+}
+
+// TestMessageDialogEndsMidCall: a paid call whose payments travel in
+// in-dialog SIP MESSAGEs through the proxy; mid-call one side hangs up
+// (BYE) with no protocol close, as a user closing a softphone would.
+// Both sides end at once, the payee
+// settles the best payment it stored, and the chain shows exactly that.
+func TestMessageDialogEndsMidCall(t *testing.T) {
+	for _, side := range []string{"payer", "payee"} {
+		t.Run(side+" hangs up", func(t *testing.T) {
+			w := faulttest.New(t, faulttest.Options{Payee: metered})
+			paid := paymentsSeen(w)
+			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+			defer cancel()
+			sipSrv := faulttest.StartSIP(t, ctx)
+			tutor := sipSrv.UA(t, ctx, "tutor", faulttest.Price)
+			answered := make(chan *sipua.Call, 1)
+			tutor.OnInvite(func(ic *sipua.IncomingCall) {
+				c, err := ic.Answer([]byte("v=0\r\n"))
+				if err != nil {
+					return
+				}
+				answered <- c
+			})
+			callerCall, err := sipSrv.UA(t, ctx, "caller", 0).Call(ctx, faulttest.URI("tutor"), []byte("v=0\r\n"), sip.NewHeader("Supported", "paysip"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			tutorCall := <-answered
+			call := w.StartCallOn(ctx, sipconn.New(callerCall), sipconn.New(tutorCall), faulttest.HonestPayer{}, faulttest.HonestPayee{}, faulttest.Plan{Seconds: 150})
+			if !faulttest.Eventually(30*time.Second, func() bool { return paid.Load() >= 10 }) {
+				t.Fatalf("only %d payments before the hang-up", paid.Load())
+			}
+			hung := time.Now()
+			if side == "payer" {
+				callerCall.Hangup(ctx)
+			} else {
+				tutorCall.Hangup(ctx)
+			}
+			if !call.Wait(30 * time.Second) {
+				t.Fatal("a side did not notice the BYE within 30 s")
+			}
+			t.Logf("both sides ended %v after the BYE; payer: %v; payee: %v", time.Since(hung).Round(time.Millisecond), call.Payer.Err, call.Payee.Err)
+			if call.Payer.Err == nil || call.Payer.Closed {
+				t.Errorf("payer: %+v", call.Payer)
+			}
+			res := call.Payee.Result
+			if res == nil || res.SettlementTxID == "" {
+				t.Fatalf("payee did not settle: %+v %v", res, call.Payee.Err)
+			}
+			best := w.PayeeDB.Record(t, res.ChannelID).BestSat
+			if res.PaidSat != best || best < call.Payer.AckedSat {
+				t.Fatalf("payee settled %d, stored %d, payer saw %d acknowledged", res.PaidSat, best, call.Payer.AckedSat)
+			}
+			w.Node.Mine(1)
+			w.Payer.Recover(ctx)
+			pm, em := checkMoney(t, w)
+			if pm.SettledSat != best || em.SettledSat != best {
+				t.Fatalf("settled %d/%d, payee's best %d", pm.SettledSat, em.SettledSat, best)
+			}
+		})
+	}
 }
