@@ -200,9 +200,10 @@ func TestNodeRestartsMidCall(t *testing.T) {
 }
 
 // TestNodeUnreachableAtSettlement: the call ends with close while the node
-// is down, so the payee cannot settle then. When the node comes back the
-// payee settles (the watcher retries), long before the refund's lock time:
-// the payer never gets the chance to take back what it paid.
+// is down, so the payee cannot settle then; its process even restarts
+// before the node is back. When the node comes back the payee settles (the
+// watcher retries), long before the refund's lock time: the payer never
+// gets the chance to take back what it paid.
 func TestNodeUnreachableAtSettlement(t *testing.T) {
 	start := time.Now()
 	w := faulttest.New(t, faulttest.Options{})
@@ -225,8 +226,12 @@ func TestNodeUnreachableAtSettlement(t *testing.T) {
 	if served.Result == nil || served.Result.SettlementTxID != "" {
 		t.Fatalf("payee result %+v", served.Result)
 	}
-	downFor := 2 * time.Second
-	time.Sleep(downFor)
+	// The payee's process restarts meanwhile: the decision to settle is
+	// in its store, not only in the memory of the session that took it.
+	stop()
+	w.RestartPayee()
+	stop = w.Watch(ctx, 100*time.Millisecond)
+	time.Sleep(2 * time.Second)
 	w.Node.Start()
 	back := time.Now()
 	id := s.session.Channel().ID()
