@@ -325,7 +325,7 @@ func (a *Payee) Serve(ctx context.Context, conn Conn, peer string) (*PayeeResult
 		// The payer went away (or misbehaved) mid-call: settle alone.
 		sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		defer scancel()
-		txid, serr := a.Settle(sctx, s.p.Channel().ID())
+		txid, serr := a.settleOrLater(sctx, s.p.Channel().ID())
 		if serr != nil {
 			return &s.result, errors.Join(err, serr)
 		}
@@ -559,7 +559,7 @@ func (s *payeeSession) perform(ctx context.Context, cancel context.CancelFunc, e
 		txid := ""
 		if ef.PaidSat > 0 {
 			var err error
-			if txid, err = a.Settle(ctx, ef.ChannelID); err != nil {
+			if txid, err = a.settleOrLater(ctx, ef.ChannelID); err != nil {
 				return err
 			}
 		}

@@ -1,12 +1,15 @@
 package paywire
 
 import (
+	"errors"
 	"reflect"
 	"testing"
 )
 
-// FuzzDecode checks that Decode never panics, and that whatever it accepts
-// encodes again and decodes to the same message (round trip).
+// FuzzDecode checks that Decode never panics, that every refusal is a
+// *DecodeError of one of the documented kinds (the peer is told which),
+// and that whatever it accepts encodes again and decodes to the same
+// message (round trip).
 func FuzzDecode(f *testing.F) {
 	for _, m := range samples() {
 		b, err := Encode(m)
@@ -22,6 +25,17 @@ func FuzzDecode(f *testing.F) {
 		if err != nil {
 			if m != nil {
 				t.Fatal("message returned with an error")
+			}
+			var de *DecodeError
+			if !errors.As(err, &de) {
+				t.Fatalf("refusal %T is not a *DecodeError: %v", err, err)
+			}
+			known := false
+			for _, k := range []error{ErrTooLarge, ErrMalformed, ErrUnknownVersion, ErrUnknownType, ErrMissingField, ErrBadAmount, ErrBadField} {
+				known = known || errors.Is(err, k)
+			}
+			if !known {
+				t.Fatalf("refusal of an unknown kind %v: %v", de.Kind, err)
 			}
 			return
 		}
