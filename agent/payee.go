@@ -843,6 +843,11 @@ func (a *Payee) Settle(ctx context.Context, id string) (string, error) {
 		if rerr != nil {
 			return "", rerr
 		}
+		if other == "" {
+			// The node knows no spend, yet refuses an input: it does not
+			// know the funding (lost from its mempool, or never seen).
+			return "", fmt.Errorf("settlement refused: the node does not know the funding %s (it will be tried again): %w", rec.Channel.Outpoint.Hash, err)
+		}
 		return other, fmt.Errorf("pool already spent by %s", other)
 	default:
 		return "", fmt.Errorf("settlement refused: %w", err)

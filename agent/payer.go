@@ -447,6 +447,22 @@ func isRefund(rec *store.Record, spend *chain.Spend) bool {
 // if not nil, is told of each refund broadcast.
 func (a *Payer) WatchRefunds(ctx context.Context, poll time.Duration, onRefund func(id, txid string)) error {
 	for {
+		if err := a.watchRefundsOnce(ctx, onRefund); err != nil && ctx.Err() == nil {
+			// The node may be restarting, the store busy: a watcher
+			// that gave up would leave refunds untaken. Try again.
+			a.log().Warn("refund watch", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(poll):
+		}
+	}
+}
+
+// watchRefundsOnce is one round of WatchRefunds.
+func (a *Payer) watchRefundsOnce(ctx context.Context, onRefund func(id, txid string)) error {
+	{
 		if err := a.Recover(ctx); err != nil {
 			a.log().Warn("recovery", "err", err)
 		}
@@ -484,12 +500,8 @@ func (a *Payer) WatchRefunds(ctx context.Context, poll time.Duration, onRefund f
 				onRefund(rec.ID(), txid)
 			}
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(poll):
-		}
 	}
+	return nil
 }
 
 // Recover brings the payer's channels in line with the chain after a

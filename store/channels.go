@@ -10,6 +10,7 @@ import (
 
 	"github.com/btcsuite/btcd/wire"
 	"github.com/paysip/paysip/channel"
+	"github.com/paysip/paysip/sat"
 )
 
 // Role says which side of a channel this node is.
@@ -176,6 +177,9 @@ func scan(row interface{ Scan(...any) error }) (*Record, error) {
 		return nil, err
 	}
 	r.Role, r.State, r.KeyIndex, r.UpdatedAt = Role(role), State(state), uint32(keyIndex), time.Unix(updatedAt, 0)
+	if err := checkRow(&r, capacity, keyIndex, expiry); err != nil {
+		return nil, fmt.Errorf("stored channel %s: %w", id, err)
+	}
 	var err error
 	if r.FundingTx, err = channel.DecodeTx(funding); err != nil {
 		return nil, fmt.Errorf("stored funding: %w", err)
@@ -209,6 +213,36 @@ func scan(row interface{ Scan(...any) error }) (*Record, error) {
 	}
 	r.Channel = ch
 	return &r, nil
+}
+
+// checkRow refuses a stored row whose values no code could have written:
+// a corrupted file must fail loudly, never read back as other amounts.
+func checkRow(r *Record, capacity, keyIndex, expiry int64) error {
+	switch r.Role {
+	case Payer, Payee:
+	default:
+		return fmt.Errorf("unknown role %q", r.Role)
+	}
+	switch r.State {
+	case StateOpen, StateClosing, StateSettled, StateRefunded, StateRefundOnly:
+	default:
+		return fmt.Errorf("unknown state %q", r.State)
+	}
+	if err := sat.Check(capacity); err != nil || capacity == 0 {
+		return fmt.Errorf("capacity %d", capacity)
+	}
+	for name, v := range map[string]int64{"signed": r.SignedSat, "acked": r.AckedSat, "best": r.BestSat} {
+		if v < 0 || v > capacity {
+			return fmt.Errorf("%s amount %d outside [0, %d]", name, v, capacity)
+		}
+	}
+	if keyIndex < 0 || keyIndex >= 1<<31 {
+		return fmt.Errorf("key index %d", keyIndex)
+	}
+	if expiry <= 0 || expiry >= 500_000_000 {
+		return fmt.Errorf("expiry height %d", expiry)
+	}
+	return nil
 }
 
 // Get returns one channel.

@@ -90,7 +90,7 @@ func New(t testing.TB, o Options) *World {
 		}
 		w.Node.Mine(1)
 	}
-	w.payerCfg = agent.Payer{CapacitySat: o.CapacitySat}
+	w.payerCfg = agent.Payer{CapacitySat: o.CapacitySat, MaxPriceSatPerMin: Price}
 	w.opts = o
 	w.RestartPayer()
 	w.RestartPayee()
@@ -144,7 +144,7 @@ func (w *World) RestartPayee() *agent.Payee {
 	w.PayeeDB = w.openStore("payee", w.PayeeDB)
 	p := &agent.Payee{
 		Wallet: w.wallet("payee", false), Chain: w.Node.Chain, Store: w.PayeeDB,
-		PriceSatPerMin: Price, Poll: 20 * time.Millisecond,
+		PriceSatPerMin: Price, Poll: 20 * time.Millisecond, FeeHeadroom: 1, // regtest's fee is fixed
 		MinExpiryBlocks: w.opts.ExpiryBlocks, MaxExpiryBlocks: w.opts.ExpiryBlocks,
 	}
 	if w.opts.Payee != nil {
