@@ -475,22 +475,14 @@ func (a *bitcoinAPI) message(ctx context.Context, user string, body []byte) {
 		req.AppendHeader(&sip.ToHeader{Address: sipURI(user, a.s.cfg.Domain)})
 		req.AppendHeader(sip.NewHeader("Content-Type", paywire.ContentType))
 		req.SetBody(body)
-		a.sendTo(ctx, req, b.Contact.Address)
+		// Along this very binding (its flow or Path), never a lookup of
+		// its contact URI among every address: another account may have
+		// registered a copy of it.
+		t := bindingTarget(b)
+		req.SetTransport(t.transport)
+		req.SetDestination(t.dest)
+		if _, err := a.s.client.Do(ctx, req); err != nil {
+			a.s.log.Debug("notification not delivered", "to", b.Contact.Address.String(), "err", err)
+		}
 	}
-}
-
-func (a *bitcoinAPI) sendTo(ctx context.Context, req *sip.Request, target sip.Uri) {
-	t := target2(a.s, target)
-	req.SetTransport(t.transport)
-	req.SetDestination(t.dest)
-	if _, err := a.s.client.Do(ctx, req); err != nil {
-		a.s.log.Debug("notification not delivered", "to", target.String(), "err", err)
-	}
-}
-
-func target2(s *Server, u sip.Uri) target {
-	if b, ok := s.reg.FindContact(u, s.now()); ok {
-		return bindingTarget(b)
-	}
-	return target{uri: u, dest: hostPort(u), transport: uriTransport(u)}
 }

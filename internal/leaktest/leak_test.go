@@ -141,7 +141,7 @@ func TestNoSecretsInLogs(t *testing.T) {
 	payeeW, _ := env.NewWallet("payee", "")
 	a, _ := payerW.NewAddress()
 	env.Fund(a, 1_000_000)
-	payer := &agent.Payer{Wallet: payerW, Chain: env.Chain, Store: openStore("payer.db"), CapacitySat: 200_000, Log: log}
+	payer := &agent.Payer{Wallet: payerW, Chain: env.Chain, Store: openStore("payer.db"), CapacitySat: 200_000, MaxPriceSatPerMin: 60_000, Log: log}
 	payee := &agent.Payee{Wallet: payeeW, Chain: env.Chain, Store: openStore("payee.db"), PriceSatPerMin: price, Poll: 20 * time.Millisecond, Log: log}
 
 	ua := func(user string) *sipua.UA {
