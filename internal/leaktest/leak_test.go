@@ -142,7 +142,7 @@ func TestNoSecretsInLogs(t *testing.T) {
 	a, _ := payerW.NewAddress()
 	env.Fund(a, 1_000_000)
 	payer := &agent.Payer{Wallet: payerW, Chain: env.Chain, Store: openStore("payer.db"), CapacitySat: 200_000, MaxPriceSatPerMin: 60_000, Log: log}
-	payee := &agent.Payee{Wallet: payeeW, Chain: env.Chain, Store: openStore("payee.db"), PriceSatPerMin: price, Poll: 20 * time.Millisecond, Log: log}
+	payee := &agent.Payee{Wallet: payeeW, Chain: env.Chain, Store: openStore("payee.db"), PriceSatPerMin: price, Poll: 20 * time.Millisecond, Log: log, FeeHeadroom: 1}
 
 	ua := func(user string) *sipua.UA {
 		u, err := sipua.New(sipua.Config{AOR: "sip:" + user + "@" + domain, Proxy: proxy, Username: user, Password: password, Log: log})
