@@ -1,0 +1,71 @@
+package agent_test
+
+// Red-team findings on a real regtest node: attacks that got past the
+// hardening of issue 9. Each test plays the dishonest side against our
+// honest one and checks the honest side's money on chain.
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/paysip/paysip/agent"
+	"github.com/paysip/paysip/channel"
+	"github.com/paysip/paysip/meter"
+	"github.com/paysip/paysip/paywire"
+)
+
+// TestRedteamResumeTermsDrainPool: a hostile payee lets a channel open and
+// drops the call before the first payment (the payer's next call resumes
+// the channel, as `paysip call` does). On resume it answers with terms
+// whose minimum first payment is nearly the whole pool. The limits a new
+// channel's terms are checked against (the first payment at most the
+// budget, or what a first payment needs) must hold on resume too: before
+// the fix the payer's meter paid 900,000 sat within its first second.
+func TestRedteamResumeTermsDrainPool(t *testing.T) {
+	t.Parallel()
+	w, lb := attackWorld(t)
+	w.payee.KeepOpen = true
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s, conn, done := w.call(ctx)
+	id := s.Channel().ID()
+	conn.Close() // the callee hangs up before anything is paid
+	<-done
+
+	a, b := agent.Pipe()
+	greedy := &tamper{Conn: b, out: func(m paywire.Message) paywire.Message {
+		if tm, ok := m.(*paywire.Terms); ok {
+			tm.MinChannelSat, tm.MinPaymentSat = capacity, 900_000
+		}
+		return m
+	}}
+	go w.payee.Serve(ctx, greedy, "sip:caller@example.org")
+	s2, err := w.payer.Resume(ctx, a, id)
+	if err == nil {
+		mctx, mcancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		s2.Meter(mctx, meter.Payer{PriceSatPerMin: price}, nil)
+		mcancel()
+		t.Fatalf("resume took terms asking a first payment of 900,000 sat: the meter paid %d sat in half a second of call", s2.PaidSat())
+	}
+	if !errors.Is(err, channel.ErrBadTerms) || !lb.warned("refused the peer's message", "minimum first payment 900000") {
+		t.Fatalf("resume: %v\n%s", err, lb)
+	}
+	a.Close()
+	// Nothing was paid: the payer's whole pool comes back with its refund.
+	rec, _ := w.payer.Store.Get(ctx, id)
+	tip, _ := w.env.Chain.TipHeight(ctx)
+	w.env.Mine(rec.RefundTx.LockTime - uint32(tip))
+	txid, err := w.payer.Refund(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fundingFee, refundFee := w.fee(s.Channel().Outpoint.Hash.String()), w.fee(txid)
+	if payer, _ := w.balances(); payer != payerFunds-fundingFee-refundFee {
+		t.Fatalf("payer %d, want %d - fees %d %d", payer, payerFunds, fundingFee, refundFee)
+	}
+}
+
+var _ = strings.Contains
