@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"time"
 
@@ -45,7 +46,11 @@ func (s *PayerSession) Meter(ctx context.Context, m meter.Payer, onTick func(Tic
 		if base == 0 && target > 0 && target < s.Terms().MinPaymentSat {
 			// A new channel's first payment is at least the payee's
 			// minimum (a state it can settle): below 60,000 sat/min the
-			// first second costs less than that.
+			// first second costs less than that. Never above the budget:
+			// a call whose budget cannot pay that minimum pays nothing.
+			if m.BudgetSat > 0 && s.Terms().MinPaymentSat > m.BudgetSat {
+				return fmt.Errorf("%w: the payee's minimum first payment %d sat is above the budget %d", meter.ErrBudget, s.Terms().MinPaymentSat, m.BudgetSat)
+			}
 			target = min(s.Terms().MinPaymentSat, m.MaxPayableSat)
 		}
 		total, err := sat.Add(base, target)

@@ -7,7 +7,6 @@ package agent_test
 import (
 	"context"
 	"errors"
-	"strings"
 	"testing"
 	"time"
 
@@ -68,4 +67,27 @@ func TestRedteamResumeTermsDrainPool(t *testing.T) {
 	}
 }
 
-var _ = strings.Contains
+// TestRedteamBudgetBelowFirstPayment: a caller's budget for the call is
+// below the payee's minimum first payment (which is within what a first
+// payment may need, so the terms pass). The meter must stop at the budget
+// (ErrBudget, nothing paid) instead of paying the payee's minimum: before
+// the fix a 2,000 sat budget paid 10,000 sat.
+func TestRedteamBudgetBelowFirstPayment(t *testing.T) {
+	t.Parallel()
+	w, _ := attackWorld(t)
+	w.payee.MinPaymentSat = 10_000 // ten seconds at 60,000 sat/min: FirstPaymentCap
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s, conn, done := w.call(ctx)
+	mctx, mcancel := context.WithTimeout(ctx, 3*time.Second)
+	err := s.Meter(mctx, meter.Payer{PriceSatPerMin: price, BudgetSat: 2_000}, nil)
+	mcancel()
+	if s.PaidSat() > 2_000 {
+		t.Fatalf("budget 2000 sat, the meter paid %d (%v)", s.PaidSat(), err)
+	}
+	if !errors.Is(err, meter.ErrBudget) {
+		t.Fatalf("meter: %v", err)
+	}
+	conn.Close()
+	<-done
+}
