@@ -236,6 +236,7 @@ type payeeSession struct {
 	// fundingWait is set while the funding waits for confirmations.
 	fundingWait atomic.Bool
 	payments    payRate
+	resumed     bool // the channel was resumed, not opened, in this session
 }
 
 // payRate is a session's payment token bucket.
@@ -479,7 +480,7 @@ func (s *payeeSession) perform(ctx context.Context, cancel context.CancelFunc, e
 			if _, err := rand.Read(challenge); err != nil {
 				return err
 			}
-			s.keyIndex, s.peer = rec.KeyIndex, rec.Peer
+			s.keyIndex, s.peer, s.resumed = rec.KeyIndex, rec.Peer, true
 			effs, herr = s.p.Resume(rec.PayeeRecord(), key, challenge)
 		}
 		return s.exec(ctx, cancel, effs, herr)
@@ -517,12 +518,23 @@ func (s *payeeSession) perform(ctx context.Context, cancel context.CancelFunc, e
 	case channel.Opened:
 		s.log = s.log.With("channel", ef.Channel.ID())
 		s.result.ChannelID, s.result.PaidSat = ef.Channel.ID(), ef.PaidSat
-		release, err := a.claimChannel(s, ef.Channel.ID(), cancel)
+		release, prev, err := a.claimChannel(s, ef.Channel.ID(), cancel)
 		if err != nil {
 			s.refuse(ctx, paywire.CodeChannelClosed, err.Error())
 			return err
 		}
 		s.release = release
+		if s.resumed {
+			// The channel was read when the resume was asked; the session
+			// serving it then may have taken payments since (paid for its
+			// own call's time). Once it has let the channel go, read the
+			// channel again: this call counts from what is held now.
+			if err := s.resync(ctx, ef.Channel.ID(), prev); err != nil {
+				return err
+			}
+			ef.PaidSat = s.p.BestSat()
+			s.result.PaidSat = ef.PaidSat
+		}
 		close(s.opened)
 		if s.unadmit != nil {
 			s.unadmit()
@@ -656,7 +668,7 @@ type claim struct {
 // claimChannel makes this session the only one serving a channel: a
 // session already serving it is ended (bitcoinj's rule on resume). A
 // channel that is closing cannot be claimed.
-func (a *Payee) claimChannel(s *payeeSession, id string, cancel context.CancelFunc) (func(), error) {
+func (a *Payee) claimChannel(s *payeeSession, id string, cancel context.CancelFunc) (release func(), prev <-chan struct{}, err error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.active == nil {
@@ -666,6 +678,7 @@ func (a *Payee) claimChannel(s *payeeSession, id string, cancel context.CancelFu
 		a.log().Info("channel taken over by a new session", "channel", id)
 		old.taken = true
 		old.cancel()
+		prev = old.done
 	}
 	c := &claim{cancel: cancel, causeCancel: s.cancel, done: make(chan struct{})}
 	a.active[id] = c
@@ -677,7 +690,33 @@ func (a *Payee) claimChannel(s *payeeSession, id string, cancel context.CancelFu
 			delete(a.active, id)
 		}
 		close(c.done)
-	}, nil
+	}, prev, nil
+}
+
+// resync waits until the session that served a resumed channel before
+// (prev, if any) has let it go, then reads the channel again: the best
+// payment held may have grown since the resume was asked, and the channel
+// may have started closing.
+func (s *payeeSession) resync(ctx context.Context, id string, prev <-chan struct{}) error {
+	if prev != nil {
+		select {
+		case <-prev:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	rec, err := s.a.Store.Get(ctx, id)
+	if err != nil {
+		s.refuse(ctx, paywire.CodeInternal, "temporary failure; try again later")
+		return fmt.Errorf("resume of %s: %w", id, err)
+	}
+	if rec.State != store.StateOpen {
+		s.log.Warn("resumed channel closed meanwhile", "state", rec.State)
+		s.refuse(ctx, paywire.CodeChannelClosed, fmt.Sprintf("the channel is %s", rec.State))
+		return fmt.Errorf("%w: %s is %s", channel.ErrChannelClosed, id, rec.State)
+	}
+	s.p.RaiseBest(rec.BestSat, rec.BestSig)
+	return nil
 }
 
 // endSession ends the session serving channel id, if any, with cause, and

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/btcsuite/btcd/btcec/v2/ecdsa"
 	"github.com/paysip/paysip/agent"
 	"github.com/paysip/paysip/channel"
 	"github.com/paysip/paysip/meter"
@@ -90,4 +91,73 @@ func TestRedteamBudgetBelowFirstPayment(t *testing.T) {
 	}
 	conn.Close()
 	<-done
+}
+
+// TestRedteamResumeDoubleCounts: a payer keeps a call going on one
+// connection while it resumes the same channel on a second one, holding
+// its resume proof for a while. The payee reads the channel when the
+// resume is asked; what the first call pays meanwhile was paid for the
+// first call's time, yet the second call's meter counted it again (its
+// base was the stale record): the second call got that time for free, and
+// a payer alternating connections pays about half price. The metering of
+// the resumed call must count only what is paid in it.
+func TestRedteamResumeDoubleCounts(t *testing.T) {
+	t.Parallel()
+	w, _ := attackWorld(t)
+	w.payee.KeepOpen = true
+	w.payee.Metering = &meter.Payee{PriceSatPerMin: price, Tick: 100 * time.Millisecond, Grace: 300 * time.Millisecond}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s, _, first := w.call(ctx)
+	id := s.Channel().ID()
+	go s.Meter(ctx, meter.Payer{PriceSatPerMin: price, Tick: 100 * time.Millisecond}, nil)
+
+	// The second connection asks to resume, then waits while the first
+	// call pays on.
+	a, b := agent.Pipe()
+	second := make(chan served, 1)
+	go func() { res, err := w.payee.Serve(ctx, b, "sip:caller@example.org"); second <- served{res, err} }()
+	send(t, ctx, a, &paywire.Hello{Versions: []int{1}, Resume: id})
+	terms, ok := recv(t, ctx, a).(*paywire.Terms)
+	if !ok {
+		t.Fatal("no terms")
+	}
+	time.Sleep(3 * time.Second)
+	rec, _ := w.payer.Store.Get(ctx, id)
+	key, _ := w.payerW.ChannelKeyAt(rec.KeyIndex)
+	d := paywire.ResumeDigest(id, terms.Challenge, terms.PayeeKey)
+	send(t, ctx, a, &paywire.ResumeProof{ChannelID: id, Sig: ecdsa.Sign(key, d[:]).Serialize()})
+	open, ok := recv(t, ctx, a).(*paywire.Open)
+	if !ok {
+		t.Fatal("not opened")
+	}
+	select {
+	case <-first: // taken over
+	case <-ctx.Done():
+		t.Fatal("the first session goes on")
+	}
+	held, _ := w.payee.Store.Get(ctx, id)
+	paidMeanwhile := held.BestSat - open.PaidSat
+	if paidMeanwhile < 10_000 {
+		t.Fatalf("the first call paid only %d sat during the resume", paidMeanwhile)
+	}
+	// One satoshi more than the payee holds, then nothing.
+	sig, _ := rec.Channel.SignPayment(key, held.BestSat+1)
+	send(t, ctx, a, &paywire.Pay{ChannelID: id, PaidSat: held.BestSat + 1, Sig: sig})
+	start := time.Now()
+	for {
+		m := recv(t, ctx, a)
+		e, ok := m.(*paywire.Error)
+		if !ok {
+			continue
+		}
+		if e.Code != paywire.CodePaymentLate || e.Expected == nil {
+			t.Fatalf("payer told %+v", e)
+		}
+		if *e.Expected > paidMeanwhile {
+			t.Fatalf("the resumed call paid 1 sat and was served %v (%d sat due) before it was late: the %d sat the first call paid during the resume were counted again", time.Since(start).Round(time.Millisecond), *e.Expected, paidMeanwhile)
+		}
+		break
+	}
+	<-second
 }
