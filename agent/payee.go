@@ -237,6 +237,9 @@ type payeeSession struct {
 	fundingWait atomic.Bool
 	payments    payRate
 	resumed     bool // the channel was resumed, not opened, in this session
+	// unconfirmed is a resumed channel's funding while it has no
+	// confirmation: watched like a new zero-conf funding.
+	unconfirmed *wire.MsgTx
 }
 
 // payRate is a session's payment token bucket.
@@ -472,6 +475,22 @@ func (s *payeeSession) perform(ctx context.Context, cancel context.CancelFunc, e
 		case uint32(tip)+a.settleMargin() >= rec.Channel.ExpiryHeight:
 			effs, herr = s.p.RefuseResume(fmt.Sprintf("refund lock %d is within %d blocks of the tip %d: the channel is being settled", rec.Channel.ExpiryHeight, a.settleMargin(), tip))
 		default:
+			// A channel opened on an unconfirmed funding is only as good
+			// as that funding: one double spent meanwhile is refused, and
+			// one still unconfirmed is watched by this session too.
+			st, serr := a.Chain.TxStatus(ctx, rec.Channel.Outpoint.Hash)
+			if serr != nil {
+				s.refuse(ctx, paywire.CodeInternal, "temporary failure; try again later")
+				return serr
+			}
+			if !st.Known && !a.rebroadcast(ctx, rec.FundingTx) {
+				s.log.Warn("resume refused: the channel's funding is neither confirmed nor in the mempool", "channel", ef.ChannelID)
+				effs, herr = s.p.RefuseResume("the funding transaction is neither confirmed nor in the mempool (double spent?)")
+				break
+			}
+			if !st.Known || st.Confirmations == 0 {
+				s.unconfirmed = rec.FundingTx
+			}
 			key, kerr := a.Wallet.ChannelKeyAt(rec.KeyIndex)
 			if kerr != nil {
 				return kerr
@@ -542,6 +561,10 @@ func (s *payeeSession) perform(ctx context.Context, cancel context.CancelFunc, e
 		s.best.Store(ef.PaidSat)
 		s.log.Info("channel open", "capacity_sat", ef.Channel.CapacitySat, "paid_sat", ef.PaidSat, "expiry_height", ef.Channel.ExpiryHeight)
 		go s.watchExpiry(ctx, ef.Channel.ID(), ef.Channel.ExpiryHeight)
+		if s.unconfirmed != nil {
+			// A resumed channel whose funding has not confirmed yet.
+			go s.watchFunding(ctx, s.unconfirmed, ef.Channel.ID())
+		}
 		if s.watch != nil {
 			// The meter counts from the open: what a resumed channel held
 			// before this call is not this call's.

@@ -11,10 +11,17 @@ import (
 	"time"
 
 	"github.com/btcsuite/btcd/btcec/v2/ecdsa"
+	"github.com/btcsuite/btcd/btcutil"
+	"github.com/btcsuite/btcd/chaincfg"
+	"github.com/btcsuite/btcd/integration/rpctest"
+	"github.com/btcsuite/btcd/rpcclient"
+	"github.com/btcsuite/btcd/wire"
 	"github.com/paysip/paysip/agent"
 	"github.com/paysip/paysip/channel"
+	"github.com/paysip/paysip/internal/regtest"
 	"github.com/paysip/paysip/meter"
 	"github.com/paysip/paysip/paywire"
+	"github.com/paysip/paysip/txbuild"
 )
 
 // TestRedteamResumeTermsDrainPool: a hostile payee lets a channel open and
@@ -160,4 +167,124 @@ func TestRedteamResumeDoubleCounts(t *testing.T) {
 		break
 	}
 	<-second
+}
+
+// mineConflict builds a block on the node's tip holding txs, as a miner
+// taking a transaction the node's own mempool refused would (a double
+// spend sent to a miner directly, or a full-RBF miner), and submits it.
+func mineConflict(t *testing.T, w *world, txs ...*wire.MsgTx) {
+	t.Helper()
+	c, err := rpcclient.New(w.env.Node.ConnConfig(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Shutdown()
+	best, err := c.GetBestBlockHash()
+	if err != nil {
+		t.Fatal(err)
+	}
+	prev, err := c.GetBlock(best)
+	if err != nil {
+		t.Fatal(err)
+	}
+	height, err := c.GetBlockCount()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pb := btcutil.NewBlock(prev)
+	pb.SetHeight(int32(height))
+	var inc []*btcutil.Tx
+	for _, tx := range txs {
+		inc = append(inc, btcutil.NewTx(tx))
+	}
+	miner, _ := w.env.Faucet.NewAddress()
+	b, err := rpctest.CreateBlock(pb, inc, 0x20000000, time.Time{}, miner, nil, &chaincfg.RegressionNetParams)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SubmitBlock(b, nil); err != nil {
+		t.Fatalf("submitblock: %v", err)
+	}
+}
+
+// doubleSpend returns a transaction spending the first input of funding
+// back to the payer's wallet, signed: the node refuses it (the funding is
+// final), a miner may not.
+func doubleSpend(t *testing.T, w *world, funding *wire.MsgTx) *wire.MsgTx {
+	t.Helper()
+	op := funding.TxIn[0].PreviousOutPoint
+	prev := w.tx(op.Hash.String())
+	coins := []txbuild.Coin{{Outpoint: op, Value: prev.TxOut[op.Index].Value, PkScript: prev.TxOut[op.Index].PkScript}}
+	back, _ := w.payerW.NewScript()
+	ds, _, _, err := txbuild.Fund(coins, nil, back, regtest.FeeRate*10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.payerW.Sign(ds, coins); err != nil {
+		t.Fatal(err)
+	}
+	return ds
+}
+
+// TestRedteamFundingGoneResume: a payer served on a zero-conf funding gets
+// a double spend of it mined (the risk docs/security.md bounds by "the
+// call time delivered before the first confirmation"). The payee's watch
+// sees the funding go and ends the call. But the channel stays open in the
+// payee's store and a resume is served on it, and a session resumed while
+// the funding is unconfirmed does not watch it at all: calls go on being
+// "paid" from a pool that does not exist, after the payee knew.
+func TestRedteamFundingGoneResume(t *testing.T) {
+	t.Parallel()
+	for _, when := range []string{"after the watch saw it", "resumed before"} {
+		t.Run(when, func(t *testing.T) {
+			t.Parallel()
+			w, lb := attackWorld(t)
+			w.payee.KeepOpen = true
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			s, _, done := w.call(ctx)
+			id := s.Channel().ID()
+			rec, _ := w.payer.Store.Get(ctx, id)
+			if st, _ := w.env.Chain.TxStatus(ctx, rec.Channel.Outpoint.Hash); st.Confirmations != 0 {
+				t.Fatal("funding confirmed: the test wants a zero-conf channel")
+			}
+			w.pay(ctx, s, 1, 3)
+			if when == "resumed before" {
+				a, b := agent.Pipe()
+				done2 := make(chan served, 1)
+				go func() { res, err := w.payee.Serve(ctx, b, "sip:caller@example.org"); done2 <- served{res, err} }()
+				var err error
+				if s, err = w.payer.Resume(ctx, a, id); err != nil {
+					t.Fatal(err)
+				}
+				<-done // taken over
+				done = done2
+				w.pay(ctx, s, 4, 5)
+			}
+			mineConflict(t, w, doubleSpend(t, w, rec.FundingTx))
+			select {
+			case r := <-done:
+				if !errors.Is(r.err, agent.ErrFundingGone) {
+					t.Fatalf("session: %v", r.err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatalf("the call goes on after its funding was double spent in a block:\n%s", lb)
+			}
+			// Resuming the dead channel.
+			a, b := agent.Pipe()
+			go w.payee.Serve(ctx, b, "sip:caller@example.org")
+			s2, err := w.payer.Resume(ctx, a, id)
+			if err == nil {
+				from := s2.PaidSat()/1000 + 1
+				w.pay(ctx, s2, from, from+9)
+				t.Fatalf("a channel whose funding was double spent was resumed, and 10 more seconds of call were acknowledged (held %d sat of a pool that does not exist)", s2.PaidSat())
+			}
+			if !errors.Is(err, agent.ErrResumeRefused) {
+				t.Fatalf("resume: %v", err)
+			}
+			if !lb.warned("funding") {
+				t.Fatalf("not logged:\n%s", lb)
+			}
+		})
+	}
 }
