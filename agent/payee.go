@@ -240,6 +240,9 @@ type payeeSession struct {
 	// unconfirmed is a resumed channel's funding while it has no
 	// confirmation: watched like a new zero-conf funding.
 	unconfirmed *wire.MsgTx
+	// early holds a message (or the end of the connection) read while the
+	// funding waited, for the loop to take next.
+	early chan received
 }
 
 // payRate is a session's payment token bucket.
@@ -346,7 +349,7 @@ func (s *payeeSession) loop(ctx context.Context, cancel context.CancelFunc) erro
 		case channel.PayeeFailed:
 			return fmt.Errorf("session ended by an error")
 		}
-		b, err := s.conn.Recv(ctx)
+		b, err := s.recv(ctx)
 		if err != nil {
 			if errors.Is(err, ErrConnClosed) || errors.Is(err, context.Canceled) {
 				s.log.Info("payer gone", "state", s.p.State(), "paid_sat", s.p.BestSat())
@@ -377,6 +380,59 @@ func (s *payeeSession) loop(ctx context.Context, cancel context.CancelFunc) erro
 			return err
 		}
 	}
+}
+
+// received is the outcome of one Conn.Recv.
+type received struct {
+	b   []byte
+	err error
+}
+
+// recv returns the next message from the payer: one already read while
+// the funding waited (see waitFunding), or a new one.
+func (s *payeeSession) recv(ctx context.Context) ([]byte, error) {
+	if s.early != nil {
+		r := <-s.early
+		s.early = nil
+		return r.b, r.err
+	}
+	return s.conn.Recv(ctx)
+}
+
+// errPayerLeft ends a funding wait whose payer hung up (or spoke out of
+// turn: it has nothing to say until the channel is open).
+var errPayerLeft = errors.New("payer gone while its funding waited")
+
+// waitFunding runs acceptFunding while reading the connection: a payer
+// that hangs up (or sends anything: nothing is due from it before open)
+// ends the wait, instead of leaving the session, its pending slot and its
+// call waiting until the funding confirms or the refund window goes stale.
+// What was read is handed to the session's loop (recv).
+func (s *payeeSession) waitFunding(ctx context.Context, ef channel.FundingReceived, broadcast func(context.Context) error) (bool, error) {
+	wctx, wcancel := context.WithCancelCause(ctx)
+	defer wcancel(nil)
+	got := make(chan received, 1)
+	go func() {
+		b, err := s.conn.Recv(ctx)
+		got <- received{b, err}
+	}()
+	s.early = got
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		select {
+		case r := <-got:
+			got <- r // for the loop
+			wcancel(errPayerLeft)
+		case <-stop:
+		}
+	}()
+	zeroConf, err := s.a.acceptFunding(wctx, ef.Channel, ef.Tx, s.p.ObserveTip, broadcast)
+	if err != nil && errors.Is(context.Cause(wctx), errPayerLeft) && ctx.Err() == nil {
+		s.log.Warn("payer gone while its funding waited: session ended", "channel", ef.Channel.ID())
+		return false, errPayerLeft
+	}
+	return zeroConf, err
 }
 
 // checkRate ends a session whose payer sends more payments per second than
@@ -505,7 +561,7 @@ func (s *payeeSession) perform(ctx context.Context, cancel context.CancelFunc, e
 		return s.exec(ctx, cancel, effs, herr)
 	case channel.FundingReceived:
 		s.fundingWait.Store(true)
-		zeroConf, err := a.acceptFunding(ctx, ef.Channel, ef.Tx, s.p.ObserveTip, func(c context.Context) error {
+		zeroConf, err := s.waitFunding(ctx, ef, func(c context.Context) error {
 			err := a.Chain.Broadcast(c, ef.Tx)
 			if errors.Is(err, chain.ErrAlreadyKnown) {
 				return nil

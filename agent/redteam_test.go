@@ -7,9 +7,11 @@ package agent_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/btcsuite/btcd/btcec/v2"
 	"github.com/btcsuite/btcd/btcec/v2/ecdsa"
 	"github.com/btcsuite/btcd/btcutil"
 	"github.com/btcsuite/btcd/chaincfg"
@@ -112,7 +114,7 @@ func TestRedteamResumeDoubleCounts(t *testing.T) {
 	t.Parallel()
 	w, _ := attackWorld(t)
 	w.payee.KeepOpen = true
-	w.payee.Metering = &meter.Payee{PriceSatPerMin: price, Tick: 100 * time.Millisecond, Grace: 300 * time.Millisecond}
+	w.payee.Metering = &meter.Payee{PriceSatPerMin: price, Tick: 100 * time.Millisecond, Grace: time.Second}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	s, _, first := w.call(ctx)
@@ -145,7 +147,7 @@ func TestRedteamResumeDoubleCounts(t *testing.T) {
 	}
 	held, _ := w.payee.Store.Get(ctx, id)
 	paidMeanwhile := held.BestSat - open.PaidSat
-	if paidMeanwhile < 10_000 {
+	if paidMeanwhile < 5_000 {
 		t.Fatalf("the first call paid only %d sat during the resume", paidMeanwhile)
 	}
 	// One satoshi more than the payee holds, then nothing.
@@ -287,4 +289,56 @@ func TestRedteamFundingGoneResume(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRedteamFundingWaitHoldsSlot: a funding that must wait for a
+// confirmation (it signals replaceability, or is above the zero-conf limit)
+// is waited for until it confirms or the refund window goes stale (up to
+// MaxExpiryBlocks, 1,008 blocks by default, a week), outside the handshake
+// timeout, and the wait went on after the payer hung up: a session a
+// payer abandoned kept its pending slot (and, in `paysip serve`, its call's
+// WebRTC peer). MaxPending such fundings, which need never confirm, shut
+// the payee to every new channel. A payer gone while its funding waits
+// ends the wait.
+func TestRedteamFundingWaitHoldsSlot(t *testing.T) {
+	t.Parallel()
+	w, lb := attackWorld(t)
+	w.payee.MaxPending, w.payee.HandshakeTimeout = 1, 300*time.Millisecond
+	addr, _ := w.payerW.NewAddress()
+	w.env.Fund(addr, payerFunds) // a second coin, for the honest call
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	a, b := agent.Pipe()
+	abandoned := make(chan served, 1)
+	go func() { res, err := w.payee.Serve(ctx, b, "sip:abandoner@example.org"); abandoned <- served{res, err} }()
+	rawOpen(t, ctx, w, a, func(payer, payee *btcec.PublicKey) *wire.MsgTx {
+		funding, _ := rawFunding(t, w, payer, payee)
+		return funding
+	})
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(lb.String(), "signals replaceability") && time.Now().Before(deadline) {
+		time.Sleep(pollingStep)
+	}
+	a.Close() // the payer hangs up; its funding never confirms
+	select {
+	case <-abandoned:
+	case <-time.After(3 * time.Second):
+		c, d := agent.Pipe()
+		go w.payee.Serve(ctx, d, "sip:caller@example.org")
+		send(t, ctx, c, &paywire.Hello{Versions: []int{1}})
+		m := recv(t, ctx, c)
+		t.Fatalf("3 s after its payer hung up, the session still waits for the funding; the next caller is told %s", m.Type()+" "+errCode(m))
+	}
+	// Room for an honest caller.
+	s, conn, done := w.call(ctx)
+	w.pay(ctx, s, 1, 1)
+	conn.Close()
+	<-done
+}
+
+func errCode(m paywire.Message) string {
+	if e, ok := m.(*paywire.Error); ok {
+		return e.Code
+	}
+	return ""
 }
