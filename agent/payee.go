@@ -57,6 +57,9 @@ var (
 	// ErrFundingGone: the unconfirmed funding left the node's mempool
 	// (replaced or double spent); nothing more is served on it.
 	ErrFundingGone = errors.New("funding transaction replaced or double spent")
+	// ErrFundingTimeout: the funding did not get its confirmations
+	// within the blocks allowed (see acceptFunding).
+	ErrFundingTimeout = errors.New("funding not confirmed in time")
 	// ErrHandshakeTimeout: the channel was not open in time.
 	ErrHandshakeTimeout = errors.New("channel not opened in time")
 	// ErrBusy: too many sessions are opening channels at once.
@@ -237,6 +240,9 @@ type payeeSession struct {
 	fundingWait atomic.Bool
 	payments    payRate
 	resumed     bool // the channel was resumed, not opened, in this session
+	// earliestLock is the earliest refund lock the terms offered: it
+	// bounds the wait for a funding's confirmations (acceptFunding).
+	earliestLock uint32
 	// unconfirmed is a resumed channel's funding while it has no
 	// confirmation: watched like a new zero-conf funding.
 	unconfirmed *wire.MsgTx
@@ -292,7 +298,7 @@ func (a *Payee) Serve(ctx context.Context, conn Conn, peer string) (*PayeeResult
 		return nil, err
 	}
 	s := &payeeSession{a: a, conn: conn, p: p, keyIndex: idx, peer: peer, cancel: cancelCause, opened: make(chan struct{}),
-		log: a.log().With("component", "payee", "peer", peer)}
+		log: a.log().With("component", "payee", "peer", peer), earliestLock: terms.MinExpiryHeight}
 	go func() {
 		// Until the channel is open, the session is on a clock.
 		select {
@@ -427,7 +433,7 @@ func (s *payeeSession) waitFunding(ctx context.Context, ef channel.FundingReceiv
 		case <-stop:
 		}
 	}()
-	zeroConf, err := s.a.acceptFunding(wctx, ef.Channel, ef.Tx, s.p.ObserveTip, broadcast)
+	zeroConf, err := s.a.acceptFunding(wctx, ef.Channel, ef.Tx, s.earliestLock, s.p.ObserveTip, broadcast)
 	if err != nil && errors.Is(context.Cause(wctx), errPayerLeft) && ctx.Err() == nil {
 		s.log.Warn("payer gone while its funding waited: session ended", "channel", ef.Channel.ID())
 		return false, errPayerLeft
@@ -569,7 +575,7 @@ func (s *payeeSession) perform(ctx context.Context, cancel context.CancelFunc, e
 			return err
 		})
 		if err != nil {
-			if errors.Is(err, ErrFundingGone) || errors.Is(err, channel.ErrRefundLockTooNear) {
+			if errors.Is(err, ErrFundingGone) || errors.Is(err, ErrFundingTimeout) || errors.Is(err, channel.ErrRefundLockTooNear) {
 				s.log.Warn("funding not accepted", "err", err)
 				s.refuse(ctx, paywire.CodeBadFunding, err.Error())
 			}
@@ -826,10 +832,14 @@ func (a *Payee) endSession(ctx context.Context, id string, cause error) bool {
 // parent could itself be replaced, taking the funding with it). Otherwise
 // it waits for at least one confirmation. While it waits, the refund's
 // lock must stay far enough ahead (observe is given each new tip); a
-// funding that leaves the mempool ends the wait. zeroConf reports whether
-// the funding was accepted unconfirmed (the session then keeps watching
-// it).
-func (a *Payee) acceptFunding(ctx context.Context, ch *channel.Channel, tx *wire.MsgTx, observe func(uint32), broadcast func(context.Context) error) (zeroConf bool, err error) {
+// funding that leaves the mempool ends the wait. The wait is also bounded
+// as if the payer had chosen the earliest lock the terms offered
+// (earliest, plus a block per confirmation beyond the first): the call is
+// up and unmetered while the funding waits, and a payer choosing a far
+// lock must not make a funding that never confirms hold it for days.
+// zeroConf reports whether the funding was accepted unconfirmed (the
+// session then keeps watching it).
+func (a *Payee) acceptFunding(ctx context.Context, ch *channel.Channel, tx *wire.MsgTx, earliest uint32, observe func(uint32), broadcast func(context.Context) error) (zeroConf bool, err error) {
 	if err := broadcast(ctx); err != nil {
 		return false, fmt.Errorf("funding refused by the node: %w", err)
 	}
@@ -866,6 +876,9 @@ func (a *Payee) acceptFunding(ctx context.Context, ch *channel.Channel, tx *wire
 		}
 		if uint64(tip)+uint64(a.minLockAhead()) > uint64(ch.ExpiryHeight) {
 			return false, fmt.Errorf("%w: the funding did not confirm before the refund window went stale (tip %d, lock %d)", channel.ErrRefundLockTooNear, tip, ch.ExpiryHeight)
+		}
+		if by := uint64(earliest) + uint64(minConf-1); uint64(tip)+uint64(a.minLockAhead()) > by {
+			return false, fmt.Errorf("%w: tip %d; a funding must be accepted while the tip is at most %d", ErrFundingTimeout, tip, by-uint64(a.minLockAhead()))
 		}
 		observe(uint32(tip))
 		select {

@@ -174,7 +174,7 @@ func TestRedteamResumeDoubleCounts(t *testing.T) {
 // mineConflict builds a block on the node's tip holding txs, as a miner
 // taking a transaction the node's own mempool refused would (a double
 // spend sent to a miner directly, or a full-RBF miner), and submits it.
-func mineConflict(t *testing.T, w *world, txs ...*wire.MsgTx) {
+func mineBlock(t *testing.T, w *world, txs ...*wire.MsgTx) {
 	t.Helper()
 	c, err := rpcclient.New(w.env.Node.ConnConfig(), nil)
 	if err != nil {
@@ -263,7 +263,7 @@ func TestRedteamFundingGoneResume(t *testing.T) {
 				done = done2
 				w.pay(ctx, s, 4, 5)
 			}
-			mineConflict(t, w, doubleSpend(t, w, rec.FundingTx))
+			mineBlock(t, w, doubleSpend(t, w, rec.FundingTx))
 			select {
 			case r := <-done:
 				if !errors.Is(r.err, agent.ErrFundingGone) {
@@ -341,4 +341,82 @@ func errCode(m paywire.Message) string {
 		return e.Code
 	}
 	return ""
+}
+
+// TestRedteamFundingWaitUnpaidCall: while a funding waits for its
+// confirmation the call is up (paysip serve answers it before the channel
+// opens) and nothing is metered. The wait is bounded by the refund window
+// going stale, and the payer chooses the window: with the latest lock the
+// payee accepts (tip + 1,008), a funding that never confirms (a low fee;
+// here, blocks that leave it out) kept a connected payer's call going for
+// up to a week of blocks. A funding must be accepted within the blocks a
+// payer choosing the earliest lock would have (MinExpiryBlocks -
+// MinLockAheadBlocks: 6 by default), whatever lock it chose.
+func TestRedteamFundingWaitUnpaidCall(t *testing.T) {
+	t.Parallel()
+	w, lb := attackWorld(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	a, b := agent.Pipe()
+	done := make(chan served, 1)
+	go func() { res, err := w.payee.Serve(ctx, b, "sip:caller@example.org"); done <- served{res, err} }()
+	rawOpenAt(t, ctx, w, a, func(t *channel.Terms) uint32 { return t.MaxExpiryHeight }, func(payer, payee *btcec.PublicKey) *wire.MsgTx {
+		funding, _ := rawFunding(t, w, payer, payee)
+		return funding
+	})
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(lb.String(), "signals replaceability") && time.Now().Before(deadline) {
+		time.Sleep(pollingStep)
+	}
+	for i := 0; i < 7; i++ { // blocks without the funding
+		mineBlock(t, w)
+	}
+	select {
+	case r := <-done:
+		if r.err == nil || !strings.Contains(r.err.Error(), "not confirmed") {
+			t.Fatalf("session: %v", r.err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("7 blocks after the funding came, unconfirmed, the call still waits for it, unpaid:\n%s", lb)
+	}
+	if m, ok := recv(t, ctx, a).(*paywire.Error); !ok || m.Code != paywire.CodeBadFunding {
+		t.Fatalf("payer told %+v", m)
+	}
+}
+
+// rawOpenAt is rawOpen with the refund's lock chosen from the terms.
+func rawOpenAt(t *testing.T, ctx context.Context, w *world, a agent.Conn, expiry func(*channel.Terms) uint32, fund func(payer, payee *btcec.PublicKey) *wire.MsgTx) {
+	t.Helper()
+	key, _, _ := w.payerW.ChannelKey()
+	p := channel.NewPayer(channel.PayerConfig{Key: key, MaxPriceSatPerMin: price, MaxCapacitySat: capacity})
+	tip, _ := w.env.Chain.TipHeight(ctx)
+	p.ObserveTip(uint32(tip))
+	effs, _ := p.Start()
+	for len(effs) > 0 {
+		ef := effs[0]
+		effs = effs[1:]
+		switch ef := ef.(type) {
+		case channel.Send:
+			send(t, ctx, a, ef.Msg)
+			if _, ok := ef.Msg.(*paywire.Funded); ok {
+				continue
+			}
+			more, err := p.Handle(recv(t, ctx, a))
+			if err != nil {
+				t.Fatal(err)
+			}
+			effs = append(effs, more...)
+		case channel.TermsReceived:
+			script, _ := w.payerW.NewScript()
+			more, err := p.Fund(channel.FundRequest{FundingTx: fund(key.PubKey(), ef.Terms.PayeeKey), ExpiryHeight: expiry(ef.Terms), PayerScript: script, RefundFee: regtest.FeeRate})
+			if err != nil {
+				t.Fatal(err)
+			}
+			effs = append(effs, more...)
+		case channel.BroadcastFunding:
+			if err := w.env.Chain.Broadcast(ctx, ef.Tx); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 }
