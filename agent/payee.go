@@ -957,6 +957,16 @@ func (a *Payee) Settle(ctx context.Context, id string) (string, error) {
 		return "", err
 	}
 	tx, err := rec.Channel.SettlementTx(key, rec.BestSat, rec.BestSig, channel.Settlement{PayoutScript: payout, FeeSat: fee})
+	if errors.Is(err, channel.ErrSettlementDust) {
+		// Fees rose beyond the headroom the minimum payment had. Until
+		// the settlement is due, wait for them to fall (Recover retries);
+		// once it is due, the payer's refund comes next: settle at the
+		// largest fee that leaves a payout, if the node relays it.
+		if fee, err = a.fallbackFee(ctx, rec, payout); err != nil {
+			return "", err
+		}
+		tx, err = rec.Channel.SettlementTx(key, rec.BestSat, rec.BestSig, channel.Settlement{PayoutScript: payout, FeeSat: fee})
+	}
 	if err != nil {
 		return "", err
 	}
@@ -978,6 +988,33 @@ func (a *Payee) Settle(ctx context.Context, id string) (string, error) {
 	default:
 		return "", fmt.Errorf("settlement refused: %w", err)
 	}
+}
+
+// fallbackFee is the fee of a due settlement that cannot pay the fee
+// estimate: all of the payment but the smallest payout above dust, if that
+// is at least the node's relay minimum.
+func (a *Payee) fallbackFee(ctx context.Context, rec *store.Record, payout []byte) (int64, error) {
+	tip, err := a.Chain.TipHeight(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if uint32(tip)+a.settleMargin() < rec.Channel.ExpiryHeight {
+		return 0, fmt.Errorf("%w: %d sat cannot pay the fee estimate; settlement waits for lower fees", channel.ErrSettlementDust, rec.BestSat)
+	}
+	least := int64(1)
+	for txbuild.IsDust(least, payout) {
+		least++
+	}
+	floor, err := rec.Channel.SettlementFee(rec.BestSat, payout, txbuild.FeeRate(txbuild.DustRelayFee))
+	if err != nil {
+		return 0, err
+	}
+	fee := rec.BestSat - least
+	if fee < floor {
+		return 0, fmt.Errorf("%w: %d sat cannot pay the relay minimum fee %d", channel.ErrSettlementDust, rec.BestSat, floor)
+	}
+	a.log().Warn("fees above the estimate the payment allows: settling at a lower fee", "channel", rec.ID(), "paid_sat", rec.BestSat, "fee_sat", fee)
+	return fee, nil
 }
 
 // DefaultSettleMargin is two hours of blocks.

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/btcsuite/btcd/rpcclient"
 	"github.com/btcsuite/btcd/wire"
 	"github.com/paysip/paysip/agent"
+	"github.com/paysip/paysip/chain"
 	"github.com/paysip/paysip/channel"
 	"github.com/paysip/paysip/internal/regtest"
 	"github.com/paysip/paysip/meter"
@@ -418,5 +420,63 @@ func rawOpenAt(t *testing.T, ctx context.Context, w *world, a agent.Conn, expiry
 				t.Fatal(err)
 			}
 		}
+	}
+}
+
+// feeSpike is the payee's view of the network with the fee market moved:
+// the real node for everything, but its fee estimate raised (regtest's is
+// a constant).
+type feeSpike struct {
+	chain.Chain
+	rate atomic.Int64
+}
+
+func (f *feeSpike) FeeRate(ctx context.Context, target int) (txbuild.FeeRate, error) {
+	if r := f.rate.Load(); r > 0 {
+		return txbuild.FeeRate(r), nil
+	}
+	return f.Chain.FeeRate(ctx, target)
+}
+
+// TestRedteamSettlementFeeSpike: fees rise fivefold during a call (the
+// payee's minimum payment has headroom for twice). The settlement at the
+// estimate would leave the payee a dust payout, so it is refused, retried
+// at the estimate until the refund's lock, and the payer takes the pool
+// back: the payee lost every acknowledged satoshi. When the settlement is
+// due, a payee that cannot pay the estimate settles at the largest fee
+// that leaves it a payout (still above the node's relay minimum): less
+// than it was acknowledged, but not nothing.
+func TestRedteamSettlementFeeSpike(t *testing.T) {
+	t.Parallel()
+	w, _ := attackWorld(t)
+	spike := &feeSpike{Chain: w.env.Chain}
+	w.payee.Chain = spike
+	w.payee.KeepOpen = true
+	w.payee.MinExpiryBlocks, w.payee.MaxExpiryBlocks = 10, 20
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s, conn, done := w.call(ctx)
+	w.pay(ctx, s, 1, 1) // 1,000 sat acknowledged
+	conn.Close()
+	<-done
+	spike.rate.Store(int64(regtest.FeeRate) * 5)
+	id := s.Channel().ID()
+	rec, _ := w.payee.Store.Get(ctx, id)
+	tip, _ := w.env.Chain.TipHeight(ctx)
+	w.env.Mine(rec.Channel.ExpiryHeight - uint32(tip) - 7) // due: within the settle margin
+	w.payee.Recover(ctx)
+	spend, _ := w.env.Chain.SpendOf(ctx, rec.Channel.Outpoint, rec.Channel.PkScript)
+	if spend == nil {
+		// Nothing in the mempool: the payer's refund wins at the lock.
+		w.env.Mine(7)
+		refund, _ := w.payer.Store.Get(ctx, id)
+		w.env.Chain.Broadcast(ctx, refund.RefundTx)
+		_, payee := w.balances()
+		t.Fatalf("the payee could not settle 1,000 acknowledged sat at a fee spike; the payer refunded; payee wallet %d", payee)
+	}
+	w.env.Mine(1)
+	settleFee := w.fee(spend.TxID.String())
+	if _, payee := w.balances(); payee != 1000-settleFee || payee <= 0 {
+		t.Fatalf("payee %d, settlement fee %d", payee, settleFee)
 	}
 }
