@@ -324,6 +324,9 @@ func (a *Payee) Serve(ctx context.Context, conn Conn, peer string) (*PayeeResult
 	s.unadmit = unadmit
 	err = s.loop(ctx, cancel)
 	cause := context.Cause(ctx)
+	if ch := s.p.Channel(); ch != nil && errors.Is(cause, ErrExpiryNear) {
+		s.notify(ctx, ch.ID(), paywire.CodeChannelClosed, fmt.Sprintf("refund lock %d is near: the channel is settled", ch.ExpiryHeight))
+	}
 	for _, c := range []error{ErrPaymentLate, ErrExpiryNear, ErrFundingGone, ErrHandshakeTimeout} {
 		if errors.Is(cause, c) {
 			err = c
@@ -504,7 +507,15 @@ func (s *payeeSession) perform(ctx context.Context, cancel context.CancelFunc, e
 	a := s.a
 	switch ef := ef.(type) {
 	case channel.Send:
-		if err := s.send(ctx, ef.Msg); err != nil {
+		sctx := ctx
+		if _, ack := ef.Msg.(*paywire.Ack); ack {
+			// The payment is stored, so it will be settled: the payer is
+			// told even if the session is ending meanwhile (expiry near).
+			var scancel context.CancelFunc
+			sctx, scancel = context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+			defer scancel()
+		}
+		if err := s.send(sctx, ef.Msg); err != nil {
 			return err
 		}
 		switch ef.Msg.(type) {
@@ -682,9 +693,10 @@ func (s *payeeSession) watchExpiry(ctx context.Context, id string, lock uint32) 
 	for {
 		tip, err := s.a.tip(ctx)
 		if err == nil && uint64(tip)+uint64(s.a.settleMargin()) >= uint64(lock) {
+			// The session tells the payer on its way out (Serve), after
+			// the ack of a payment it was storing.
 			s.log.Warn("refund lock near: ending the session to settle", "tip", tip, "lock", lock)
 			s.cancel(ErrExpiryNear)
-			s.notify(ctx, id, paywire.CodeChannelClosed, fmt.Sprintf("refund lock %d is near (tip %d): the channel is settled", lock, tip))
 			return
 		}
 		select {
@@ -1049,9 +1061,7 @@ func (a *Payee) Recover(ctx context.Context) error {
 			// A session still serving the channel is ended first, and
 			// settles it on its way out; Settle below then finds it
 			// closing or spent.
-			if a.endSessionDue(ctx, rec.ID()) {
-				a.log().Info("refund lock near: session ended to settle", "channel", rec.ID(), "tip", tip, "lock", rec.Channel.ExpiryHeight)
-			}
+			a.endSessionDue(ctx, rec, uint32(tip))
 		}
 		// A settlement that the node lost (or never got) is sent again.
 		if rec.BestSat > 0 && (due || rec.State == store.StateClosing) {
@@ -1064,13 +1074,15 @@ func (a *Payee) Recover(ctx context.Context) error {
 }
 
 // endSessionDue ends the session serving a channel due for settlement.
-func (a *Payee) endSessionDue(ctx context.Context, id string) bool {
+func (a *Payee) endSessionDue(ctx context.Context, rec *store.Record, tip uint32) bool {
+	id := rec.ID()
 	a.mu.Lock()
 	c := a.active[id]
 	a.mu.Unlock()
 	if c == nil {
 		return false
 	}
+	a.log().Warn("refund lock near: ending the session to settle", "channel", id, "tip", tip, "lock", rec.Channel.ExpiryHeight)
 	if c.causeCancel != nil {
 		c.causeCancel(ErrExpiryNear)
 	}
