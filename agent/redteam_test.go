@@ -480,3 +480,43 @@ func TestRedteamSettlementFeeSpike(t *testing.T) {
 		t.Fatalf("payee %d, settlement fee %d", payee, settleFee)
 	}
 }
+
+// TestRedteamResumeHandshakeUnmetered: `paysip serve` answers a call (and
+// plays its audio) before the payment protocol runs; the payee's meter
+// counts from the channel's open. A resume needs no chain wait, yet its
+// handshake may last HandshakeTimeout (60 s): a payer that resumes, holds
+// its resume proof for 59 s, then hangs up when it is due to pay, gets
+// about a minute of call per call for nothing, call after call.
+func TestRedteamResumeHandshakeUnmetered(t *testing.T) {
+	t.Skip("finding (not fixed, design): the call is served before the channel opens and the meter counts from the open; " +
+		"fix in paysip serve (no audio until the channel is open), or count a resume's handshake in its meter, or give resumes a short handshake timeout")
+	t.Parallel()
+	w, _ := attackWorld(t)
+	w.payee.KeepOpen = true
+	w.payee.Metering = &meter.Payee{PriceSatPerMin: price, Tick: 100 * time.Millisecond, Grace: 300 * time.Millisecond}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s, conn, done := w.call(ctx)
+	w.pay(ctx, s, 1, 1)
+	id := s.Channel().ID()
+	conn.Close()
+	<-done
+	a, b := agent.Pipe()
+	go w.payee.Serve(ctx, b, "sip:caller@example.org")
+	start := time.Now() // the call is up from here
+	send(t, ctx, a, &paywire.Hello{Versions: []int{1}, Resume: id})
+	terms := recv(t, ctx, a).(*paywire.Terms)
+	time.Sleep(3 * time.Second) // the payer holds its proof
+	rec, _ := w.payer.Store.Get(ctx, id)
+	key, _ := w.payerW.ChannelKeyAt(rec.KeyIndex)
+	d := paywire.ResumeDigest(id, terms.Challenge, terms.PayeeKey)
+	send(t, ctx, a, &paywire.ResumeProof{ChannelID: id, Sig: ecdsa.Sign(key, d[:]).Serialize()})
+	for {
+		if e, ok := recv(t, ctx, a).(*paywire.Error); ok {
+			if served := time.Since(start); served > 2*time.Second {
+				t.Fatalf("the resumed call was served %v with nothing paid before it was found late (%s)", served.Round(time.Millisecond), e.Code)
+			}
+			return
+		}
+	}
+}
