@@ -57,6 +57,9 @@ var (
 	// ErrFundingGone: the unconfirmed funding left the node's mempool
 	// (replaced or double spent); nothing more is served on it.
 	ErrFundingGone = errors.New("funding transaction replaced or double spent")
+	// ErrFundingTimeout: the funding did not get its confirmations
+	// within the blocks allowed (see acceptFunding).
+	ErrFundingTimeout = errors.New("funding not confirmed in time")
 	// ErrHandshakeTimeout: the channel was not open in time.
 	ErrHandshakeTimeout = errors.New("channel not opened in time")
 	// ErrBusy: too many sessions are opening channels at once.
@@ -236,6 +239,16 @@ type payeeSession struct {
 	// fundingWait is set while the funding waits for confirmations.
 	fundingWait atomic.Bool
 	payments    payRate
+	resumed     bool // the channel was resumed, not opened, in this session
+	// earliestLock is the earliest refund lock the terms offered: it
+	// bounds the wait for a funding's confirmations (acceptFunding).
+	earliestLock uint32
+	// unconfirmed is a resumed channel's funding while it has no
+	// confirmation: watched like a new zero-conf funding.
+	unconfirmed *wire.MsgTx
+	// early holds a message (or the end of the connection) read while the
+	// funding waited, for the loop to take next.
+	early chan received
 }
 
 // payRate is a session's payment token bucket.
@@ -285,7 +298,7 @@ func (a *Payee) Serve(ctx context.Context, conn Conn, peer string) (*PayeeResult
 		return nil, err
 	}
 	s := &payeeSession{a: a, conn: conn, p: p, keyIndex: idx, peer: peer, cancel: cancelCause, opened: make(chan struct{}),
-		log: a.log().With("component", "payee", "peer", peer)}
+		log: a.log().With("component", "payee", "peer", peer), earliestLock: terms.MinExpiryHeight}
 	go func() {
 		// Until the channel is open, the session is on a clock.
 		select {
@@ -311,6 +324,9 @@ func (a *Payee) Serve(ctx context.Context, conn Conn, peer string) (*PayeeResult
 	s.unadmit = unadmit
 	err = s.loop(ctx, cancel)
 	cause := context.Cause(ctx)
+	if ch := s.p.Channel(); ch != nil && errors.Is(cause, ErrExpiryNear) {
+		s.notify(ctx, ch.ID(), paywire.CodeChannelClosed, fmt.Sprintf("refund lock %d is near: the channel is settled", ch.ExpiryHeight))
+	}
 	for _, c := range []error{ErrPaymentLate, ErrExpiryNear, ErrFundingGone, ErrHandshakeTimeout} {
 		if errors.Is(cause, c) {
 			err = c
@@ -342,7 +358,7 @@ func (s *payeeSession) loop(ctx context.Context, cancel context.CancelFunc) erro
 		case channel.PayeeFailed:
 			return fmt.Errorf("session ended by an error")
 		}
-		b, err := s.conn.Recv(ctx)
+		b, err := s.recv(ctx)
 		if err != nil {
 			if errors.Is(err, ErrConnClosed) || errors.Is(err, context.Canceled) {
 				s.log.Info("payer gone", "state", s.p.State(), "paid_sat", s.p.BestSat())
@@ -373,6 +389,59 @@ func (s *payeeSession) loop(ctx context.Context, cancel context.CancelFunc) erro
 			return err
 		}
 	}
+}
+
+// received is the outcome of one Conn.Recv.
+type received struct {
+	b   []byte
+	err error
+}
+
+// recv returns the next message from the payer: one already read while
+// the funding waited (see waitFunding), or a new one.
+func (s *payeeSession) recv(ctx context.Context) ([]byte, error) {
+	if s.early != nil {
+		r := <-s.early
+		s.early = nil
+		return r.b, r.err
+	}
+	return s.conn.Recv(ctx)
+}
+
+// errPayerLeft ends a funding wait whose payer hung up (or spoke out of
+// turn: it has nothing to say until the channel is open).
+var errPayerLeft = errors.New("payer gone while its funding waited")
+
+// waitFunding runs acceptFunding while reading the connection: a payer
+// that hangs up (or sends anything: nothing is due from it before open)
+// ends the wait, instead of leaving the session, its pending slot and its
+// call waiting until the funding confirms or the refund window goes stale.
+// What was read is handed to the session's loop (recv).
+func (s *payeeSession) waitFunding(ctx context.Context, ef channel.FundingReceived, broadcast func(context.Context) error) (bool, error) {
+	wctx, wcancel := context.WithCancelCause(ctx)
+	defer wcancel(nil)
+	got := make(chan received, 1)
+	go func() {
+		b, err := s.conn.Recv(ctx)
+		got <- received{b, err}
+	}()
+	s.early = got
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		select {
+		case r := <-got:
+			got <- r // for the loop
+			wcancel(errPayerLeft)
+		case <-stop:
+		}
+	}()
+	zeroConf, err := s.a.acceptFunding(wctx, ef.Channel, ef.Tx, s.earliestLock, s.p.ObserveTip, broadcast)
+	if err != nil && errors.Is(context.Cause(wctx), errPayerLeft) && ctx.Err() == nil {
+		s.log.Warn("payer gone while its funding waited: session ended", "channel", ef.Channel.ID())
+		return false, errPayerLeft
+	}
+	return zeroConf, err
 }
 
 // checkRate ends a session whose payer sends more payments per second than
@@ -438,7 +507,15 @@ func (s *payeeSession) perform(ctx context.Context, cancel context.CancelFunc, e
 	a := s.a
 	switch ef := ef.(type) {
 	case channel.Send:
-		if err := s.send(ctx, ef.Msg); err != nil {
+		sctx := ctx
+		if _, ack := ef.Msg.(*paywire.Ack); ack {
+			// The payment is stored, so it will be settled: the payer is
+			// told even if the session is ending meanwhile (expiry near).
+			var scancel context.CancelFunc
+			sctx, scancel = context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+			defer scancel()
+		}
+		if err := s.send(sctx, ef.Msg); err != nil {
 			return err
 		}
 		switch ef.Msg.(type) {
@@ -471,6 +548,22 @@ func (s *payeeSession) perform(ctx context.Context, cancel context.CancelFunc, e
 		case uint32(tip)+a.settleMargin() >= rec.Channel.ExpiryHeight:
 			effs, herr = s.p.RefuseResume(fmt.Sprintf("refund lock %d is within %d blocks of the tip %d: the channel is being settled", rec.Channel.ExpiryHeight, a.settleMargin(), tip))
 		default:
+			// A channel opened on an unconfirmed funding is only as good
+			// as that funding: one double spent meanwhile is refused, and
+			// one still unconfirmed is watched by this session too.
+			st, serr := a.Chain.TxStatus(ctx, rec.Channel.Outpoint.Hash)
+			if serr != nil {
+				s.refuse(ctx, paywire.CodeInternal, "temporary failure; try again later")
+				return serr
+			}
+			if !st.Known && !a.rebroadcast(ctx, rec.FundingTx) {
+				s.log.Warn("resume refused: the channel's funding is neither confirmed nor in the mempool", "channel", ef.ChannelID)
+				effs, herr = s.p.RefuseResume("the funding transaction is neither confirmed nor in the mempool (double spent?)")
+				break
+			}
+			if !st.Known || st.Confirmations == 0 {
+				s.unconfirmed = rec.FundingTx
+			}
 			key, kerr := a.Wallet.ChannelKeyAt(rec.KeyIndex)
 			if kerr != nil {
 				return kerr
@@ -479,13 +572,13 @@ func (s *payeeSession) perform(ctx context.Context, cancel context.CancelFunc, e
 			if _, err := rand.Read(challenge); err != nil {
 				return err
 			}
-			s.keyIndex, s.peer = rec.KeyIndex, rec.Peer
+			s.keyIndex, s.peer, s.resumed = rec.KeyIndex, rec.Peer, true
 			effs, herr = s.p.Resume(rec.PayeeRecord(), key, challenge)
 		}
 		return s.exec(ctx, cancel, effs, herr)
 	case channel.FundingReceived:
 		s.fundingWait.Store(true)
-		zeroConf, err := a.acceptFunding(ctx, ef.Channel, ef.Tx, s.p.ObserveTip, func(c context.Context) error {
+		zeroConf, err := s.waitFunding(ctx, ef, func(c context.Context) error {
 			err := a.Chain.Broadcast(c, ef.Tx)
 			if errors.Is(err, chain.ErrAlreadyKnown) {
 				return nil
@@ -493,7 +586,7 @@ func (s *payeeSession) perform(ctx context.Context, cancel context.CancelFunc, e
 			return err
 		})
 		if err != nil {
-			if errors.Is(err, ErrFundingGone) || errors.Is(err, channel.ErrRefundLockTooNear) {
+			if errors.Is(err, ErrFundingGone) || errors.Is(err, ErrFundingTimeout) || errors.Is(err, channel.ErrRefundLockTooNear) {
 				s.log.Warn("funding not accepted", "err", err)
 				s.refuse(ctx, paywire.CodeBadFunding, err.Error())
 			}
@@ -517,12 +610,23 @@ func (s *payeeSession) perform(ctx context.Context, cancel context.CancelFunc, e
 	case channel.Opened:
 		s.log = s.log.With("channel", ef.Channel.ID())
 		s.result.ChannelID, s.result.PaidSat = ef.Channel.ID(), ef.PaidSat
-		release, err := a.claimChannel(s, ef.Channel.ID(), cancel)
+		release, prev, err := a.claimChannel(s, ef.Channel.ID(), cancel)
 		if err != nil {
 			s.refuse(ctx, paywire.CodeChannelClosed, err.Error())
 			return err
 		}
 		s.release = release
+		if s.resumed {
+			// The channel was read when the resume was asked; the session
+			// serving it then may have taken payments since (paid for its
+			// own call's time). Once it has let the channel go, read the
+			// channel again: this call counts from what is held now.
+			if err := s.resync(ctx, ef.Channel.ID(), prev); err != nil {
+				return err
+			}
+			ef.PaidSat = s.p.BestSat()
+			s.result.PaidSat = ef.PaidSat
+		}
 		close(s.opened)
 		if s.unadmit != nil {
 			s.unadmit()
@@ -530,6 +634,10 @@ func (s *payeeSession) perform(ctx context.Context, cancel context.CancelFunc, e
 		s.best.Store(ef.PaidSat)
 		s.log.Info("channel open", "capacity_sat", ef.Channel.CapacitySat, "paid_sat", ef.PaidSat, "expiry_height", ef.Channel.ExpiryHeight)
 		go s.watchExpiry(ctx, ef.Channel.ID(), ef.Channel.ExpiryHeight)
+		if s.unconfirmed != nil {
+			// A resumed channel whose funding has not confirmed yet.
+			go s.watchFunding(ctx, s.unconfirmed, ef.Channel.ID())
+		}
 		if s.watch != nil {
 			// The meter counts from the open: what a resumed channel held
 			// before this call is not this call's.
@@ -585,9 +693,10 @@ func (s *payeeSession) watchExpiry(ctx context.Context, id string, lock uint32) 
 	for {
 		tip, err := s.a.tip(ctx)
 		if err == nil && uint64(tip)+uint64(s.a.settleMargin()) >= uint64(lock) {
+			// The session tells the payer on its way out (Serve), after
+			// the ack of a payment it was storing.
 			s.log.Warn("refund lock near: ending the session to settle", "tip", tip, "lock", lock)
 			s.cancel(ErrExpiryNear)
-			s.notify(ctx, id, paywire.CodeChannelClosed, fmt.Sprintf("refund lock %d is near (tip %d): the channel is settled", lock, tip))
 			return
 		}
 		select {
@@ -656,7 +765,7 @@ type claim struct {
 // claimChannel makes this session the only one serving a channel: a
 // session already serving it is ended (bitcoinj's rule on resume). A
 // channel that is closing cannot be claimed.
-func (a *Payee) claimChannel(s *payeeSession, id string, cancel context.CancelFunc) (func(), error) {
+func (a *Payee) claimChannel(s *payeeSession, id string, cancel context.CancelFunc) (release func(), prev <-chan struct{}, err error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.active == nil {
@@ -666,6 +775,7 @@ func (a *Payee) claimChannel(s *payeeSession, id string, cancel context.CancelFu
 		a.log().Info("channel taken over by a new session", "channel", id)
 		old.taken = true
 		old.cancel()
+		prev = old.done
 	}
 	c := &claim{cancel: cancel, causeCancel: s.cancel, done: make(chan struct{})}
 	a.active[id] = c
@@ -677,7 +787,33 @@ func (a *Payee) claimChannel(s *payeeSession, id string, cancel context.CancelFu
 			delete(a.active, id)
 		}
 		close(c.done)
-	}, nil
+	}, prev, nil
+}
+
+// resync waits until the session that served a resumed channel before
+// (prev, if any) has let it go, then reads the channel again: the best
+// payment held may have grown since the resume was asked, and the channel
+// may have started closing.
+func (s *payeeSession) resync(ctx context.Context, id string, prev <-chan struct{}) error {
+	if prev != nil {
+		select {
+		case <-prev:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	rec, err := s.a.Store.Get(ctx, id)
+	if err != nil {
+		s.refuse(ctx, paywire.CodeInternal, "temporary failure; try again later")
+		return fmt.Errorf("resume of %s: %w", id, err)
+	}
+	if rec.State != store.StateOpen {
+		s.log.Warn("resumed channel closed meanwhile", "state", rec.State)
+		s.refuse(ctx, paywire.CodeChannelClosed, fmt.Sprintf("the channel is %s", rec.State))
+		return fmt.Errorf("%w: %s is %s", channel.ErrChannelClosed, id, rec.State)
+	}
+	s.p.RaiseBest(rec.BestSat, rec.BestSig)
+	return nil
 }
 
 // endSession ends the session serving channel id, if any, with cause, and
@@ -708,10 +844,14 @@ func (a *Payee) endSession(ctx context.Context, id string, cause error) bool {
 // parent could itself be replaced, taking the funding with it). Otherwise
 // it waits for at least one confirmation. While it waits, the refund's
 // lock must stay far enough ahead (observe is given each new tip); a
-// funding that leaves the mempool ends the wait. zeroConf reports whether
-// the funding was accepted unconfirmed (the session then keeps watching
-// it).
-func (a *Payee) acceptFunding(ctx context.Context, ch *channel.Channel, tx *wire.MsgTx, observe func(uint32), broadcast func(context.Context) error) (zeroConf bool, err error) {
+// funding that leaves the mempool ends the wait. The wait is also bounded
+// as if the payer had chosen the earliest lock the terms offered
+// (earliest, plus a block per confirmation beyond the first): the call is
+// up and unmetered while the funding waits, and a payer choosing a far
+// lock must not make a funding that never confirms hold it for days.
+// zeroConf reports whether the funding was accepted unconfirmed (the
+// session then keeps watching it).
+func (a *Payee) acceptFunding(ctx context.Context, ch *channel.Channel, tx *wire.MsgTx, earliest uint32, observe func(uint32), broadcast func(context.Context) error) (zeroConf bool, err error) {
 	if err := broadcast(ctx); err != nil {
 		return false, fmt.Errorf("funding refused by the node: %w", err)
 	}
@@ -748,6 +888,9 @@ func (a *Payee) acceptFunding(ctx context.Context, ch *channel.Channel, tx *wire
 		}
 		if uint64(tip)+uint64(a.minLockAhead()) > uint64(ch.ExpiryHeight) {
 			return false, fmt.Errorf("%w: the funding did not confirm before the refund window went stale (tip %d, lock %d)", channel.ErrRefundLockTooNear, tip, ch.ExpiryHeight)
+		}
+		if by := uint64(earliest) + uint64(minConf-1); uint64(tip)+uint64(a.minLockAhead()) > by {
+			return false, fmt.Errorf("%w: tip %d; a funding must be accepted while the tip is at most %d", ErrFundingTimeout, tip, by-uint64(a.minLockAhead()))
 		}
 		observe(uint32(tip))
 		select {
@@ -826,6 +969,16 @@ func (a *Payee) Settle(ctx context.Context, id string) (string, error) {
 		return "", err
 	}
 	tx, err := rec.Channel.SettlementTx(key, rec.BestSat, rec.BestSig, channel.Settlement{PayoutScript: payout, FeeSat: fee})
+	if errors.Is(err, channel.ErrSettlementDust) {
+		// Fees rose beyond the headroom the minimum payment had. Until
+		// the settlement is due, wait for them to fall (Recover retries);
+		// once it is due, the payer's refund comes next: settle at the
+		// largest fee that leaves a payout, if the node relays it.
+		if fee, err = a.fallbackFee(ctx, rec, payout); err != nil {
+			return "", err
+		}
+		tx, err = rec.Channel.SettlementTx(key, rec.BestSat, rec.BestSig, channel.Settlement{PayoutScript: payout, FeeSat: fee})
+	}
 	if err != nil {
 		return "", err
 	}
@@ -852,6 +1005,33 @@ func (a *Payee) Settle(ctx context.Context, id string) (string, error) {
 	default:
 		return "", fmt.Errorf("settlement refused: %w", err)
 	}
+}
+
+// fallbackFee is the fee of a due settlement that cannot pay the fee
+// estimate: all of the payment but the smallest payout above dust, if that
+// is at least the node's relay minimum.
+func (a *Payee) fallbackFee(ctx context.Context, rec *store.Record, payout []byte) (int64, error) {
+	tip, err := a.Chain.TipHeight(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if uint32(tip)+a.settleMargin() < rec.Channel.ExpiryHeight {
+		return 0, fmt.Errorf("%w: %d sat cannot pay the fee estimate; settlement waits for lower fees", channel.ErrSettlementDust, rec.BestSat)
+	}
+	least := int64(1)
+	for txbuild.IsDust(least, payout) {
+		least++
+	}
+	floor, err := rec.Channel.SettlementFee(rec.BestSat, payout, txbuild.FeeRate(txbuild.DustRelayFee))
+	if err != nil {
+		return 0, err
+	}
+	fee := rec.BestSat - least
+	if fee < floor {
+		return 0, fmt.Errorf("%w: %d sat cannot pay the relay minimum fee %d", channel.ErrSettlementDust, rec.BestSat, floor)
+	}
+	a.log().Warn("fees above the estimate the payment allows: settling at a lower fee", "channel", rec.ID(), "paid_sat", rec.BestSat, "fee_sat", fee)
+	return fee, nil
 }
 
 // DefaultSettleMargin is two hours of blocks.
@@ -886,9 +1066,7 @@ func (a *Payee) Recover(ctx context.Context) error {
 			// A session still serving the channel is ended first, and
 			// settles it on its way out; Settle below then finds it
 			// closing or spent.
-			if a.endSessionDue(ctx, rec.ID()) {
-				a.log().Info("refund lock near: session ended to settle", "channel", rec.ID(), "tip", tip, "lock", rec.Channel.ExpiryHeight)
-			}
+			a.endSessionDue(ctx, rec, uint32(tip))
 		}
 		// A settlement that the node lost (or never got) is sent again.
 		if rec.BestSat > 0 && (due || rec.State == store.StateClosing) {
@@ -901,13 +1079,15 @@ func (a *Payee) Recover(ctx context.Context) error {
 }
 
 // endSessionDue ends the session serving a channel due for settlement.
-func (a *Payee) endSessionDue(ctx context.Context, id string) bool {
+func (a *Payee) endSessionDue(ctx context.Context, rec *store.Record, tip uint32) bool {
+	id := rec.ID()
 	a.mu.Lock()
 	c := a.active[id]
 	a.mu.Unlock()
 	if c == nil {
 		return false
 	}
+	a.log().Warn("refund lock near: ending the session to settle", "channel", id, "tip", tip, "lock", rec.Channel.ExpiryHeight)
 	if c.causeCancel != nil {
 		c.causeCancel(ErrExpiryNear)
 	}

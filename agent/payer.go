@@ -142,7 +142,11 @@ func (a *Payer) Resume(ctx context.Context, conn Conn, id string) (*PayerSession
 	if err != nil {
 		return nil, err
 	}
-	p, err := channel.ResumePayer(a.config(key), rec.PayerRecord())
+	cfg := a.config(key)
+	if cfg.FeeRate, err = a.Chain.FeeRate(ctx, a.feeTarget()); err != nil {
+		return nil, err
+	}
+	p, err := channel.ResumePayer(cfg, rec.PayerRecord())
 	if err != nil {
 		return nil, err
 	}

@@ -247,6 +247,15 @@ func (p *Payee) onResumeProof(m *paywire.ResumeProof) ([]Effect, *ProtocolError)
 	}, nil
 }
 
+// RaiseBest raises the best payment held to paid (with the payer's
+// signature sig) when it is higher: on a resumed channel, another session
+// may have stored payments after the channel was read for this one.
+func (p *Payee) RaiseBest(paid int64, sig []byte) {
+	if p.state == PayeeOpen && paid > p.bestSat {
+		p.bestSat, p.bestSig = paid, sig
+	}
+}
+
 // RefuseResume answers a resume the payee cannot serve (unknown, closed or
 // too close to expiry).
 func (p *Payee) RefuseResume(reason string) ([]Effect, error) {

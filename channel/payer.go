@@ -405,6 +405,15 @@ func (p *Payer) onTerms(m *paywire.Terms) ([]Effect, *ProtocolError) {
 		if len(m.Challenge) != paywire.ChallengeSize {
 			return nil, perr(paywire.CodeBadTerms, ErrResume, "no resume challenge in the terms")
 		}
+		// Nothing acknowledged yet: the next payment is a first payment,
+		// sized by these terms. It is held to the same limits as on a new
+		// channel, or a payee could let a channel open, drop the call, and
+		// ask most of the pool up front when it is resumed.
+		if p.ackedSat == 0 {
+			if pe := p.checkFirstPayment(t); pe != nil {
+				return nil, pe
+			}
+		}
 		p.terms = t
 		d := paywire.ResumeDigest(p.ch.ID(), m.Challenge, p.ch.PayeeKey.SerializeCompressed())
 		sig := ecdsa.Sign(p.cfg.Key, d[:]).Serialize()
@@ -448,17 +457,28 @@ func (p *Payer) checkTermsLimits(t *Terms) *ProtocolError {
 	if t.MinChannelSat > c.MaxCapacitySat {
 		return perr(paywire.CodeBadTerms, ErrBadTerms, "minimum pool %d sat above the caller's limit %d", t.MinChannelSat, c.MaxCapacitySat).expect(c.MaxCapacitySat)
 	}
-	if c.MaxFirstPaymentSat > 0 && t.MinPaymentSat > c.MaxFirstPaymentSat {
-		return perr(paywire.CodeBadTerms, ErrBadTerms, "minimum first payment %d sat above the caller's budget %d", t.MinPaymentSat, c.MaxFirstPaymentSat).expect(c.MaxFirstPaymentSat)
-	}
-	if limit := FirstPaymentCap(t, c.FeeRate); c.MaxFirstPaymentSat == 0 && t.MinPaymentSat > limit {
-		return perr(paywire.CodeBadTerms, ErrBadTerms, "minimum first payment %d sat above what a first payment needs (%d)", t.MinPaymentSat, limit).expect(limit)
+	if pe := p.checkFirstPayment(t); pe != nil {
+		return pe
 	}
 	if p.tip == 0 {
 		return perr(paywire.CodeInternal, ErrBadTerms, "the caller does not know the chain's height")
 	}
 	if limit := uint64(p.tip) + uint64(c.maxLock()); uint64(t.MinExpiryHeight) > limit {
 		return perr(paywire.CodeBadTerms, ErrBadTerms, "refund window starts at height %d, more than %d blocks above the tip %d", t.MinExpiryHeight, c.maxLock(), p.tip).expect(int64(limit))
+	}
+	return nil
+}
+
+// checkFirstPayment refuses terms whose minimum first payment is above the
+// call's budget or, without a budget, above what a first payment needs
+// (FirstPaymentCap).
+func (p *Payer) checkFirstPayment(t *Terms) *ProtocolError {
+	c := p.cfg
+	if c.MaxFirstPaymentSat > 0 && t.MinPaymentSat > c.MaxFirstPaymentSat {
+		return perr(paywire.CodeBadTerms, ErrBadTerms, "minimum first payment %d sat above the caller's budget %d", t.MinPaymentSat, c.MaxFirstPaymentSat).expect(c.MaxFirstPaymentSat)
+	}
+	if limit := FirstPaymentCap(t, c.FeeRate); c.MaxFirstPaymentSat == 0 && t.MinPaymentSat > limit {
+		return perr(paywire.CodeBadTerms, ErrBadTerms, "minimum first payment %d sat above what a first payment needs (%d)", t.MinPaymentSat, limit).expect(limit)
 	}
 	return nil
 }
