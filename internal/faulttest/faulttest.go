@@ -90,7 +90,8 @@ func New(t testing.TB, o Options) *World {
 		}
 		w.Node.Mine(1)
 	}
-	w.payerCfg = agent.Payer{CapacitySat: o.CapacitySat, MaxPriceSatPerMin: Price}
+	// A payee that stops acknowledging is given up on in 2 s (calls tick fast here).
+	w.payerCfg = agent.Payer{CapacitySat: o.CapacitySat, MaxPriceSatPerMin: Price, AckTimeout: 2 * time.Second}
 	w.opts = o
 	w.RestartPayer()
 	w.RestartPayee()

@@ -39,3 +39,34 @@ func TestSoak(t *testing.T) {
 		t.Fatalf("settled %d < acknowledged %d", rep.Payee.SettledSat, rep.AckedSat)
 	}
 }
+
+// TestSoakDishonestWithFaults: the soak's random faults (dropped
+// transports, processes dying, the node restarting) with randomly
+// dishonest peers: 50 calls where the payer is honest or cheats (replays
+// an old payment, stops paying) against an honest payee, whose every
+// acknowledged satoshi must settle; then 50 calls where the payee is
+// honest or cheats (stops acknowledging, fakes its settlement) against an
+// honest payer, whose pools must all come back but what it signed.
+func TestSoakDishonestWithFaults(t *testing.T) {
+	if testing.Short() {
+		t.Skip("soak: skipped with -short")
+	}
+	seed := uint64(time.Now().UnixNano())
+	if v := os.Getenv("PAYSIP_SOAK_SEED"); v != "" {
+		seed, _ = strconv.ParseUint(v, 10, 64)
+	}
+	t.Run("dishonest payers", func(t *testing.T) {
+		rep := faulttest.Soak(t, faulttest.SoakConfig{Seed: seed, Calls: 50, MaxRestarts: 2,
+			Payers: []faulttest.PayerBehaviour{faulttest.HonestPayer{}, faulttest.ReplayingPayer{}, faulttest.AbandoningPayer{}}})
+		if rep.Payee.SettledSat == 0 {
+			t.Fatalf("nothing settled: %+v", rep)
+		}
+	})
+	t.Run("dishonest payees", func(t *testing.T) {
+		rep := faulttest.Soak(t, faulttest.SoakConfig{Seed: seed + 1, Calls: 50, MaxRestarts: 2,
+			Payees: []faulttest.PayeeBehaviour{faulttest.HonestPayee{}, faulttest.MutePayee{}, faulttest.FakeClosePayee{}}})
+		if rep.Payer.Channels == 0 {
+			t.Fatalf("no pool: %+v", rep)
+		}
+	})
+}
