@@ -134,6 +134,11 @@ func (c *Caller) Pay(ctx context.Context, conn agent.Conn, peer string, plan Pla
 		return nil, errors.New("a paid call needs the price the caller agreed to")
 	}
 	payer := *c.Payer
+	if plan.BudgetSat > 0 && (payer.MaxFirstPaymentSat == 0 || plan.BudgetSat < payer.MaxFirstPaymentSat) {
+		// Terms asking a first payment above the budget are refused
+		// before anything is funded.
+		payer.MaxFirstPaymentSat = plan.BudgetSat
+	}
 	payer.MaxPriceSatPerMin = plan.MaxPriceSatPerMin
 	if payer.MaxPriceSatPerMin == 0 {
 		payer.MaxPriceSatPerMin = plan.PriceSatPerMin
@@ -146,6 +151,11 @@ func (c *Caller) Pay(ctx context.Context, conn agent.Conn, peer string, plan Pla
 			if s, err = payer.Resume(ctx, conn, id); err == nil {
 				res.Resumed = true
 				break
+			}
+			if errors.Is(err, agent.ErrNearExpiry) {
+				// Checked before a word is sent: open a new channel instead.
+				c.log().Info("channel too close to its refund lock to resume; a new one is opened", "channel", id)
+				continue
 			}
 			if !errors.Is(err, agent.ErrResumeRefused) {
 				return nil, err
