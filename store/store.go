@@ -20,8 +20,6 @@ import (
 	"os"
 	"strings"
 	"sync"
-
-	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
 
 // ApplicationID marks a paysip database ("PSIP").
