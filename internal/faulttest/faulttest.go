@@ -60,6 +60,10 @@ type Options struct {
 	// Payee, if set, adjusts the payee agent (Metering, KeepOpen,
 	// SettleMargin...) each time it is made.
 	Payee func(*agent.Payee)
+	// AckTimeout is how long the payer waits for an ack (agent default
+	// when 0): short to give up on a mute payee quickly, long enough to
+	// ride out a cut link.
+	AckTimeout time.Duration
 }
 
 // New builds a World for t.
@@ -90,8 +94,7 @@ func New(t testing.TB, o Options) *World {
 		}
 		w.Node.Mine(1)
 	}
-	// A payee that stops acknowledging is given up on in 2 s (calls tick fast here).
-	w.payerCfg = agent.Payer{CapacitySat: o.CapacitySat, MaxPriceSatPerMin: Price, AckTimeout: 2 * time.Second}
+	w.payerCfg = agent.Payer{CapacitySat: o.CapacitySat, MaxPriceSatPerMin: Price, AckTimeout: o.AckTimeout}
 	w.opts = o
 	w.RestartPayer()
 	w.RestartPayee()

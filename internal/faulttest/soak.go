@@ -48,6 +48,7 @@ type SoakConfig struct {
 	MaxRestarts int // node restarts at most (each costs ~1.5 s), default 4
 	Payers      []PayerBehaviour
 	Payees      []PayeeBehaviour
+	AckTimeout  time.Duration // the payer's (agent default when 0)
 }
 
 // SoakReport is a soak's figures.
@@ -84,7 +85,7 @@ func Soak(t *testing.T, cfg SoakConfig) SoakReport {
 	var stored atomic.Int64 // payments the current call's payee stored
 	const expiry = 400
 	w := New(t, Options{
-		PayerSat: int64(cfg.Calls+20) * 110_000, PayerCoins: 12, CapacitySat: 100_000, ExpiryBlocks: expiry,
+		PayerSat: int64(cfg.Calls+20) * 110_000, PayerCoins: 12, CapacitySat: 100_000, ExpiryBlocks: expiry, AckTimeout: cfg.AckTimeout,
 		Payee: func(p *agent.Payee) {
 			p.Metering = &meter.Payee{PriceSatPerMin: Price, Tick: Tick, Grace: 12 * Tick}
 			p.OnPayment = func(string, int64) { stored.Add(1) }

@@ -63,7 +63,8 @@ func TestSoakDishonestWithFaults(t *testing.T) {
 		}
 	})
 	t.Run("dishonest payees", func(t *testing.T) {
-		rep := faulttest.Soak(t, faulttest.SoakConfig{Seed: seed + 1, Calls: 50, MaxRestarts: 2,
+		// A mute payee is given up on in 2 s (the calls tick fast here).
+		rep := faulttest.Soak(t, faulttest.SoakConfig{Seed: seed + 1, Calls: 50, MaxRestarts: 2, AckTimeout: 2 * time.Second,
 			Payees: []faulttest.PayeeBehaviour{faulttest.HonestPayee{}, faulttest.MutePayee{}, faulttest.FakeClosePayee{}}})
 		if rep.Payer.Channels == 0 {
 			t.Fatalf("no pool: %+v", rep)
