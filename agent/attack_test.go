@@ -23,6 +23,7 @@ import (
 	"github.com/paysip/paysip/agent"
 	"github.com/paysip/paysip/chain"
 	"github.com/paysip/paysip/channel"
+	"github.com/paysip/paysip/internal/faulttest"
 	"github.com/paysip/paysip/internal/regtest"
 	"github.com/paysip/paysip/paywire"
 	"github.com/paysip/paysip/store"
@@ -68,48 +69,6 @@ func (l *logbook) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return strings.Join(l.recs, "\n")
-}
-
-// tamper is a Conn whose outgoing and incoming messages pass through
-// functions that may change them, hold them back or drop them (nil): the
-// honest agent behind it becomes a dishonest peer.
-type tamper struct {
-	agent.Conn
-	out, in func(paywire.Message) paywire.Message
-}
-
-func (c *tamper) Send(ctx context.Context, b []byte) error {
-	if c.out == nil {
-		return c.Conn.Send(ctx, b)
-	}
-	m, err := paywire.Decode(b)
-	if err != nil {
-		return c.Conn.Send(ctx, b)
-	}
-	if m = c.out(m); m == nil {
-		return nil
-	}
-	b, err = paywire.Encode(m)
-	if err != nil {
-		return err
-	}
-	return c.Conn.Send(ctx, b)
-}
-
-func (c *tamper) Recv(ctx context.Context) ([]byte, error) {
-	for {
-		b, err := c.Conn.Recv(ctx)
-		if err != nil || c.in == nil {
-			return b, err
-		}
-		m, derr := paywire.Decode(b)
-		if derr != nil {
-			return b, nil
-		}
-		if m = c.in(m); m != nil {
-			return paywire.Encode(m)
-		}
-	}
 }
 
 func send(t *testing.T, ctx context.Context, c agent.Conn, m paywire.Message) {
@@ -219,7 +178,7 @@ func TestHostilePayeeBadRefundSignature(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	a, b := agent.Pipe()
-	bad := &tamper{Conn: b, out: func(m paywire.Message) paywire.Message {
+	bad := &faulttest.Tamper{Conn: b, Out: func(m paywire.Message) paywire.Message {
 		if rs, ok := m.(*paywire.RefundSigned); ok {
 			rs.Sig = append([]byte(nil), rs.Sig...)
 			rs.Sig[10] ^= 1
@@ -247,7 +206,7 @@ func TestHostilePayeeNeverAcks(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	a, b := agent.Pipe()
-	mute := &tamper{Conn: b, out: func(m paywire.Message) paywire.Message {
+	mute := &faulttest.Tamper{Conn: b, Out: func(m paywire.Message) paywire.Message {
 		if _, ok := m.(*paywire.Ack); ok {
 			return nil
 		}
@@ -290,7 +249,7 @@ func TestHostilePayeeDeniesPayment(t *testing.T) {
 	conn.Close()
 	<-done
 	a, b := agent.Pipe()
-	liar := &tamper{Conn: b, out: func(m paywire.Message) paywire.Message {
+	liar := &faulttest.Tamper{Conn: b, Out: func(m paywire.Message) paywire.Message {
 		if o, ok := m.(*paywire.Open); ok {
 			o.PaidSat = 0
 		}
@@ -331,8 +290,8 @@ func TestHostilePayeeFakeSettlement(t *testing.T) {
 	defer cancel()
 	a, b := agent.Pipe()
 	fake := sha256.Sum256([]byte("no such transaction"))
-	var liar *tamper
-	liar = &tamper{Conn: b, in: func(m paywire.Message) paywire.Message {
+	var liar *faulttest.Tamper
+	liar = &faulttest.Tamper{Conn: b, In: func(m paywire.Message) paywire.Message {
 		if c, ok := m.(*paywire.Close); ok {
 			// Never reaches the payee: the liar answers itself.
 			cl := &paywire.Closed{ChannelID: c.ChannelID, PaidSat: 3000, SettlementTxID: fmt.Sprintf("%x", fake)}
@@ -387,7 +346,7 @@ func TestHostilePayerStaleWindow(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
 			a, b := agent.Pipe()
-			slow := &tamper{Conn: a, out: func(m paywire.Message) paywire.Message {
+			slow := &faulttest.Tamper{Conn: a, Out: func(m paywire.Message) paywire.Message {
 				if m.Type() == hold {
 					w.env.Mine(25) // the window was tip+24 at the earliest
 				}
@@ -677,7 +636,7 @@ func TestHostilePayerMessages(t *testing.T) {
 			a, b := agent.Pipe()
 			var last *paywire.Pay
 			var mu sync.Mutex
-			spy := &tamper{Conn: a, out: func(m paywire.Message) paywire.Message {
+			spy := &faulttest.Tamper{Conn: a, Out: func(m paywire.Message) paywire.Message {
 				if p, ok := m.(*paywire.Pay); ok && p.PaidSat == 3000 {
 					mu.Lock()
 					cp := *p
@@ -685,7 +644,7 @@ func TestHostilePayerMessages(t *testing.T) {
 					mu.Unlock()
 				}
 				return m
-			}, in: func(m paywire.Message) paywire.Message {
+			}, In: func(m paywire.Message) paywire.Message {
 				if e, ok := m.(*paywire.Error); ok && e.Code != c.code {
 					t.Errorf("payer told %s: %s", e.Code, e.Reason)
 				}

@@ -22,6 +22,7 @@ import (
 	"github.com/paysip/paysip/agent"
 	"github.com/paysip/paysip/chain"
 	"github.com/paysip/paysip/channel"
+	"github.com/paysip/paysip/internal/faulttest"
 	"github.com/paysip/paysip/internal/regtest"
 	"github.com/paysip/paysip/meter"
 	"github.com/paysip/paysip/paywire"
@@ -47,7 +48,7 @@ func TestRedteamResumeTermsDrainPool(t *testing.T) {
 	<-done
 
 	a, b := agent.Pipe()
-	greedy := &tamper{Conn: b, out: func(m paywire.Message) paywire.Message {
+	greedy := &faulttest.Tamper{Conn: b, Out: func(m paywire.Message) paywire.Message {
 		if tm, ok := m.(*paywire.Terms); ok {
 			tm.MinChannelSat, tm.MinPaymentSat = capacity, 900_000
 		}

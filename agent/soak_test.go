@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/paysip/paysip/agent"
+	"github.com/paysip/paysip/internal/faulttest"
 	"github.com/paysip/paysip/paywire"
 	"github.com/paysip/paysip/store"
 )
@@ -151,7 +152,7 @@ func soakCall(ctx context.Context, t *testing.T, w *world, kind string, secs int
 	switch kind {
 	case "payer-hangs-up", "payer-replays", "payer-floods":
 		payer = roguePayer
-		payerConn = &tamper{Conn: a, out: func(m paywire.Message) paywire.Message {
+		payerConn = &faulttest.Tamper{Conn: a, Out: func(m paywire.Message) paywire.Message {
 			if p, ok := m.(*paywire.Pay); ok {
 				cp := *p
 				last = &cp
@@ -160,7 +161,7 @@ func soakCall(ctx context.Context, t *testing.T, w *world, kind string, secs int
 		}}
 	case "payer-stale":
 		payer = roguePayer
-		payerConn = &tamper{Conn: a, out: func(m paywire.Message) paywire.Message {
+		payerConn = &faulttest.Tamper{Conn: a, Out: func(m paywire.Message) paywire.Message {
 			if m.Type() == paywire.TypeRefundRequest {
 				w.env.Mine(9)
 			}
@@ -168,7 +169,7 @@ func soakCall(ctx context.Context, t *testing.T, w *world, kind string, secs int
 		}}
 	case "payee-mute":
 		payee = roguePayee
-		payeeConn = &tamper{Conn: b, out: func(m paywire.Message) paywire.Message {
+		payeeConn = &faulttest.Tamper{Conn: b, Out: func(m paywire.Message) paywire.Message {
 			if ack, ok := m.(*paywire.Ack); ok && ack.PaidSat > 1000*secs/2 {
 				return nil
 			}
@@ -176,8 +177,8 @@ func soakCall(ctx context.Context, t *testing.T, w *world, kind string, secs int
 		}}
 	case "payee-fake-close":
 		payee = roguePayee
-		var tp *tamper
-		tp = &tamper{Conn: b, in: func(m paywire.Message) paywire.Message {
+		var tp *faulttest.Tamper
+		tp = &faulttest.Tamper{Conn: b, In: func(m paywire.Message) paywire.Message {
 			if c, ok := m.(*paywire.Close); ok {
 				cl := &paywire.Closed{ChannelID: c.ChannelID, PaidSat: 1, SettlementTxID: fmt.Sprintf("%064x", 7)}
 				cl.SetVersion(1)

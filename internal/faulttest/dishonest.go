@@ -14,17 +14,20 @@ import (
 // agent/attack_test.go, on the World's own agents, through a Conn that
 // rewrites, drops or forges protocol messages.
 
-// tamperConn passes outgoing and incoming messages through functions that
-// may change them or drop them (nil); inject sends a forged message.
-type tamperConn struct {
+// Tamper is a Conn whose outgoing (Out) and incoming (In) protocol
+// messages pass through functions that may change them, hold them back or
+// drop them (nil): the honest agent behind it becomes a dishonest peer.
+// Inject sends a forged message.
+type Tamper struct {
 	agent.Conn
-	out, in func(paywire.Message) paywire.Message
+	Out, In func(paywire.Message) paywire.Message
 }
 
-func (c *tamperConn) Send(ctx context.Context, b []byte) error {
-	if c.out != nil {
+// Send implements agent.Conn.
+func (c *Tamper) Send(ctx context.Context, b []byte) error {
+	if c.Out != nil {
 		if m, err := paywire.Decode(b); err == nil {
-			if m = c.out(m); m == nil {
+			if m = c.Out(m); m == nil {
 				return nil
 			}
 			if b, err = paywire.Encode(m); err != nil {
@@ -35,23 +38,25 @@ func (c *tamperConn) Send(ctx context.Context, b []byte) error {
 	return c.Conn.Send(ctx, b)
 }
 
-func (c *tamperConn) Recv(ctx context.Context) ([]byte, error) {
+// Recv implements agent.Conn.
+func (c *Tamper) Recv(ctx context.Context) ([]byte, error) {
 	for {
 		b, err := c.Conn.Recv(ctx)
-		if err != nil || c.in == nil {
+		if err != nil || c.In == nil {
 			return b, err
 		}
 		m, derr := paywire.Decode(b)
 		if derr != nil {
 			return b, nil
 		}
-		if m = c.in(m); m != nil {
+		if m = c.In(m); m != nil {
 			return paywire.Encode(m)
 		}
 	}
 }
 
-func (c *tamperConn) inject(ctx context.Context, m paywire.Message) {
+// Inject sends m, in version 1, past Out.
+func (c *Tamper) Inject(ctx context.Context, m paywire.Message) {
 	m.SetVersion(paywire.Version1)
 	if b, err := paywire.Encode(m); err == nil {
 		c.Conn.Send(ctx, b)
@@ -72,7 +77,7 @@ func (ReplayingPayer) Honest() bool { return false }
 func (ReplayingPayer) Call(ctx context.Context, w *World, conn agent.Conn, plan Plan) PayerOutcome {
 	var mu sync.Mutex
 	var first *paywire.Pay
-	tc := &tamperConn{Conn: conn, out: func(m paywire.Message) paywire.Message {
+	tc := &Tamper{Conn: conn, Out: func(m paywire.Message) paywire.Message {
 		if p, ok := m.(*paywire.Pay); ok {
 			mu.Lock()
 			if first == nil {
@@ -95,7 +100,7 @@ func (ReplayingPayer) Call(ctx context.Context, w *World, conn agent.Conn, plan 
 	old := first
 	mu.Unlock()
 	if old != nil {
-		tc.inject(ctx, old)
+		tc.Inject(ctx, old)
 		conn.Recv(ctx) // the payee's refusal, then it hangs up and settles
 	}
 	out.Err = fmt.Errorf("replayed a payment of %d after %d (%v)", firstPaid(old), out.AckedSat, err)
@@ -149,7 +154,7 @@ func (MutePayee) Honest() bool { return false }
 // Serve implements PayeeBehaviour.
 func (MutePayee) Serve(ctx context.Context, w *World, conn agent.Conn, peer string) PayeeOutcome {
 	acks := 0
-	tc := &tamperConn{Conn: conn, out: func(m paywire.Message) paywire.Message {
+	tc := &Tamper{Conn: conn, Out: func(m paywire.Message) paywire.Message {
 		if _, ok := m.(*paywire.Ack); ok {
 			if acks++; acks > 2 {
 				return nil
@@ -173,10 +178,10 @@ func (FakeClosePayee) Honest() bool { return false }
 
 // Serve implements PayeeBehaviour.
 func (FakeClosePayee) Serve(ctx context.Context, w *World, conn agent.Conn, peer string) PayeeOutcome {
-	var tc *tamperConn
-	tc = &tamperConn{Conn: conn, in: func(m paywire.Message) paywire.Message {
+	var tc *Tamper
+	tc = &Tamper{Conn: conn, In: func(m paywire.Message) paywire.Message {
 		if c, ok := m.(*paywire.Close); ok {
-			tc.inject(ctx, &paywire.Closed{ChannelID: c.ChannelID, PaidSat: 1, SettlementTxID: fmt.Sprintf("%064x", 0xdead)})
+			tc.Inject(ctx, &paywire.Closed{ChannelID: c.ChannelID, PaidSat: 1, SettlementTxID: fmt.Sprintf("%064x", 0xdead)})
 			return nil
 		}
 		return m
