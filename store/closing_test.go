@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/btcsuite/btcd/wire"
 )
@@ -67,5 +68,34 @@ func TestStartClosingStopsPayments(t *testing.T) {
 	}
 	if _, err := d.StartClosing(ctx, "4a5e1e4baab89f3a32518a88c31bc87f618f76673e2cc77ab2127b7afdeda33b:0"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("unknown: %v", err)
+	}
+}
+
+// TestWriteRacingClose: writes that race the store's Close all return
+// (stored, or ErrClosed), never wait forever: one queued after the
+// writer's last drain was found hanging a payee's watcher in the soak.
+func TestWriteRacingClose(t *testing.T) {
+	for round := 0; round < 20; round++ {
+		d, _ := open(t)
+		ctx := context.Background()
+		r := record(t, Payee, round)
+		if err := d.Insert(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 50)
+		for i := 0; i < 50; i++ {
+			go func(i int) { done <- d.PayeePayment(ctx, r.ID(), int64(1000+i), []byte{1}) }(i)
+		}
+		d.Close()
+		for i := 0; i < 50; i++ {
+			select {
+			case err := <-done:
+				if err != nil && !errors.Is(err, ErrClosed) && !errors.Is(err, ErrNotStored) {
+					t.Fatalf("write racing Close: %v", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("round %d: a write racing Close never returned", round)
+			}
+		}
 	}
 }

@@ -138,8 +138,20 @@ func (d *DB) write(ctx context.Context, op func(*sql.Tx) error) error {
 		return ctx.Err()
 	}
 	// Once queued, wait for the outcome even if ctx ends: the caller must
-	// know whether it is stored.
-	return <-r.done
+	// know whether it is stored. A write queued as the store closes (the
+	// select above may pick the queue over the closed stop) is answered
+	// by the writer's last drain, or never was taken: the writer is gone.
+	select {
+	case err := <-r.done:
+		return err
+	case <-d.done:
+		select {
+		case err := <-r.done:
+			return err
+		default:
+			return ErrClosed
+		}
+	}
 }
 
 // writer commits queued writes in groups: one transaction, one fsync, each

@@ -334,6 +334,14 @@ func (s *Store) SetState(ctx context.Context, id string, state store.State, clos
 	return s.Store.SetState(ctx, id, state, closeTxID)
 }
 
+// StartClosing implements agent.Store.
+func (s *Store) StartClosing(ctx context.Context, id string) (*store.Record, error) {
+	if err := s.write(false); err != nil {
+		return nil, err
+	}
+	return s.Store.StartClosing(ctx, id)
+}
+
 // Records lists a store's channels (every state).
 func (s *Store) Records(t testing.TB) []*store.Record {
 	t.Helper()
