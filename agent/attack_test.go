@@ -408,41 +408,11 @@ func rawFunding(t *testing.T, w *world, payerKey, payeeKey *btcec.PublicKey) (fu
 }
 
 // rawOpen runs a payer's side of the opening by hand, with the funding
-// that fund builds, up to the funded message (sent, not answered).
+// that fund builds, up to the funded message (sent, not answered); the
+// refund's lock is the earliest the payee offers (see rawOpenAt).
 func rawOpen(t *testing.T, ctx context.Context, w *world, a agent.Conn, fund func(payer, payee *btcec.PublicKey) *wire.MsgTx) {
 	t.Helper()
-	key, _, _ := w.payerW.ChannelKey()
-	p := channel.NewPayer(channel.PayerConfig{Key: key, MaxPriceSatPerMin: price, MaxCapacitySat: capacity})
-	tip, _ := w.env.Chain.TipHeight(ctx)
-	p.ObserveTip(uint32(tip))
-	effs, _ := p.Start()
-	for len(effs) > 0 {
-		ef := effs[0]
-		effs = effs[1:]
-		switch ef := ef.(type) {
-		case channel.Send:
-			send(t, ctx, a, ef.Msg)
-			if _, ok := ef.Msg.(*paywire.Funded); ok {
-				continue
-			}
-			more, err := p.Handle(recv(t, ctx, a))
-			if err != nil {
-				t.Fatal(err)
-			}
-			effs = append(effs, more...)
-		case channel.TermsReceived:
-			script, _ := w.payerW.NewScript()
-			more, err := p.Fund(channel.FundRequest{FundingTx: fund(key.PubKey(), ef.Terms.PayeeKey), PayerScript: script, RefundFee: regtest.FeeRate})
-			if err != nil {
-				t.Fatal(err)
-			}
-			effs = append(effs, more...)
-		case channel.BroadcastFunding:
-			if err := w.env.Chain.Broadcast(ctx, ef.Tx); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	rawOpenAt(t, ctx, w, a, func(*channel.Terms) uint32 { return 0 }, fund)
 }
 
 // TestHostilePayerUnconfirmedParent: a funding that spends an unconfirmed
