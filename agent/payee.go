@@ -610,11 +610,7 @@ func (s *payeeSession) perform(ctx context.Context, cancel context.CancelFunc, e
 	case channel.Opened:
 		s.log = s.log.With("channel", ef.Channel.ID())
 		s.result.ChannelID, s.result.PaidSat = ef.Channel.ID(), ef.PaidSat
-		release, prev, err := a.claimChannel(s, ef.Channel.ID(), cancel)
-		if err != nil {
-			s.refuse(ctx, paywire.CodeChannelClosed, err.Error())
-			return err
-		}
+		release, prev := a.claimChannel(s, ef.Channel.ID())
 		s.release = release
 		if s.resumed {
 			// The channel was read when the resume was asked; the session
@@ -649,8 +645,9 @@ func (s *payeeSession) perform(ctx context.Context, cancel context.CancelFunc, e
 	case channel.PersistPayment:
 		if err := a.Store.PayeePayment(ctx, ef.ChannelID, ef.PaidSat, ef.Sig); err != nil {
 			if errors.Is(err, store.ErrNotStored) {
-				// The channel is being settled: nothing more is taken.
-				s.log.Warn("payment after the channel started closing: not acknowledged", "paid_sat", ef.PaidSat)
+				// The channel is being settled (or holds a higher payment
+				// stored by another session): nothing more is taken.
+				s.log.Warn("payment not stored (channel closing, or a higher payment held): not acknowledged", "paid_sat", ef.PaidSat)
 				s.refuse(ctx, paywire.CodeChannelClosed, "the channel is being settled")
 			} else {
 				s.refuse(ctx, paywire.CodeInternal, "payment not stored; not acknowledged")
@@ -756,16 +753,15 @@ func (s *payeeSession) watchFunding(ctx context.Context, funding *wire.MsgTx, id
 }
 
 type claim struct {
-	cancel      context.CancelFunc
-	causeCancel context.CancelCauseFunc
-	taken       bool          // a newer session took the channel over
-	done        chan struct{} // closed when the session lets the channel go
+	cancel context.CancelCauseFunc // ends the session, with a cause
+	taken  bool                    // a newer session took the channel over
+	done   chan struct{}           // closed when the session lets the channel go
 }
 
 // claimChannel makes this session the only one serving a channel: a
-// session already serving it is ended (bitcoinj's rule on resume). A
-// channel that is closing cannot be claimed.
-func (a *Payee) claimChannel(s *payeeSession, id string, cancel context.CancelFunc) (release func(), prev <-chan struct{}, err error) {
+// session already serving it is ended (bitcoinj's rule on resume); prev is
+// closed once that one has let the channel go.
+func (a *Payee) claimChannel(s *payeeSession, id string) (release func(), prev <-chan struct{}) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.active == nil {
@@ -774,10 +770,10 @@ func (a *Payee) claimChannel(s *payeeSession, id string, cancel context.CancelFu
 	if old := a.active[id]; old != nil {
 		a.log().Info("channel taken over by a new session", "channel", id)
 		old.taken = true
-		old.cancel()
+		old.cancel(context.Canceled)
 		prev = old.done
 	}
-	c := &claim{cancel: cancel, causeCancel: s.cancel, done: make(chan struct{})}
+	c := &claim{cancel: s.cancel, done: make(chan struct{})}
 	a.active[id] = c
 	s.claim = c
 	return func() {
@@ -787,7 +783,7 @@ func (a *Payee) claimChannel(s *payeeSession, id string, cancel context.CancelFu
 			delete(a.active, id)
 		}
 		close(c.done)
-	}, prev, nil
+	}, prev
 }
 
 // resync waits until the session that served a resumed channel before
@@ -814,25 +810,6 @@ func (s *payeeSession) resync(ctx context.Context, id string, prev <-chan struct
 	}
 	s.p.RaiseBest(rec.BestSat, rec.BestSig)
 	return nil
-}
-
-// endSession ends the session serving channel id, if any, with cause, and
-// waits until it has let the channel go (it settles it itself on the way
-// out when cause is ErrExpiryNear). It reports whether a session was
-// serving the channel.
-func (a *Payee) endSession(ctx context.Context, id string, cause error) bool {
-	a.mu.Lock()
-	c := a.active[id]
-	a.mu.Unlock()
-	if c == nil {
-		return false
-	}
-	c.cancel()
-	select {
-	case <-c.done:
-	case <-ctx.Done():
-	}
-	return true
 }
 
 // acceptFunding applies the zero-conf policy: broadcast the funding (the
@@ -1078,7 +1055,9 @@ func (a *Payee) Recover(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// endSessionDue ends the session serving a channel due for settlement.
+// endSessionDue ends the session serving a channel due for settlement, if
+// any, and waits until it has let the channel go (it settles it on its way
+// out). It reports whether a session was serving the channel.
 func (a *Payee) endSessionDue(ctx context.Context, rec *store.Record, tip uint32) bool {
 	id := rec.ID()
 	a.mu.Lock()
@@ -1088,10 +1067,12 @@ func (a *Payee) endSessionDue(ctx context.Context, rec *store.Record, tip uint32
 		return false
 	}
 	a.log().Warn("refund lock near: ending the session to settle", "channel", id, "tip", tip, "lock", rec.Channel.ExpiryHeight)
-	if c.causeCancel != nil {
-		c.causeCancel(ErrExpiryNear)
+	c.cancel(ErrExpiryNear)
+	select {
+	case <-c.done:
+	case <-ctx.Done():
 	}
-	return a.endSession(ctx, id, ErrExpiryNear)
+	return true
 }
 
 // WatchExpiries runs Recover every poll until ctx ends: the timers of
