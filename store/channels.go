@@ -128,6 +128,11 @@ func (d *DB) PayeePayment(ctx context.Context, id string, paid int64, sig []byte
 // ErrClaimed, so that of several processes sharing the database exactly
 // one settles each channel.
 func (d *DB) StartClosing(ctx context.Context, id string) (*Record, error) {
+	if d.owner != nil {
+		if err := d.owner.ensure(ctx); err != nil {
+			return nil, err
+		}
+	}
 	var rec *Record
 	err := d.write(ctx, func(tx *txn) error {
 		var state string

@@ -235,3 +235,47 @@ func TestPaymentRacingSettlement(t *testing.T) {
 		}
 	})
 }
+
+// TestOwnerLockLost: a member whose owner session dies (the server
+// restarted, its connection broke) loses its claims to the other member,
+// which takes them over; it takes its lock again before its next claim,
+// and is then refused the channel the other one now settles.
+func TestOwnerLockLost(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b backend) {
+		if b.name == "sqlite" {
+			t.Skip("settlement owners are a Postgres feature: an SQLite file belongs to one node")
+		}
+		d1, d2, _ := members(t, b)
+		a, c := record(t, Payee, 1), record(t, Payee, 2)
+		for _, r := range []Record{a, c} {
+			if err := d1.Insert(ctx, r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := d1.StartClosing(ctx, a.ID()); err != nil {
+			t.Fatal(err)
+		}
+		var killed int
+		if err := d2.queryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = 'advisory'
+			AND objid::bigint = ?`, int64(d1.owner.id)).Scan(&killed); err != nil || killed != 1 {
+			t.Fatalf("terminating member 1's owner session: %d %v", killed, err)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			_, err := d2.StartClosing(ctx, a.ID())
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, ErrClaimed) || time.Now().After(deadline) {
+				t.Fatalf("taking over a dead session's claim: %v", err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if _, err := d1.StartClosing(ctx, c.ID()); err != nil {
+			t.Fatalf("member 1 after losing its session: %v", err)
+		}
+		if _, err := d1.StartClosing(ctx, a.ID()); !errors.Is(err, ErrClaimed) {
+			t.Fatalf("member 1 took back a channel member 2 settles: %v", err)
+		}
+	})
+}

@@ -2,7 +2,10 @@
 
 package store
 
-import "errors"
+import (
+	"context"
+	"errors"
+)
 
 // A browser build keeps its channels elsewhere (IndexedDB): no
 // PostgreSQL there.
@@ -15,5 +18,7 @@ func (dl *dialect) retryable(error) bool { return false }
 type owner struct{ id int32 }
 
 func (o *owner) release() {}
+
+func (o *owner) ensure(context.Context) error { return nil }
 
 func ownerAlive(*txn, int64) (bool, error) { return false, nil }
