@@ -116,7 +116,8 @@ func (d *DB) PayeePayment(ctx context.Context, id string, paid int64, sig []byte
 
 // StartClosing moves an open channel to closing and returns it as stored,
 // in one transaction that holds the channel's row lock (SELECT ... FOR
-// UPDATE on Postgres; SQLite's one writer): from then on PayeePayment
+// UPDATE on Postgres; on SQLite the database's write lock, taken when the
+// transaction begins): from then on PayeePayment
 // refuses new payments, so the best payment read here is the last that
 // can ever be acknowledged. A payment racing it is either stored before
 // (and is in the record returned) or refused.

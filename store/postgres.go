@@ -49,7 +49,7 @@ func openPostgres(dsn string) (*DB, error) {
 		db.Close()
 		return nil, err
 	}
-	o, err := newOwner(ctx, db)
+	o, err := newPgOwner(ctx, db)
 	if err != nil {
 		db.Close()
 		return nil, err
@@ -98,20 +98,20 @@ func (dl *dialect) retryable(err error) bool {
 // ownerLockClass is the first key of the owner advisory locks ("PSIP").
 const ownerLockClass = int32(ApplicationID)
 
-// owner is a Postgres store handle's identity among the processes sharing
-// the database: a number held as a session advisory lock on a connection
-// of its own for as long as the handle is open. Postgres drops the lock
-// when that session ends, and so when the process dies, at once: a claim
-// by an owner whose lock nobody holds is void (claims.go).
-type owner struct {
+// pgOwner is a Postgres store handle's identity among the processes
+// sharing the database: a number held as a session advisory lock on a
+// connection of its own for as long as the handle is open. Postgres drops
+// the lock when that session ends, and so when the process dies, at once:
+// a claim by an owner whose lock nobody holds is void (claims.go).
+type pgOwner struct {
 	mu   sync.Mutex
 	db   *sql.DB
 	id   int32
 	conn *sql.Conn
 }
 
-func newOwner(ctx context.Context, db *sql.DB) (*owner, error) {
-	o := &owner{db: db}
+func newPgOwner(ctx context.Context, db *sql.DB) (*pgOwner, error) {
+	o := &pgOwner{db: db}
 	for range 100 {
 		o.id = rand.Int32N(1<<31-1) + 1
 		ok, err := o.lock(ctx)
@@ -126,7 +126,7 @@ func newOwner(ctx context.Context, db *sql.DB) (*owner, error) {
 }
 
 // lock takes the owner lock on a new connection of its own.
-func (o *owner) lock(ctx context.Context) (bool, error) {
+func (o *pgOwner) lock(ctx context.Context) (bool, error) {
 	conn, err := o.db.Conn(ctx)
 	if err != nil {
 		return false, err
@@ -145,7 +145,7 @@ func (o *owner) lock(ctx context.Context) (bool, error) {
 // and takes it again if not, before the handle claims a channel. Claims
 // made under the lost lock were void meanwhile: another member may have
 // taken them over, and claim will see it.
-func (o *owner) ensure(ctx context.Context) error {
+func (o *pgOwner) ensure(ctx context.Context) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	var held bool
@@ -169,7 +169,7 @@ func (o *owner) ensure(ctx context.Context) error {
 	return nil
 }
 
-func (o *owner) release() {
+func (o *pgOwner) release() {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.conn == nil {
@@ -182,10 +182,12 @@ func (o *owner) release() {
 	o.conn = nil
 }
 
-// ownerAlive says whether the store handle id still holds its owner lock.
+func (o *pgOwner) ID() int64 { return int64(o.id) }
+
+// Alive says whether the store handle id still holds its owner lock.
 // Read from pg_locks inside the claiming transaction, under the channel's
 // row lock.
-func ownerAlive(tx *txn, id int64) (bool, error) {
+func (o *pgOwner) Alive(tx *txn, id int64) (bool, error) {
 	var alive bool
 	err := tx.QueryRow(`SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted
 		AND classid::bigint = ? AND objid::bigint = ? AND objsubid = 2)`, int64(uint32(ownerLockClass)), id).Scan(&alive)

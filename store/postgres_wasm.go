@@ -2,10 +2,7 @@
 
 package store
 
-import (
-	"context"
-	"errors"
-)
+import "errors"
 
 // A browser build keeps its channels elsewhere (IndexedDB): no
 // PostgreSQL there.
@@ -14,11 +11,3 @@ func openPostgres(string) (*DB, error) {
 }
 
 func (dl *dialect) retryable(error) bool { return false }
-
-type owner struct{ id int32 }
-
-func (o *owner) release() {}
-
-func (o *owner) ensure(context.Context) error { return nil }
-
-func ownerAlive(*txn, int64) (bool, error) { return false, nil }

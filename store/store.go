@@ -44,9 +44,9 @@ type DB struct {
 	once    sync.Once
 	// MaxBatch bounds a group commit.
 	maxBatch int
-	// owner is this handle's claim on the channels it closes (Postgres:
-	// a session advisory lock held while the handle is open).
-	owner *owner
+	// owner is this handle's identity for the channels it closes
+	// (claims.go); nil: none.
+	owner owner
 }
 
 type writeReq struct {
@@ -96,7 +96,12 @@ func openSQLite(path string) (*DB, error) {
 		db.Close()
 		return nil, err
 	}
-	return start(db, sqliteDialect, nil), nil
+	o, err := newFileOwner(path + "-owners")
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return start(db, sqliteDialect, o), nil
 }
 
 // dsn is the SQLite URI of path, with the pragmas every connection gets.
@@ -143,7 +148,7 @@ func checkHeader(path string) error {
 }
 
 // start runs the writer of an opened, migrated database.
-func start(db *sql.DB, dl *dialect, o *owner) *DB {
+func start(db *sql.DB, dl *dialect, o owner) *DB {
 	d := &DB{db: db, dialect: dl, writes: make(chan *writeReq, 4096), stop: make(chan struct{}), done: make(chan struct{}), maxBatch: 512, owner: o}
 	go d.writer()
 	return d
