@@ -1,15 +1,22 @@
-// Package store keeps paysip's channels durably: an embedded SQLite
-// database (modernc.org/sqlite, pure Go) in WAL mode with synchronous=FULL,
-// one file in the node's data directory.
+// Package store keeps paysip's state durably: channels, SIP accounts,
+// registrations (bindings) and secrets the nodes share. It runs on an
+// embedded SQLite database (modernc.org/sqlite, pure Go) in WAL mode with
+// synchronous=FULL, one file in the node's data directory, or on a
+// PostgreSQL database (pgx) that several paysip processes share; one code
+// path, one set of migrations, the few differences in dialect.go.
 //
 // Every write is durable when its call returns: that is what lets a payee
 // acknowledge a payment and a payer broadcast its funding. Writes from many
 // channels are committed in groups by one writer goroutine (many payments,
 // one fsync), so durability does not cost an fsync per payment.
 //
-// The schema is versioned (PRAGMA user_version) with ordered migrations;
-// the file is marked as paysip's (PRAGMA application_id) so a foreign
-// SQLite file is refused, and so is a file from a newer paysip.
+// The schema is versioned (SQLite: PRAGMA user_version; Postgres: the
+// paysip_meta table) with ordered migrations; the database is marked as
+// paysip's (PRAGMA application_id, paysip_meta) so a foreign database is
+// refused, and so is one from a newer paysip.
+//
+// Processes sharing a database settle each channel once: the handle that
+// starts closing a channel owns it until it closes or dies (claims.go).
 package store
 
 import (
