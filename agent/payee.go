@@ -1047,7 +1047,13 @@ func (a *Payee) Recover(ctx context.Context) error {
 		}
 		// A settlement that the node lost (or never got) is sent again.
 		if rec.BestSat > 0 && (due || rec.State == store.StateClosing) {
-			if _, err := a.Settle(ctx, rec.ID()); err != nil {
+			_, err := a.Settle(ctx, rec.ID())
+			switch {
+			case errors.Is(err, store.ErrClaimed):
+				// Another member of a payee fleet sharing this store
+				// settles it (store.StartClosing: exactly one closer).
+				a.log().Debug("settlement left to the member that claimed it", "channel", rec.ID())
+			case err != nil:
 				errs = append(errs, fmt.Errorf("settling %s: %w", rec.ID(), err))
 			}
 		}

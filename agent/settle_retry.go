@@ -20,7 +20,8 @@ import (
 // state Settle left it in.
 func (a *Payee) settleOrLater(ctx context.Context, id string) (string, error) {
 	txid, err := a.Settle(ctx, id)
-	if err == nil || txid != "" || errors.Is(err, channel.ErrSettlementDust) {
+	// Claimed by another member of a fleet: that member settles it.
+	if err == nil || txid != "" || errors.Is(err, channel.ErrSettlementDust) || errors.Is(err, store.ErrClaimed) {
 		return txid, err
 	}
 	rec, gerr := a.Store.Get(context.WithoutCancel(ctx), id)

@@ -6,9 +6,9 @@ import (
 	"github.com/paysip/paysip/store"
 )
 
-// Store is the channel storage the agents need. store.DB (SQLite) is the
-// implementation; a server database for a fleet of payee nodes would be
-// another. Every write must be durable when it returns: that is what makes
+// Store is the channel storage the agents need. store.DB is the
+// implementation, on SQLite or on PostgreSQL (several payee processes
+// sharing one database: StartClosing makes exactly one of them the closer). Every write must be durable when it returns: that is what makes
 // an ack, or a funding broadcast, safe.
 type Store interface {
 	Insert(ctx context.Context, r store.Record) error
