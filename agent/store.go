@@ -8,8 +8,9 @@ import (
 
 // Store is the channel storage the agents need. store.DB is the
 // implementation, on SQLite or on PostgreSQL (several payee processes
-// sharing one database: StartClosing makes exactly one of them the closer). Every write must be durable when it returns: that is what makes
-// an ack, or a funding broadcast, safe.
+// sharing one database: StartClosing makes exactly one of them the
+// closer). Every write must be durable when it returns: that is what
+// makes an ack, or a funding broadcast, safe.
 type Store interface {
 	Insert(ctx context.Context, r store.Record) error
 	Get(ctx context.Context, id string) (*store.Record, error)
