@@ -86,6 +86,11 @@ func (s *Server) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 		r.Expires = &v
 	}
 	bindings, err := s.reg.Apply(r, s.now())
+	if errors.Is(err, sipreg.ErrOutOfOrder) {
+		if b, ok := s.retransmission(r); ok {
+			bindings, err = b, nil
+		}
+	}
 	var brief *sipreg.IntervalTooBriefError
 	switch {
 	case errors.As(err, &brief):
@@ -130,6 +135,29 @@ func (s *Server) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 		s.log.Debug("register respond", "err", err)
 	}
 	s.log.Debug("registered", "aor", aor, "bindings", len(bindings), "from", req.Source(), "transport", req.Transport())
+}
+
+// retransmission answers a REGISTER the registry refused as out of order
+// when it is a retransmission of the request that made the owner's
+// bindings (same Call-ID, same CSeq: the stateless path has no
+// transaction to absorb it, fastpath.go): with those bindings, unchanged.
+// Anything else stays refused (RFC 3261 section 10.3 step 7).
+func (s *Server) retransmission(r sipreg.Request) ([]sipreg.Binding, bool) {
+	var mine []sipreg.Binding
+	same := false
+	for _, b := range s.reg.Lookup(r.AOR, s.now()) {
+		if b.Owner != r.Owner {
+			continue
+		}
+		mine = append(mine, b)
+		if b.CallID == r.CallID {
+			if b.CSeq != r.CSeq {
+				return nil, false
+			}
+			same = true
+		}
+	}
+	return mine, same
 }
 
 // splitList splits a header value on commas outside <> and quotes.
