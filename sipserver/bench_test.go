@@ -64,14 +64,14 @@ func startBench(b *testing.B, open bool) (*sipserver.Server, *store.DB) {
 
 // udpPeer is a raw SIP peer on loopback UDP.
 type udpPeer struct {
-	b    *testing.B
+	b    testing.TB
 	conn *net.UDPConn
 	port int
 	srv  *net.UDPAddr
 	buf  []byte
 }
 
-func newUDPPeer(b *testing.B, srv *sipserver.Server) *udpPeer {
+func newUDPPeer(b testing.TB, srv *sipserver.Server) *udpPeer {
 	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		b.Fatal(err)

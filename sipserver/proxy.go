@@ -482,6 +482,12 @@ func (s *Server) forkUpTo(req *sip.Request, tx sip.ServerTransaction, loop strin
 		fs.branches = append(fs.branches, b)
 	}
 	proxied := false
+	// One branch of a request other than INVITE (a BYE, an in-dialog
+	// MESSAGE) is watched here, by the handler that waits for it anyway:
+	// a goroutine less per request. An INVITE's branches outlive its
+	// final response (further 2xx are relayed, RFC 3261 section 16.7
+	// step 5), so each gets its own.
+	inline := len(fs.branches) == 1 && !fs.invite && fs.branches[0].tx != nil
 	fs.mu.Lock()
 	for _, b := range fs.branches {
 		if b.tx != nil {
@@ -489,11 +495,17 @@ func (s *Server) forkUpTo(req *sip.Request, tx sip.ServerTransaction, loop strin
 				proxied = true
 				s.metrics.proxied.Inc()
 			}
-			go fs.watch(b)
+			if !inline {
+				go fs.watch(b)
+			}
 		}
 	}
 	fs.maybeFinish()
 	fs.mu.Unlock()
+	if inline {
+		fs.watch(fs.branches[0]) // returns once the final response is handled
+		return
+	}
 	// sipgo ends the server transaction when the handler returns: hold it
 	// until the final response is sent, so a CANCEL can still match the
 	// INVITE and responses go out on a live transaction.

@@ -84,6 +84,11 @@ type Series struct {
 	Points []Point `json:"points"`
 	// BestClean is the highest offered rate of a clean step (0: none).
 	BestClean float64 `json:"best_clean_per_s"`
+	// BestLossless is the highest rate achieved in a step where every
+	// call succeeded without a retransmission, whatever sipp managed to
+	// offer: on a busy machine sipp itself falls short of the offered
+	// rate, for both servers alike.
+	BestLossless float64 `json:"best_lossless_per_s"`
 }
 
 // Point is one step of a ladder.
@@ -95,6 +100,7 @@ type Point struct {
 	Failed   int     `json:"failed"`
 	Retrans  int     `json:"retransmissions"`
 	Clean    bool    `json:"clean"`
+	Lossless bool    `json:"lossless"` // every call succeeded, no retransmission
 	CPUSec   float64 `json:"server_cpu_s"`
 	// CPUPerCall is the server's CPU time per successful call (a REGISTER,
 	// a REGISTER pair with digest, or a whole call), microseconds.
@@ -108,6 +114,12 @@ type Summary struct {
 	KamailioBest float64   `json:"kamailio_best_clean_per_s"`
 	Ratio        float64   `json:"ratio"`        // paysip / kamailio, best against best
 	RoundRatios  []float64 `json:"round_ratios"` // paysip / kamailio, each round
+	// The same on the best lossless achieved rates (Series.BestLossless).
+	PaysipLossless   float64   `json:"paysip_best_lossless_per_s"`
+	KamailioLossless float64   `json:"kamailio_best_lossless_per_s"`
+	LosslessRatio    float64   `json:"lossless_ratio"`
+	LosslessRounds   []float64 `json:"lossless_round_ratios"`
+	BaseLossless     float64   `json:"paysip_base_best_lossless_per_s,omitempty"`
 	// For calls: CPU per call at the CPU rate, each round, and the ratio
 	// paysip / kamailio (lower is better; the target is <= 2/3).
 	CPURate        float64   `json:"cpu_rate_per_s,omitempty"`
@@ -116,6 +128,17 @@ type Summary struct {
 	CPURatio       float64   `json:"cpu_ratio,omitempty"` // median paysip / median kamailio
 	PaysipFailed   int       `json:"paysip_failed_calls"`
 	KamailioFailed int       `json:"kamailio_failed_calls"`
+	// With -base: the earlier paysip's figures, for before/after.
+	BaseBest   float64   `json:"paysip_base_best_clean_per_s,omitempty"`
+	BaseRatio  float64   `json:"paysip_base_ratio,omitempty"` // paysip_base / kamailio, best against best
+	BaseCPU    []float64 `json:"paysip_base_cpu_us_per_call,omitempty"`
+	BaseFailed int       `json:"paysip_base_failed_calls,omitempty"`
+	// CPU per call (REGISTER, registration, call) at every rate both
+	// servers ran clean, medians: less sensitive to a busy machine than
+	// the clean rate.
+	PaysipCPUMedian   float64 `json:"paysip_cpu_us_median"`
+	KamailioCPUMedian float64 `json:"kamailio_cpu_us_median"`
+	BaseCPUMedian     float64 `json:"paysip_base_cpu_us_median,omitempty"`
 }
 
 type config struct {
@@ -126,7 +149,9 @@ type config struct {
 	callRates           []float64
 	cpuRate             float64
 	out                 string
+	plot                string // the bench helper's plot input (PlotRuns)
 	paysip              string
+	base                string // an earlier paysip, run alongside ("paysip_base")
 	serverCore          string
 	sippCore            string
 	users               int
@@ -143,8 +168,10 @@ func main() {
 	flag.StringVar(&authRates, "auth-rates", "2000,4000,6000,8000,10000,12000", "offered registrations/s ladder (digest)")
 	flag.StringVar(&callRates, "call-rates", "500,1000,1500,2000,2500", "offered calls/s ladder")
 	flag.Float64Var(&c.cpuRate, "cpu-rate", 1000, "call rate at which CPU per call is compared")
-	flag.StringVar(&c.out, "out", "perf-sip.json", "JSON output")
+	flag.StringVar(&c.out, "out", "perf-sip.json", "JSON output (Result)")
+	flag.StringVar(&c.plot, "plot", "", "also write the points as internal/plot's SIPRuns JSON (go run ./internal/plot/plotbench -sip FILE)")
 	flag.StringVar(&c.paysip, "paysip", "", "paysip binary (default: built from ./cmd/paysip)")
+	flag.StringVar(&c.base, "base", "", "an earlier paysip binary to run alongside, as server paysip_base (before/after)")
 	flag.StringVar(&c.serverCore, "server-core", "0", "CPU the server is pinned to")
 	flag.StringVar(&c.sippCore, "sipp-core", "1", "CPU sipp is pinned to")
 	flag.IntVar(&c.users, "users", 50, "accounts in the digest test")
@@ -193,6 +220,40 @@ func main() {
 		fatal("%v", err)
 	}
 	fmt.Printf("wrote %s\n", c.out)
+	if c.plot != "" {
+		b, _ := json.MarshalIndent(plotRuns(res), "", " ")
+		if err := os.WriteFile(c.plot, append(b, '\n'), 0o644); err != nil {
+			fatal("%v", err)
+		}
+		fmt.Printf("wrote %s\n", c.plot)
+	}
+}
+
+// PlotPoint is one point of internal/plot's SIPRuns (docs/performance.md).
+type PlotPoint struct {
+	Server   string  `json:"server"`
+	Round    int     `json:"round"`
+	Offered  float64 `json:"offered_per_s"`
+	Achieved float64 `json:"achieved_per_s"`
+	CPU      float64 `json:"cpu_us_per_op"`
+	Failed   int     `json:"failed"`
+}
+
+// plotRuns renders the paysip and Kamailio points as internal/plot's
+// SIPRuns: {"register": [...], "register_auth": [...], "proxy": [...]}.
+func plotRuns(res *Result) map[string][]PlotPoint {
+	names := map[string]string{"register_open": "register", "register_auth": "register_auth", "call": "proxy"}
+	out := map[string][]PlotPoint{}
+	for _, s := range res.Series {
+		if s.Server == "paysip_base" {
+			continue
+		}
+		for _, p := range s.Points {
+			out[names[s.Test]] = append(out[names[s.Test]], PlotPoint{Server: s.Server, Round: s.Round, Offered: p.Offered,
+				Achieved: round1(p.Achieved), CPU: round1(p.CPUPerCall), Failed: p.Failed})
+		}
+	}
+	return out
 }
 
 func fatal(f string, a ...any) {
@@ -298,7 +359,7 @@ func (r *runner) prepareUsers() error {
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return fmt.Errorf("paysip user add: %v %s", err, out)
 		}
-		fmt.Fprintf(&csv, "%s;%s\n", userName(i), password(i))
+		fmt.Fprintf(&csv, "%s;[authentication username=%s password=%s]\n", userName(i), userName(i), password(i))
 		fmt.Fprintf(&sub, "%d:%s:%s::%s:\n", i, userName(i), domain, md5hex(userName(i)+":"+domain+":"+password(i)))
 	}
 	if err := os.WriteFile(r.usersFile, csv.Bytes(), 0o644); err != nil {
@@ -315,8 +376,11 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 	start := time.Now()
 	for round := 1; round <= r.cfg.rounds; round++ {
 		servers := []string{"paysip", "kamailio"}
+		if r.cfg.base != "" {
+			servers = append(servers, "paysip_base")
+		}
 		if round%2 == 0 {
-			servers = []string{"kamailio", "paysip"}
+			slices.Reverse(servers)
 		}
 		for _, test := range r.cfg.tests {
 			for _, srv := range servers {
@@ -334,7 +398,7 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 	}
 	res.Duration = time.Since(start).Seconds()
 	res.Summary = summarize(r.cfg, res.Series)
-	printSummary(res.Summary)
+	printSummary(r.cfg, res.Summary)
 	return res, nil
 }
 
@@ -353,9 +417,12 @@ func (r *runner) ladder(ctx context.Context, test, server string, round int) (Se
 	port := freePort()
 	var p *proc
 	var err error
-	if server == "paysip" {
-		p, err = r.startPaysip(ctx, test, port)
-	} else {
+	switch server {
+	case "paysip":
+		p, err = r.startPaysip(ctx, r.cfg.paysip, test, port)
+	case "paysip_base":
+		p, err = r.startPaysip(ctx, r.cfg.base, test, port)
+	default:
 		p, err = r.startKamailio(ctx, test, port)
 	}
 	if err != nil {
@@ -385,9 +452,12 @@ func (r *runner) ladder(ctx context.Context, test, server string, round int) (Se
 		}
 		s.Points = append(s.Points, pt)
 		fmt.Printf("   offered %6.0f/s achieved %8.1f/s  ok %6d/%-6d failed %4d retrans %4d  cpu %6.1f us/call  %s\n",
-			pt.Offered, pt.Achieved, pt.Success, pt.Calls, pt.Failed, pt.Retrans, pt.CPUPerCall, map[bool]string{true: "clean", false: "NOT CLEAN"}[pt.Clean])
+			pt.Offered, pt.Achieved, pt.Success, pt.Calls, pt.Failed, pt.Retrans, pt.CPUPerCall, map[bool]string{true: "clean", false: map[bool]string{true: "lossless, sipp short of the rate", false: "LOST OR RETRANSMITTED"}[pt.Lossless]}[pt.Clean])
 		if pt.Clean {
 			s.BestClean = max(s.BestClean, pt.Offered)
+		}
+		if pt.Lossless {
+			s.BestLossless = max(s.BestLossless, pt.Achieved)
 			unclean = 0
 		} else if unclean++; unclean >= 2 && rate > r.cfg.cpuRate {
 			break
@@ -441,7 +511,8 @@ func (r *runner) step(ctx context.Context, test, target string, callee int, rate
 	if st.success > 0 {
 		pt.CPUPerCall = pt.CPUSec / float64(st.success) * 1e6
 	}
-	pt.Clean = st.success == n && st.failed == 0 && st.retrans == 0 && pt.Achieved >= 0.95*rate
+	pt.Lossless = st.success == n && st.failed == 0 && st.retrans == 0
+	pt.Clean = pt.Lossless && pt.Achieved >= 0.95*rate
 	return pt, nil
 }
 
@@ -462,7 +533,7 @@ func (r *runner) startSipp(ctx context.Context, scenario, target string, port, c
 	args := []string{"-c", r.cfg.sippCore, "sipp", "-sf", filepath.Join(r.here, scenario), "-i", "127.0.0.1", "-p", strconv.Itoa(port),
 		"-t", "u1", "-m", strconv.Itoa(calls), "-nostdin", "-trace_stat", "-stf", stats, "-fd", "1",
 		"-recv_timeout", "8000", "-timeout", strconv.Itoa(int(r.cfg.dur.Seconds())+40) + "s", "-max_socket", "1000",
-		"-buff_size", "8388608", "-trace_err", "-error_file", stats + ".err"}
+		"-buff_size", "8388608", "-nd", "-trace_err", "-error_file", stats + ".err"}
 	if rate > 0 {
 		args = append(args, "-r", strconv.FormatFloat(rate, 'f', 0, 64), "-l", "15000")
 	}
@@ -600,9 +671,9 @@ func procCPU(pid int) float64 {
 // clockTicks is USER_HZ (sysconf(_SC_CLK_TCK)), 100 on Linux.
 const clockTicks = 100
 
-func (r *runner) startPaysip(ctx context.Context, test string, port int) (*proc, error) {
+func (r *runner) startPaysip(ctx context.Context, bin, test string, port int) (*proc, error) {
 	data := filepath.Join(r.dir, fmt.Sprintf("paysip-%d", port))
-	args := []string{"-c", r.cfg.serverCore, r.cfg.paysip, "serve", "--domain", domain, "--sip-addr", fmt.Sprintf("127.0.0.1:%d", port),
+	args := []string{"-c", r.cfg.serverCore, bin, "serve", "--domain", domain, "--sip-addr", fmt.Sprintf("127.0.0.1:%d", port),
 		"--http-addr", "127.0.0.1:0", "--limit-exempt", "127.0.0.1", "--max-transactions", "1000000", "--block-interval", "0"}
 	if test == "register_auth" {
 		args = append(args, "--datadir", r.authDir)
@@ -709,25 +780,47 @@ func summarize(c config, series []Series) []Summary {
 	for _, test := range c.tests {
 		sm := Summary{Test: test}
 		byRound := map[int][2]float64{}
+		cpuAll := map[string][]float64{}
+		lossRound := map[int][2]float64{}
 		for _, s := range series {
 			if s.Test != test {
 				continue
 			}
-			br := byRound[s.Round]
+			br, lr := byRound[s.Round], lossRound[s.Round]
 			failed := 0
 			for _, p := range s.Points {
 				failed += p.Failed
 			}
+			var all []float64
+			for _, p := range s.Points {
+				if p.Success > 0 && p.Failed == 0 {
+					all = append(all, p.CPUPerCall)
+				}
+			}
+			cpuAll[s.Server] = append(cpuAll[s.Server], all...)
+			if s.Server == "paysip_base" {
+				sm.BaseBest = max(sm.BaseBest, s.BestClean)
+				sm.BaseLossless = max(sm.BaseLossless, s.BestLossless)
+				sm.BaseFailed += failed
+				for _, p := range s.Points {
+					if test == "call" && p.Offered == c.cpuRate && p.Success > 0 {
+						sm.BaseCPU = append(sm.BaseCPU, round1(p.CPUPerCall))
+					}
+				}
+				continue
+			}
 			if s.Server == "paysip" {
 				sm.PaysipBest = max(sm.PaysipBest, s.BestClean)
-				br[0] = s.BestClean
+				sm.PaysipLossless = max(sm.PaysipLossless, s.BestLossless)
+				br[0], lr[0] = s.BestClean, s.BestLossless
 				sm.PaysipFailed += failed
 			} else {
 				sm.KamailioBest = max(sm.KamailioBest, s.BestClean)
-				br[1] = s.BestClean
+				sm.KamailioLossless = max(sm.KamailioLossless, s.BestLossless)
+				br[1], lr[1] = s.BestClean, s.BestLossless
 				sm.KamailioFailed += failed
 			}
-			byRound[s.Round] = br
+			byRound[s.Round], lossRound[s.Round] = br, lr
 			if test == "call" {
 				sm.CPURate = c.cpuRate
 				for _, p := range s.Points {
@@ -745,9 +838,21 @@ func summarize(c config, series []Series) []Summary {
 			if br, ok := byRound[round]; ok && br[1] > 0 {
 				sm.RoundRatios = append(sm.RoundRatios, round2(br[0]/br[1]))
 			}
+			if lr, ok := lossRound[round]; ok && lr[1] > 0 {
+				sm.LosslessRounds = append(sm.LosslessRounds, round2(lr[0]/lr[1]))
+			}
 		}
 		if sm.KamailioBest > 0 {
 			sm.Ratio = round2(sm.PaysipBest / sm.KamailioBest)
+			sm.BaseRatio = round2(sm.BaseBest / sm.KamailioBest)
+		}
+		if sm.KamailioLossless > 0 {
+			sm.LosslessRatio = round2(sm.PaysipLossless / sm.KamailioLossless)
+		}
+		sm.PaysipCPUMedian = round1(median(cpuAll["paysip"]))
+		sm.KamailioCPUMedian = round1(median(cpuAll["kamailio"]))
+		if len(cpuAll["paysip_base"]) > 0 {
+			sm.BaseCPUMedian = round1(median(cpuAll["paysip_base"]))
 		}
 		if len(sm.PaysipCPU) > 0 && len(sm.KamailioCPU) > 0 {
 			sm.CPURatio = round2(median(sm.PaysipCPU) / median(sm.KamailioCPU))
@@ -757,13 +862,21 @@ func summarize(c config, series []Series) []Summary {
 	return out
 }
 
-func printSummary(sums []Summary) {
+func printSummary(c config, sums []Summary) {
 	w := bufio.NewWriter(os.Stdout)
 	defer w.Flush()
 	fmt.Fprintln(w, "\n== summary (clean = all answered, no retransmission, >= 95% of offered)")
 	for _, s := range sums {
 		fmt.Fprintf(w, "%-14s paysip best %6.0f/s  kamailio best %6.0f/s  ratio %.2f  (per round %v)\n",
 			s.Test, s.PaysipBest, s.KamailioBest, s.Ratio, s.RoundRatios)
+		fmt.Fprintf(w, "%-14s lossless: paysip best %6.0f/s  kamailio best %6.0f/s  ratio %.2f  (per round %v)\n",
+			"", s.PaysipLossless, s.KamailioLossless, s.LosslessRatio, s.LosslessRounds)
+		fmt.Fprintf(w, "%-14s cpu per call, median over the rates without failures: paysip %.1f us, kamailio %.1f us (ratio %.2f)\n",
+			"", s.PaysipCPUMedian, s.KamailioCPUMedian, s.PaysipCPUMedian/s.KamailioCPUMedian)
+		if s.BaseCPUMedian > 0 {
+			fmt.Fprintf(w, "%-14s before (-base): best %6.0f/s, lossless %6.0f/s, ratio %.2f, cpu per call %.1f us, cpu at %.0f/s %v, failed %d\n",
+				"", s.BaseBest, s.BaseLossless, s.BaseRatio, s.BaseCPUMedian, c.cpuRate, s.BaseCPU, s.BaseFailed)
+		}
 		if s.Test == "call" {
 			fmt.Fprintf(w, "%-14s cpu/call at %.0f/s: paysip %v us, kamailio %v us, ratio of medians %.2f (target <= 0.67); failed calls: paysip %d, kamailio %d\n",
 				"", s.CPURate, s.PaysipCPU, s.KamailioCPU, s.CPURatio, s.PaysipFailed, s.KamailioFailed)
@@ -775,7 +888,7 @@ func median(v []float64) float64 {
 	s := slices.Clone(v)
 	slices.Sort(s)
 	if len(s) == 0 {
-		return math.NaN()
+		return 0
 	}
 	if len(s)%2 == 1 {
 		return s[len(s)/2]
