@@ -194,12 +194,8 @@ func New(cfg Config) (*Server, error) {
 	s.input = newSourceLimiter(float64(lim.InputRate), 4*float64(lim.InputRate), lim.MaxSources)
 	s.conns.input = s.input
 	s.conns.busy = s.busy
-	s.auth = &sipauth.Verifier{Realm: cfg.Domain, Secret: secret, Algorithms: cfg.DigestAlgorithms, Lookup: func(user, alg string) (string, bool) {
-		if cfg.Accounts == nil {
-			return "", false
-		}
-		return cfg.Accounts.UserHA1(context.Background(), user, cfg.Domain, alg)
-	}}
+	ha1s := newHA1Cache(cfg.Accounts, cfg.Domain, lim.MaxSources, cfg.Now) // ha1cache.go
+	s.auth = &sipauth.Verifier{Realm: cfg.Domain, Secret: secret, Algorithms: cfg.DigestAlgorithms, Lookup: ha1s.lookup}
 	s.macs = newMACPool(secret)
 	s.metrics = theMetrics()
 	if err := s.initRouting(); err != nil {
