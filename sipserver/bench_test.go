@@ -152,13 +152,18 @@ func BenchmarkRegisterDigestUDP(b *testing.B) {
 	p := newUDPPeer(b, srv)
 	b.ReportAllocs()
 	b.ResetTimer()
-	nc := 0
-	window(b, b.N, 64, func(i int) { p.send(register(p.port, i%users, "")) }, func(string) bool {
+	nc, challenges := 0, 0
+	// Every registration its own Call-ID, as sipp's [call_id].
+	callID := func(msg string, id string) string {
+		return strings.Replace(msg, "Call-ID: reg-", "Call-ID: "+id+"-reg-", 1)
+	}
+	window(b, b.N, 64, func(i int) { p.send(callID(register(p.port, i%users, ""), "op"+strconv.Itoa(i))) }, func(string) bool {
 		m := p.recv()
 		switch {
 		case strings.HasPrefix(m, "SIP/2.0 200 "):
 			return true
 		case strings.HasPrefix(m, "SIP/2.0 401 "):
+			challenges++
 			u := between(m, "To: <sip:user", "@")
 			i, _ := strconv.Atoi(u)
 			chal := between(m, "WWW-Authenticate: ", "\r\n")
@@ -170,7 +175,10 @@ func BenchmarkRegisterDigestUDP(b *testing.B) {
 			resp := md5s(ha1 + ":" + nonce + ":" + ncs + ":c0ffee:auth:" + ha2)
 			auth := fmt.Sprintf("Authorization: Digest username=\"user%s\", realm=\"%s\", nonce=\"%s\", uri=\"sip:%s\", response=\"%s\", algorithm=MD5, qop=auth, nc=%s, cnonce=\"c0ffee\"\r\n",
 				u, domain, nonce, domain, resp, ncs)
-			p.send(strings.Replace(register(p.port, i, auth), "CSeq: 1 ", "CSeq: 2 ", 1))
+			// A new request: CSeq 2 and its own branch (RFC 3261 section 8.1.1.7).
+			op, _, _ := strings.Cut(between(m, "Call-ID: ", "\r\n"), "-reg-")
+			again := strings.Replace(callID(register(p.port, i, auth), op), "CSeq: 1 ", "CSeq: 2 ", 1)
+			p.send(strings.Replace(again, ";branch=z9hG4bK-r", ";branch=z9hG4bK-a", 1))
 			return false
 		default:
 			b.Fatalf("got %q", m[:min(len(m), 300)])
@@ -178,6 +186,7 @@ func BenchmarkRegisterDigestUDP(b *testing.B) {
 		return false
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "registrations/s")
+	b.ReportMetric(float64(challenges)/float64(b.N), "401/op")
 }
 
 func between(s, a, z string) string {

@@ -12,8 +12,8 @@ import (
 
 // TestUDPRegisterRetransmission: REGISTERs over UDP are answered without
 // a transaction (fastpath.go); a retransmission (same Call-ID and CSeq)
-// is answered 200 with the bindings it made, an older CSeq is still
-// refused, a newer one applies.
+// (same Call-ID, CSeq and branch) is answered 200 with the bindings it
+// made; a reused or older CSeq is still refused, a newer one applies.
 func TestUDPRegisterRetransmission(t *testing.T) {
 	r := startServer(t, func(c *sipserver.Config) { c.Open = true })
 	p := newUDPPeer(t, r.srv)
@@ -26,6 +26,12 @@ func TestUDPRegisterRetransmission(t *testing.T) {
 	}
 	if n := r.srv.Registry().Count(); n != 1 {
 		t.Fatalf("%d bindings after a retransmission", n)
+	}
+	// A new request (its own branch) reusing the CSeq is not a
+	// retransmission.
+	p.send(strings.Replace(reg, ";branch=z9hG4bK-r", ";branch=z9hG4bK-x", 1))
+	if m := p.recv(); !strings.HasPrefix(m, "SIP/2.0 500 ") {
+		t.Fatalf("reused CSeq: %q", m)
 	}
 	p.send(strings.Replace(reg, "CSeq: 1 ", "CSeq: 0 ", 1))
 	if m := p.recv(); !strings.HasPrefix(m, "SIP/2.0 500 ") {

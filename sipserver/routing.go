@@ -105,6 +105,7 @@ func (s *Server) sweep() {
 		s.log.Debug("expired bindings removed", "count", n, "left", s.reg.Count())
 	}
 	s.dialogs.sweep(now)
+	s.applied.sweep(now)
 }
 
 // trustedEdge reports whether a request came from a trusted edge proxy

@@ -116,6 +116,7 @@ type Server struct {
 	register sipgo.RequestHandler // the registrar behind the limits (fastpath.go)
 	macs     *macPool             // HMACs under auth.Secret (routing.go)
 	metrics  *sipMetrics
+	applied  appliedLog // REGISTERs applied, to tell retransmissions (register.go)
 
 	mu       sync.Mutex
 	branches map[string]*forkState // INVITE server tx key -> its fork
@@ -197,6 +198,7 @@ func New(cfg Config) (*Server, error) {
 	ha1s := newHA1Cache(cfg.Accounts, cfg.Domain, lim.MaxSources, cfg.Now) // ha1cache.go
 	s.auth = &sipauth.Verifier{Realm: cfg.Domain, Secret: secret, Algorithms: cfg.DigestAlgorithms, Lookup: ha1s.lookup}
 	s.macs = newMACPool(secret)
+	s.applied.m = newLRU[string, appliedRegister](appliedMax)
 	s.metrics = theMetrics()
 	if err := s.initRouting(); err != nil {
 		return nil, err
