@@ -7,3 +7,10 @@ func SweepNow(s *Server) { s.sweep() }
 
 // DialogCount is the number of dialogs remembered.
 func DialogCount(s *Server) int { return s.dialogs.len() }
+
+// MetricsObserver counts one REGISTER final response of a code, as the
+// metered transaction does.
+func MetricsObserver() func(code int) {
+	m, i := theMetrics(), methodIndex("REGISTER")
+	return func(code int) { m.transaction(i, code) }
+}

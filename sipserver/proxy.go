@@ -1,6 +1,7 @@
 package sipserver
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"github.com/paysip/paysip/sipext"
@@ -458,7 +459,7 @@ func (s *Server) forkUpTo(req *sip.Request, tx sip.ServerTransaction, loop strin
 		r.SetTransport(t.transport)
 		// RFC 3261 section 18.1.1: a request over 1300 bytes (counting the
 		// Via we add) goes over TCP, not UDP.
-		if strings.EqualFold(t.transport, "UDP") && len(r.String())+120 > 1300 {
+		if strings.EqualFold(t.transport, "UDP") && messageSize(r)+120 > 1300 {
 			r.SetTransport("TCP")
 		}
 		r.SetDestination(t.dest)
@@ -480,22 +481,51 @@ func (s *Server) forkUpTo(req *sip.Request, tx sip.ServerTransaction, loop strin
 		b.tx = ctxTx
 		fs.branches = append(fs.branches, b)
 	}
+	proxied := false
+	// One branch of a request other than INVITE (a BYE, an in-dialog
+	// MESSAGE) is watched here, by the handler that waits for it anyway:
+	// a goroutine less per request. An INVITE's branches outlive its
+	// final response (further 2xx are relayed, RFC 3261 section 16.7
+	// step 5), so each gets its own.
+	inline := len(fs.branches) == 1 && !fs.invite && fs.branches[0].tx != nil
 	fs.mu.Lock()
 	for _, b := range fs.branches {
 		if b.tx != nil {
-			go fs.watch(b)
+			if fs.invite && !proxied {
+				proxied = true
+				s.metrics.proxied.Inc()
+			}
+			if !inline {
+				go fs.watch(b)
+			}
 		}
 	}
 	fs.maybeFinish()
 	fs.mu.Unlock()
+	if inline {
+		fs.watch(fs.branches[0]) // returns once the final response is handled
+		return
+	}
 	// sipgo ends the server transaction when the handler returns: hold it
 	// until the final response is sent, so a CANCEL can still match the
 	// INVITE and responses go out on a live transaction.
+	hold := time.NewTimer(4 * time.Minute)
+	defer hold.Stop()
 	select {
 	case <-fs.done:
 	case <-tx.Done():
-	case <-time.After(4 * time.Minute):
+	case <-hold.C:
 	}
+}
+
+// messageSize is the size of a message once written, without keeping
+// the text.
+func messageSize(m sip.Message) int {
+	buf := fastBufs.Get().(*bytes.Buffer)
+	defer fastBufs.Put(buf)
+	buf.Reset()
+	m.StringWrite(buf)
+	return buf.Len()
 }
 
 // sendFinal marks the final response sent (caller holds fs.mu).
@@ -565,6 +595,7 @@ func (fs *forkState) onResponse(b *branch, res *sip.Response) {
 		if fs.invite {
 			// Every 2xx to an INVITE goes up (RFC 3261 section 16.7 step 5).
 			if !fs.finalSent {
+				fs.s.metrics.established.Inc()
 				fs.tx.Respond(fs.upstream(res))
 				fs.sendFinal()
 				fs.cancelOthers(b)

@@ -5,6 +5,8 @@ import (
 	"github.com/paysip/paysip/sipext"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/paysip/paysip/sipreg"
@@ -85,7 +87,15 @@ func (s *Server) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 		v := uint32(n)
 		r.Expires = &v
 	}
+	branch, _ := req.Via().Params.Get("branch")
 	bindings, err := s.reg.Apply(r, s.now())
+	if errors.Is(err, sipreg.ErrOutOfOrder) {
+		if b, ok := s.retransmission(r, branch); ok {
+			bindings, err = b, nil
+		}
+	} else if err == nil {
+		s.applied.put(r.CallID, appliedRegister{cseq: r.CSeq, branch: branch, at: s.now()})
+	}
 	var brief *sipreg.IntervalTooBriefError
 	switch {
 	case errors.As(err, &brief):
@@ -130,6 +140,82 @@ func (s *Server) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 		s.log.Debug("register respond", "err", err)
 	}
 	s.log.Debug("registered", "aor", aor, "bindings", len(bindings), "from", req.Source(), "transport", req.Transport())
+}
+
+// appliedRegister is the last REGISTER applied for a Call-ID.
+type appliedRegister struct {
+	cseq   uint32
+	branch string
+	at     time.Time
+}
+
+// appliedKeep is how long an applied REGISTER is remembered: the time a
+// client retransmits over UDP (64*T1, RFC 3261 Timer J); appliedMax
+// bounds the log (beyond it the oldest are forgotten first, and a late
+// retransmission of one of them is refused like any reused CSeq).
+const (
+	appliedKeep = 32 * time.Second
+	appliedMax  = 16384
+)
+
+// appliedLog remembers, per Call-ID, the CSeq and top Via branch of the
+// last REGISTER applied (bounded: the least recent forgotten first).
+type appliedLog struct {
+	mu sync.Mutex
+	m  *lru[string, appliedRegister]
+}
+
+func (l *appliedLog) put(callID string, a appliedRegister) {
+	l.mu.Lock()
+	l.m.put(callID, a)
+	l.mu.Unlock()
+}
+
+func (l *appliedLog) get(callID string) (appliedRegister, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.m.get(callID)
+}
+
+// sweep forgets what is older than appliedKeep (a new table: Go maps do
+// not give back their buckets).
+func (l *appliedLog) sweep(now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	kept := newLRU[string, appliedRegister](appliedMax)
+	for e := l.m.head.prev; e != &l.m.head; e = e.prev { // oldest first
+		if now.Sub(e.v.at) < appliedKeep {
+			kept.put(e.k, e.v)
+		}
+	}
+	l.m = kept
+}
+
+// retransmission answers a REGISTER the registry refused as out of order
+// when it is a retransmission of the request that made the owner's
+// bindings -- same Call-ID, CSeq and Via branch (RFC 3261 section
+// 17.2.3): the stateless path has no transaction to absorb it
+// (fastpath.go) -- with those bindings, unchanged. Anything else, a new
+// request reusing a CSeq included, stays refused (section 10.3 step 7).
+func (s *Server) retransmission(r sipreg.Request, branch string) ([]sipreg.Binding, bool) {
+	if a, ok := s.applied.get(r.CallID); !ok || a.cseq != r.CSeq || a.branch != branch || branch == "" {
+		return nil, false
+	}
+	var mine []sipreg.Binding
+	same := false
+	for _, b := range s.reg.Lookup(r.AOR, s.now()) {
+		if b.Owner != r.Owner {
+			continue
+		}
+		mine = append(mine, b)
+		if b.CallID == r.CallID {
+			if b.CSeq != r.CSeq {
+				return nil, false
+			}
+			same = true
+		}
+	}
+	return mine, same
 }
 
 // splitList splits a header value on commas outside <> and quotes.

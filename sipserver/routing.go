@@ -6,10 +6,13 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
+	"hash"
+	"io"
 	"net"
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -102,6 +105,7 @@ func (s *Server) sweep() {
 		s.log.Debug("expired bindings removed", "count", n, "left", s.reg.Count())
 	}
 	s.dialogs.sweep(now)
+	s.applied.sweep(now)
 }
 
 // trustedEdge reports whether a request came from a trusted edge proxy
@@ -168,9 +172,32 @@ func (s *Server) isSelf(hostport string) bool {
 // our branches are recognised whatever sent-by the transport wrote.
 const branchMagic = sip.RFC3261BranchMagicCookie + "-ps."
 
+// zero separates the fields a MAC covers.
+var zero = [1]byte{}
+
+// macPool holds HMAC-SHA256 states keyed with the server's secret: loop
+// hashes and Record-Route tokens are made for every request forwarded,
+// and a new HMAC allocates some 600 bytes.
+type macPool struct {
+	pool sync.Pool
+}
+
+func newMACPool(secret []byte) *macPool {
+	return &macPool{pool: sync.Pool{New: func() any { return hmac.New(sha256.New, secret) }}}
+}
+
+func (p *macPool) get() hash.Hash {
+	m := p.pool.Get().(hash.Hash)
+	m.Reset()
+	return m
+}
+
+func (p *macPool) put(m hash.Hash) { p.pool.Put(m) }
+
 func (s *Server) loopHash(req *sip.Request) string {
-	m := hmac.New(sha256.New, s.auth.Secret)
-	w := func(v string) { m.Write([]byte(v)); m.Write([]byte{0}) }
+	m := s.macs.get()
+	defer s.macs.put(m)
+	w := func(v string) { io.WriteString(m, v); m.Write(zero[:]) }
 	w("loop")
 	w(req.Recipient.String())
 	if c := req.CallID(); c != nil {
@@ -192,7 +219,8 @@ func (s *Server) loopHash(req *sip.Request) string {
 			w(name + ":" + h.Value())
 		}
 	}
-	return base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:12])
+	var sum [sha256.Size]byte
+	return base64.RawURLEncoding.EncodeToString(m.Sum(sum[:0])[:12])
 }
 
 // looped reports whether req carries one of our Vias made for a request

@@ -85,6 +85,9 @@ type Config struct {
 	Log    *slog.Logger
 	// HTTPHandler, if set, serves every other HTTP path (the web UI).
 	HTTPHandler http.Handler
+	// Metrics serves the Prometheus metrics (metrics.go) at GET /metrics
+	// on the HTTP server.
+	Metrics bool
 }
 
 // Server is a running SIP server.
@@ -109,6 +112,11 @@ type Server struct {
 	httpPort int
 	tlsPort  int
 	host     string
+	parser   *sip.Parser
+	register sipgo.RequestHandler // the registrar behind the limits (fastpath.go)
+	macs     *macPool             // HMACs under auth.Secret (routing.go)
+	metrics  *sipMetrics
+	applied  appliedLog // REGISTERs applied, to tell retransmissions (register.go)
 
 	mu       sync.Mutex
 	branches map[string]*forkState // INVITE server tx key -> its fork
@@ -181,23 +189,23 @@ func New(cfg Config) (*Server, error) {
 	secret := make([]byte, 32)
 	rand.Read(secret)
 	s := &Server{cfg: cfg, log: log, ua: ua, srv: srv, client: client, reg: sipreg.New(sipreg.Limits{MaxContacts: cfg.MaxContacts, MaxBindings: cfg.MaxBindings}), now: cfg.Now,
-		ready: make(chan struct{}), host: host, branches: map[string]*forkState{}, lim: lim}
+		ready: make(chan struct{}), host: host, branches: map[string]*forkState{}, lim: lim, parser: parser}
 	s.conns = newConnLimiter(lim, log)
 	s.reqLimit = newSourceLimiter(lim.RequestRate, float64(lim.RequestBurst), lim.MaxSources)
 	s.input = newSourceLimiter(float64(lim.InputRate), 4*float64(lim.InputRate), lim.MaxSources)
 	s.conns.input = s.input
 	s.conns.busy = s.busy
-	s.auth = &sipauth.Verifier{Realm: cfg.Domain, Secret: secret, Algorithms: cfg.DigestAlgorithms, Lookup: func(user, alg string) (string, bool) {
-		if cfg.Accounts == nil {
-			return "", false
-		}
-		return cfg.Accounts.UserHA1(context.Background(), user, cfg.Domain, alg)
-	}}
+	ha1s := newHA1Cache(cfg.Accounts, cfg.Domain, lim.MaxSources, cfg.Now) // ha1cache.go
+	s.auth = &sipauth.Verifier{Realm: cfg.Domain, Secret: secret, Algorithms: cfg.DigestAlgorithms, Lookup: ha1s.lookup}
+	s.macs = newMACPool(secret)
+	s.applied.m = newLRU[string, appliedRegister](appliedMax)
+	s.metrics = theMetrics()
 	if err := s.initRouting(); err != nil {
 		return nil, err
 	}
 	s.api = newBitcoinAPI(s)
-	srv.OnRegister(s.limited(s.registerKeepingFlow))
+	s.register = s.limited(s.registerKeepingFlow)
+	srv.OnRegister(s.register)
 	for _, m := range []sip.RequestMethod{sip.INVITE, sip.MESSAGE, sip.INFO, sip.BYE, sip.OPTIONS, sip.SUBSCRIBE,
 		sip.NOTIFY, sip.UPDATE, sip.REFER, sip.PRACK, sip.PUBLISH, sip.CANCEL} {
 		srv.OnRequest(m, s.limited(s.onRequest))
@@ -228,6 +236,7 @@ func (s *Server) TLSPort() int  { return s.tlsPort }
 func (s *Server) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	defer s.live()()
 	rawUDP, rawTCP, err := s.listenSIP()
 	if err != nil {
 		return err
@@ -242,6 +251,7 @@ func (s *Server) Run(ctx context.Context) error {
 	// Every listener goes through the limits (listener.go, udpguard.go).
 	s.udp = newUDPGuard(rawUDP, s.lim, s.input, s.log, s.now)
 	s.udp.busy = s.busy
+	s.udp.fast = s.fastRegister
 	if s.lim.RequestRate > 0 {
 		s.udp.requests = newSourceLimiter(4*s.lim.RequestRate, 2*float64(s.lim.RequestBurst), s.lim.MaxSources)
 	}
@@ -272,6 +282,9 @@ func (s *Server) Run(ctx context.Context) error {
 	mux := http.NewServeMux()
 	mux.Handle("/sip", ws)
 	mux.HandleFunc("/api/directory", s.serveDirectory)
+	if s.cfg.Metrics {
+		mux.Handle("GET /metrics", MetricsHandler())
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		// A WebSocket upgrade on any path is SIP (some stacks use "/").
 		if headerHas(r.Header, "Upgrade", "websocket") {
@@ -321,6 +334,9 @@ func (s *Server) Run(ctx context.Context) error {
 	return err
 }
 
+// udpReadBuffer is the SIP UDP socket's receive buffer (SO_RCVBUF).
+const udpReadBuffer = 8 << 20
+
 // listenSIP binds UDP and TCP on the same port. With port 0 the kernel
 // picks the UDP port, and the same number may be taken for TCP: then it
 // tries another.
@@ -338,6 +354,13 @@ func (s *Server) listenSIP() (net.PacketConn, net.Listener, error) {
 		udp, err := net.ListenPacket("udp", s.cfg.SIPAddr)
 		if err != nil {
 			return nil, nil, err
+		}
+		// A deep receive buffer rides out a pause of the reader (a
+		// garbage collection, another process on the core) without the
+		// kernel dropping datagrams; the kernel caps it at
+		// net.core.rmem_max (docs/performance.md).
+		if u, ok := udp.(*net.UDPConn); ok {
+			u.SetReadBuffer(udpReadBuffer)
 		}
 		p := udp.LocalAddr().(*net.UDPAddr).Port
 		tcp, err := net.Listen("tcp", net.JoinHostPort(s.host, strconv.Itoa(p)))
@@ -425,6 +448,7 @@ func (s *Server) limited(h sipgo.RequestHandler) sipgo.RequestHandler {
 	var warned atomic.Int64
 	return func(req *sip.Request, tx sip.ServerTransaction) {
 		if tx != nil {
+			tx = &meteredTx{ServerTransaction: tx, m: s.metrics, method: methodIndex(req.Method)}
 			s.txLive.Add(1)
 			if !tx.OnTerminate(func(string, error) { s.txLive.Add(-1) }) {
 				s.txLive.Add(-1)
@@ -434,6 +458,7 @@ func (s *Server) limited(h sipgo.RequestHandler) sipgo.RequestHandler {
 			if now := time.Now().Unix(); warned.Swap(now) != now {
 				s.log.Warn("transaction limit", "live", s.txLive.Load(), "max", s.lim.MaxTransactions)
 			}
+			s.metrics.busy.Inc()
 			s.respond(tx, req, sip.StatusServiceUnavailable, "Service Unavailable: busy", sip.NewHeader("Retry-After", "5"))
 			return
 		}
@@ -444,6 +469,7 @@ func (s *Server) limited(h sipgo.RequestHandler) sipgo.RequestHandler {
 			ip := sourceIP(req.Source())
 			if !s.lim.exempt(ip) {
 				if ok, wait := s.reqLimit.take(ip, 1, s.now()); !ok {
+					s.metrics.rateLimited.Inc()
 					if now := time.Now().Unix(); warned.Swap(now) != now {
 						s.log.Warn("request rate limit", "from", ip, "method", req.Method, "rate", s.lim.RequestRate, "burst", s.lim.RequestBurst)
 					}

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
+	"io"
 	"strings"
 	"sync"
 	"time"
@@ -62,16 +63,17 @@ func addrKey(u sip.Uri) string {
 }
 
 func (s *Server) tokenMAC(issued uint64, callID, callerTag, callerAOR, calleeAOR string) []byte {
-	m := hmac.New(sha256.New, s.auth.Secret)
+	m := s.macs.get()
+	defer s.macs.put(m)
 	var ts [8]byte
 	binary.BigEndian.PutUint64(ts[:], issued)
-	m.Write([]byte(tokenVersion))
+	io.WriteString(m, tokenVersion)
 	m.Write(ts[:])
-	for _, v := range []string{callID, callerTag, callerAOR, calleeAOR} {
-		m.Write([]byte{0})
-		m.Write([]byte(v))
+	for _, v := range [...]string{callID, callerTag, callerAOR, calleeAOR} {
+		m.Write(zero[:])
+		io.WriteString(m, v)
 	}
-	return m.Sum(nil)[:16]
+	return m.Sum(make([]byte, 0, sha256.Size))[:16]
 }
 
 // rrToken makes the token of the dialog req (a dialog-forming request)

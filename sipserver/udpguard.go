@@ -43,12 +43,20 @@ type udpGuard struct {
 	requests *sourceLimiter
 	busy     func() bool // the server holds all the transactions it may
 	now      func() time.Time
+	// fast handles a datagram in the reader, without sipgo, and reports
+	// whether it did (the stateless REGISTER path, fastpath.go).
+	fast func(data []byte, from *net.UDPAddr) bool
 
-	mu      sync.Mutex
-	credit  *lru[netip.AddrPort, *udpSource]
-	nonces  *lru[string, netip.AddrPort] // challenges sent over UDP, pending
-	dropped atomic.Int64
-	warned  atomic.Int64
+	mu sync.Mutex
+	// announced are the sources whose address sipgo's UDP transport has
+	// learnt (it sends to an address along the socket it last heard it
+	// on): a source heard only on the fast path is announced to it with
+	// an empty keep-alive.
+	announced *lru[netip.AddrPort, struct{}]
+	credit    *lru[netip.AddrPort, *udpSource]
+	nonces    *lru[string, netip.AddrPort] // challenges sent over UDP, pending
+	dropped   atomic.Int64
+	warned    atomic.Int64
 }
 
 type udpSource struct {
@@ -64,7 +72,8 @@ const udpVerifiedFor = 30 * time.Minute
 
 func newUDPGuard(c net.PacketConn, lim Limits, input *sourceLimiter, log *slog.Logger, now func() time.Time) *udpGuard {
 	return &udpGuard{PacketConn: c, lim: lim, log: log, input: input, now: now,
-		credit: newLRU[netip.AddrPort, *udpSource](lim.MaxSources), nonces: newLRU[string, netip.AddrPort](lim.MaxSources)}
+		credit: newLRU[netip.AddrPort, *udpSource](lim.MaxSources), nonces: newLRU[string, netip.AddrPort](lim.MaxSources),
+		announced: newLRU[netip.AddrPort, struct{}](lim.MaxSources)}
 }
 
 func addrPort(a net.Addr) netip.AddrPort {
@@ -122,7 +131,19 @@ func (g *udpGuard) ReadFrom(p []byte) (int, net.Addr, error) {
 			g.credit.put(ap, s)
 		}
 		s.credit = min(maxUDPCredit, s.credit+n*max(1, g.lim.UDPReplyFactor))
+		_, known := g.announced.get(ap)
+		if !known {
+			g.announced.put(ap, struct{}{})
+		}
 		g.mu.Unlock()
+		if u, ok := addr.(*net.UDPAddr); ok && g.fast != nil && g.fast(p[:n], u) {
+			if known {
+				continue
+			}
+			// RFC 5626 section 4.4.1's keep-alive: sipgo learns the
+			// address and ignores the datagram.
+			return copy(p, "\r\n\r\n"), addr, nil
+		}
 		return n, addr, nil
 	}
 }

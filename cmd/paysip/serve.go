@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -57,6 +58,9 @@ type serveCmd struct {
 	DigestAlgs string `long:"digest-algorithms" default:"MD5" description:"digest algorithms offered, in order (MD5, SHA-256); SHA-256 confuses many deployed clients"`
 	// TrustedEdges: see sipserver.Config.TrustedEdges.
 	TrustedEdges []string `long:"trusted-edge" value-name:"IP|CIDR" description:"an edge proxy (e.g. Kamailio) whose Path header the registrar accepts; repeat or separate with commas; a Path from anywhere else is refused"`
+	NoMetrics    bool     `long:"no-metrics" description:"do not serve Prometheus metrics at GET /metrics on the HTTP server"`
+	GCPercent    int      `long:"gc-percent" default:"400" description:"Go garbage collector target (GOGC), unless the GOGC environment variable is set: the SIP stack allocates per message, and the default 100 spends ~15% of the CPU collecting (docs/performance.md)"`
+	GCSoftLimit  int      `long:"gc-soft-limit" value-name:"MiB" description:"heap size above which the collector works as hard as it must to stay there, whatever --gc-percent says (GOMEMLIMIT, unless that variable is set; default 64 MiB + 4 KiB per --max-transactions; -1: none): --gc-percent saves CPU, never memory under attack"`
 	limitOpts
 }
 
@@ -130,6 +134,15 @@ func (c *serveCmd) Execute(args []string) error {
 	if err != nil {
 		return err
 	}
+	if os.Getenv("GOGC") == "" && c.GCPercent > 0 {
+		debug.SetGCPercent(c.GCPercent)
+	}
+	if soft := int64(c.GCSoftLimit) << 20; os.Getenv("GOMEMLIMIT") == "" && soft >= 0 {
+		if soft == 0 {
+			soft = 64<<20 + int64(limits.MaxTransactions)<<12
+		}
+		debug.SetMemoryLimit(soft)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	log := nf.logger()
@@ -158,7 +171,8 @@ func (c *serveCmd) Execute(args []string) error {
 	}
 	srv, err := sipserver.New(sipserver.Config{Domain: c.a.Domain, SIPAddr: c.SIPAddr, HTTPAddr: c.HTTPAddr,
 		TLSCert: c.TLSCert, TLSKey: c.TLSKey, TLSAddr: c.TLSAddr, Open: c.Open, NoAnonymousInbound: c.NoAnon, DigestAlgorithms: strings.Split(c.DigestAlgs, ","),
-		TrustedEdges: splitEdges(c.TrustedEdges), Accounts: db, Chain: nd.chain, Log: log, Limits: limits, APIRate: apiRate})
+		TrustedEdges: splitEdges(c.TrustedEdges), Accounts: db, Chain: nd.chain, Log: log, Limits: limits, APIRate: apiRate,
+		Metrics: !c.NoMetrics})
 	if err != nil {
 		return err
 	}
