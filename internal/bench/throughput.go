@@ -1,0 +1,235 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/paysip/paysip/agent"
+	"github.com/paysip/paysip/paywire"
+	"github.com/paysip/paysip/store"
+	"golang.org/x/sync/errgroup"
+)
+
+// ThroughputStep is the payee's throughput with a number of channels
+// paying at once, each with one payment in flight (the protocol's rule).
+type ThroughputStep struct {
+	Channels     int     `json:"channels"`
+	Payments     int64   `json:"payments"`
+	Seconds      float64 `json:"seconds"`
+	PaymentsPerS float64 `json:"payments_per_s"`
+}
+
+// throughputLevels are the concurrency steps up to n channels.
+func throughputLevels(n int) []int {
+	var out []int
+	for _, k := range []int{1, 10, 100} {
+		if k < n {
+			out = append(out, k)
+		}
+	}
+	return append(out, n)
+}
+
+// throughput opens r.cfg.Channels channels to one agent.Payee (its own
+// wallet and SQLite store, over in-memory connections), then for each
+// concurrency level sends payments signed beforehand, as fast as the
+// payee acknowledges them, for r.cfg.Duration.
+func (r *run) throughput(ctx context.Context) ([]ThroughputStep, error) {
+	n := r.cfg.Channels
+	dir := filepath.Join(r.dir, "throughput")
+	payeeW, err := r.wallet(filepath.Join(dir, "payee.json"))
+	if err != nil {
+		return nil, err
+	}
+	db, err := store.Open(filepath.Join(dir, "payee.db"))
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	payee := &agent.Payee{Wallet: payeeW, Chain: r.node.chain, Store: db, Log: r.log, PriceSatPerMin: price,
+		Poll: 100 * time.Millisecond, KeepOpen: true,
+		// The bench's payers pay as fast as they are acknowledged: the
+		// per-session flood bound would measure itself, not the payee.
+		MaxPaymentsPerSec: math.MaxInt32, PaymentBurst: math.MaxInt32}
+	payerW, err := r.wallet(filepath.Join(dir, "payer.json"))
+	if err != nil {
+		return nil, err
+	}
+	script, err := payerW.NewScript()
+	if err != nil {
+		return nil, err
+	}
+	r.say("throughput: funding %d channels", n)
+	coins, err := r.node.coins(ctx, script, n, capacity+coinFee)
+	if err != nil {
+		return nil, err
+	}
+	sctx, stopSessions := context.WithCancel(ctx)
+	var sessions sync.WaitGroup
+	defer func() { stopSessions(); sessions.Wait() }()
+	payers := make([]*payer, n)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(openers)
+	for i := range payers {
+		g.Go(func() error {
+			a, b := agent.Pipe()
+			sessions.Add(1)
+			go func() {
+				defer sessions.Done()
+				payee.Serve(sctx, b, fmt.Sprintf("sip:payer%d@bench.invalid", i))
+			}()
+			pc, err := openPayer(gctx, a, payerW, r.node.chain, coins[i], capacity, price)
+			if err != nil {
+				return fmt.Errorf("channel %d: %w", i, err)
+			}
+			payers[i] = pc
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	// Confirm the fundings: the sessions stop watching them.
+	if err := r.node.mine(1); err != nil {
+		return nil, err
+	}
+	next := make([]int64, n)
+	for i, pc := range payers {
+		if next[i], err = pc.firstPayment(); err != nil {
+			return nil, err
+		}
+	}
+	var steps []ThroughputStep
+	for _, k := range throughputLevels(n) {
+		// Enough signed payments for the window at the rate this level
+		// can reach (one in flight per channel, a group commit each
+		// ~millisecond, at most the verification ceiling); a channel
+		// that runs out ends the window early, which the rate accounts for.
+		rate := min(r.res.VerifyCeilingPerS, float64(k)*1500)
+		per := int(math.Ceil(rate*r.cfg.Duration.Seconds()*1.1/float64(k))) + 1
+		signed := make([][][]byte, k)
+		sg := errgroup.Group{}
+		sg.SetLimit(runtime.GOMAXPROCS(0))
+		for i := range k {
+			sg.Go(func() error {
+				var err error
+				signed[i], err = payers[i].presign(next[i], 1, per)
+				next[i] += int64(per)
+				return err
+			})
+		}
+		if err := sg.Wait(); err != nil {
+			return nil, err
+		}
+		var stopProfile func()
+		if k == n && r.cfg.ProfileDir != "" {
+			if stopProfile, err = startProfile(filepath.Join(r.cfg.ProfileDir, "payee-throughput.pprof")); err != nil {
+				return nil, err
+			}
+		}
+		st, err := sendSigned(ctx, payers[:k], signed, r.cfg.Duration)
+		if stopProfile != nil {
+			stopProfile()
+		}
+		if err != nil {
+			return nil, err
+		}
+		r.say("throughput: %d channels: %.0f payments/s", k, st.PaymentsPerS)
+		steps = append(steps, st)
+	}
+	for _, pc := range payers {
+		pc.conn.Close()
+	}
+	return steps, nil
+}
+
+// sendSigned has each payer send its signed payments one at a time, each
+// after the previous one's ack, until d passes or one payer has sent all
+// of its own; it counts the payments acknowledged meanwhile.
+func sendSigned(ctx context.Context, payers []*payer, signed [][][]byte, d time.Duration) (ThroughputStep, error) {
+	var acked atomic.Int64
+	var stop atomic.Bool
+	var firstErr error
+	var once sync.Once
+	fail := func(err error) {
+		once.Do(func() { firstErr = err })
+		stop.Store(true)
+	}
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i, pc := range payers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for _, b := range signed[i] {
+				if stop.Load() {
+					return
+				}
+				if err := pc.conn.Send(ctx, b); err != nil {
+					fail(err)
+					return
+				}
+				reply, err := pc.conn.Recv(ctx)
+				if err != nil {
+					fail(err)
+					return
+				}
+				m, err := paywire.Decode(reply)
+				if err != nil {
+					fail(err)
+					return
+				}
+				if _, ok := m.(*paywire.Ack); !ok {
+					fail(fmt.Errorf("payee answered %s", reply))
+					return
+				}
+				acked.Add(1)
+			}
+			stop.Store(true) // out of signed payments: the window ends
+		}()
+	}
+	timer := time.AfterFunc(d, func() { stop.Store(true) })
+	defer timer.Stop()
+	// The window ends at the first stop; payments acknowledged while the
+	// others finish their one in flight are not counted.
+	for !stop.Load() {
+		time.Sleep(time.Millisecond)
+	}
+	count, elapsed := acked.Load(), time.Since(start)
+	wg.Wait()
+	if firstErr != nil {
+		return ThroughputStep{}, firstErr
+	}
+	if ctx.Err() != nil {
+		return ThroughputStep{}, ctx.Err()
+	}
+	if count == 0 {
+		return ThroughputStep{}, errors.New("no payment acknowledged")
+	}
+	return ThroughputStep{Channels: len(payers), Payments: count, Seconds: elapsed.Seconds(), PaymentsPerS: float64(count) / elapsed.Seconds()}, nil
+}
+
+// startProfile writes a CPU profile to path until the returned function.
+func startProfile(path string) (func(), error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+}
