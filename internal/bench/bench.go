@@ -79,6 +79,8 @@ type Result struct {
 	PayeeBaseRSSKiB    int64            `json:"payee_base_rss_kib"`
 	VerifyWorkers      int              `json:"verify_workers"`
 	ThroughputPayments int64            `json:"throughput_payments"`
+	// PayeeMetrics is the payee process's own count (its /metrics).
+	PayeeMetrics PayeeMetrics `json:"payee_metrics"`
 }
 
 // Machine is where the figures come from.

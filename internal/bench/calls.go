@@ -232,6 +232,9 @@ func (r *run) calls(ctx context.Context) ([]CallStep, error) {
 		}
 	}
 	r.baseRSSKiB = baseRSS
+	if r.res.PayeeMetrics, err = scrapeMetrics(ctx, p.metrics); err != nil {
+		return steps, fmt.Errorf("payee metrics: %w", err)
+	}
 	return steps, nil
 }
 
