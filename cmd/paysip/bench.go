@@ -45,6 +45,7 @@ func (c *benchCmd) Execute(args []string) error {
 		level = slog.LevelInfo
 	}
 	var progress io.Writer = os.Stderr
+	quietSIPGo()
 	res, err := bench.Run(ctx, bench.Config{Channels: c.Channels, Calls: c.Calls, Duration: c.Duration, Tick: c.a.SIP.Tick, NoDemo: c.NoDemo,
 		ProfileDir: c.ProfileDir, Progress: progress, Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))})
 	if err != nil {

@@ -55,6 +55,12 @@ func TestBenchJSON(t *testing.T) {
 	if want := r.PayeePaymentsPerS / r.VerifyCeilingPerS; math.Abs(r.PayeeRatio-want) > 1e-9*want {
 		t.Errorf("payee_ratio %v, payee_payments_per_s / verify_ceiling_per_s = %v", r.PayeeRatio, want)
 	}
+	if want := r.PayeePaymentsPerCPUS / r.VerifyCeilingPerCPUS; !(want > 0) || math.Abs(r.PayeeRatioCPU-want) > 1e-9*want {
+		t.Errorf("payee_ratio_cpu %v, per CPU second %v / %v", r.PayeeRatioCPU, r.PayeePaymentsPerCPUS, r.VerifyCeilingPerCPUS)
+	}
+	if len(r.VerifyCeilings) != 2 || math.Abs((r.VerifyCeilings[0]+r.VerifyCeilings[1])/2-r.VerifyCeilingPerS) > 1e-9*r.VerifyCeilingPerS {
+		t.Errorf("verify_ceiling_per_s %v is not the mean of the windows around the throughput's %v", r.VerifyCeilingPerS, r.VerifyCeilings)
+	}
 	if got := len(r.Throughput); got != 2 || r.Throughput[0].Channels != 1 || r.Throughput[1].Channels != 3 {
 		t.Fatalf("throughput levels %+v, want 1 and 3 channels", r.Throughput)
 	}

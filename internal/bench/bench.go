@@ -58,27 +58,35 @@ type Result struct {
 	Machine Machine `json:"machine"`
 	Started string  `json:"started"`
 
-	VerifyCeilingPerS  float64          `json:"verify_ceiling_per_s"`
-	PayeePaymentsPerS  float64          `json:"payee_payments_per_s"`
-	PayeeRatio         float64          `json:"payee_ratio"`
-	PayeeChannels      int              `json:"payee_channels"`
-	Throughput         []ThroughputStep `json:"throughput"`
-	RTTCalls           int              `json:"rtt_calls"`
-	RTTP50ms           float64          `json:"rtt_p50_ms"`
-	RTTP99ms           float64          `json:"rtt_p99_ms"`
-	RTTSamplesMs       []float64        `json:"rtt_samples_ms"`
-	CallsTarget        int              `json:"calls_target"`
-	ConcurrentCalls    int              `json:"concurrent_calls"`
-	LatePayments       int64            `json:"late_payments"`
-	CPUPerCallPct      float64          `json:"cpu_per_call_pct"`
-	MemPerCallKiB      float64          `json:"mem_per_call_kib"`
-	CallSteps          []CallStep       `json:"call_steps"`
-	DemoFirstPaidSecS  float64          `json:"demo_first_paid_second_s"`
-	DurationS          float64          `json:"window_s"`
-	TotalS             float64          `json:"total_s"`
-	PayeeBaseRSSKiB    int64            `json:"payee_base_rss_kib"`
-	VerifyWorkers      int              `json:"verify_workers"`
-	ThroughputPayments int64            `json:"throughput_payments"`
+	VerifyCeilingPerS float64 `json:"verify_ceiling_per_s"`
+	PayeePaymentsPerS float64 `json:"payee_payments_per_s"`
+	PayeeRatio        float64 `json:"payee_ratio"`
+	// The same per second of the process's CPU time: on a machine shared
+	// with other work, the ratio that does not depend on the share of the
+	// cores the bench got in each window. VerifyCeilings are the two
+	// windows around the throughput's (their mean is the ceiling).
+	VerifyCeilingPerCPUS float64          `json:"verify_ceiling_per_cpu_s"`
+	PayeePaymentsPerCPUS float64          `json:"payee_payments_per_cpu_s"`
+	PayeeRatioCPU        float64          `json:"payee_ratio_cpu"`
+	VerifyCeilings       []float64        `json:"verify_ceilings_per_s"`
+	PayeeChannels        int              `json:"payee_channels"`
+	Throughput           []ThroughputStep `json:"throughput"`
+	RTTCalls             int              `json:"rtt_calls"`
+	RTTP50ms             float64          `json:"rtt_p50_ms"`
+	RTTP99ms             float64          `json:"rtt_p99_ms"`
+	RTTSamplesMs         []float64        `json:"rtt_samples_ms"`
+	CallsTarget          int              `json:"calls_target"`
+	ConcurrentCalls      int              `json:"concurrent_calls"`
+	LatePayments         int64            `json:"late_payments"`
+	CPUPerCallPct        float64          `json:"cpu_per_call_pct"`
+	MemPerCallKiB        float64          `json:"mem_per_call_kib"`
+	CallSteps            []CallStep       `json:"call_steps"`
+	DemoFirstPaidSecS    float64          `json:"demo_first_paid_second_s"`
+	DurationS            float64          `json:"window_s"`
+	TotalS               float64          `json:"total_s"`
+	PayeeBaseRSSKiB      int64            `json:"payee_base_rss_kib"`
+	VerifyWorkers        int              `json:"verify_workers"`
+	ThroughputPayments   int64            `json:"throughput_payments"`
 	// PayeeMetrics is the payee process's own count (its /metrics).
 	PayeeMetrics PayeeMetrics `json:"payee_metrics"`
 }
@@ -103,6 +111,19 @@ type run struct {
 	res        *Result
 	btcdBin    string
 	baseRSSKiB int64
+	estimate   float64 // a first verification rate, to size the signed payments
+	ceilings   []rate
+}
+
+// ceiling measures the verification ceiling for half a window.
+func (r *run) ceiling(ctx context.Context) error {
+	c, err := verifyCeiling(ctx, r.cfg.Duration/2)
+	if err != nil {
+		return err
+	}
+	r.ceilings = append(r.ceilings, c)
+	r.say("verification ceiling: %.0f/s (%.0f per CPU second)", c.PerS, c.PerCPUS)
+	return nil
 }
 
 func (r *run) say(format string, a ...any) {
@@ -163,16 +184,23 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	defer r.node.close()
 
-	r.say("verification ceiling: %d cores, %s", runtime.GOMAXPROCS(0), cfg.Duration)
-	if r.res.VerifyCeilingPerS, err = verifyCeiling(ctx, cfg.Duration); err != nil {
+	est, err := verifyCeiling(ctx, time.Second)
+	if err != nil {
 		return nil, err
 	}
+	r.estimate = est.PerS
 	if r.res.Throughput, err = r.throughput(ctx); err != nil {
 		return nil, fmt.Errorf("throughput: %w", err)
 	}
 	top := r.res.Throughput[len(r.res.Throughput)-1]
-	r.res.PayeePaymentsPerS, r.res.ThroughputPayments = top.PaymentsPerS, top.Payments
+	r.res.PayeePaymentsPerS, r.res.PayeePaymentsPerCPUS, r.res.ThroughputPayments = top.PaymentsPerS, top.PaymentsPerCPUS, top.Payments
+	for _, c := range r.ceilings {
+		r.res.VerifyCeilings = append(r.res.VerifyCeilings, c.PerS)
+		r.res.VerifyCeilingPerS += c.PerS / float64(len(r.ceilings))
+		r.res.VerifyCeilingPerCPUS += c.PerCPUS / float64(len(r.ceilings))
+	}
 	r.res.PayeeRatio = top.PaymentsPerS / r.res.VerifyCeilingPerS
+	r.res.PayeeRatioCPU = top.PaymentsPerCPUS / r.res.VerifyCeilingPerCPUS
 
 	steps, err := r.calls(ctx)
 	if err != nil {

@@ -23,7 +23,6 @@ import (
 	"github.com/paysip/paysip/sipserver"
 	"github.com/paysip/paysip/sipua"
 	"github.com/paysip/paysip/txbuild"
-	"github.com/paysip/paysip/wallet"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -154,12 +153,12 @@ func (r *run) calls(ctx context.Context) ([]CallStep, error) {
 	if err != nil {
 		return nil, err
 	}
-	script, err := payerW.NewScript()
+	pw, err := newPayerWallet(payerW)
 	if err != nil {
 		return nil, err
 	}
 	r.say("calls: funding %d channels", n)
-	coins, err := r.node.coins(ctx, script, n, capacity+coinFee)
+	coins, err := r.node.coins(ctx, pw.script, n, capacity+coinFee)
 	if err != nil {
 		return nil, err
 	}
@@ -191,16 +190,20 @@ func (r *run) calls(ctx context.Context) ([]CallStep, error) {
 		// Dial the calls this level adds, a few at a time (the payee
 		// bounds the channels being opened at once).
 		added := make([]*call, level-len(calls))
+		var dialed atomic.Int64
 		g, gctx := errgroup.WithContext(ctx)
 		g.SetLimit(openers)
 		for i := range added {
 			idx := len(calls) + i
 			g.Go(func() error {
-				c, err := r.dial(gctx, uas[idx%len(uas)], to, payerW, coins[idx])
+				c, err := r.dial(gctx, uas[idx%len(uas)], to, pw, coins[idx])
 				if err != nil {
 					return fmt.Errorf("call %d: %w", idx+1, err)
 				}
 				added[i] = c
+				if k := len(calls) + int(dialed.Add(1)); k%100 == 0 {
+					r.say("calls: %d calls paying", k)
+				}
 				return nil
 			})
 		}
@@ -306,14 +309,14 @@ func (r *run) measure(ctx context.Context, p *payeeProc, calls []*call, w *windo
 }
 
 // dial places one call to the payee and opens its channel.
-func (r *run) dial(ctx context.Context, ua *sipua.UA, to sip.Uri, w *wallet.Wallet, coin txbuild.Coin) (*call, error) {
+func (r *run) dial(ctx context.Context, ua *sipua.UA, to sip.Uri, pw *payerWallet, coin txbuild.Coin) (*call, error) {
 	dctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	leg, err := paidcall.Dial(dctx, ua, to, rtcconn.Config{LoopbackOnly: true}, sipext.TransportDataChannel)
 	if err != nil {
 		return nil, err
 	}
-	pc, err := openPayer(dctx, leg.Conn, w, r.node.chain, coin, capacity, price)
+	pc, err := openPayer(dctx, leg.Conn, pw, r.node.chain, coin, capacity, price)
 	if err != nil {
 		leg.Hangup(ctx, "")
 		return nil, err

@@ -24,12 +24,32 @@ type payer struct {
 	conn agent.Conn
 }
 
-// openPayer opens a channel of capacity over conn, funding it from coin.
-func openPayer(ctx context.Context, conn agent.Conn, w *wallet.Wallet, c chain.Chain, coin txbuild.Coin, capacity, maxPrice int64) (*payer, error) {
+// payerWallet is what the bench's payers share: one wallet, one channel
+// key and one refund script for all their channels (each channel is its
+// own funding outpoint and payee key). A real payer derives a key per
+// channel; here that would time the wallet's file writes, not the payee.
+type payerWallet struct {
+	w      *wallet.Wallet
+	key    *btcec.PrivateKey
+	script []byte
+}
+
+func newPayerWallet(w *wallet.Wallet) (*payerWallet, error) {
 	key, _, err := w.ChannelKey()
 	if err != nil {
 		return nil, err
 	}
+	script, err := w.NewScript()
+	if err != nil {
+		return nil, err
+	}
+	return &payerWallet{w: w, key: key, script: script}, nil
+}
+
+// openPayer opens a channel of capacity over conn, funding it from coin
+// (which pays pw.script).
+func openPayer(ctx context.Context, conn agent.Conn, pw *payerWallet, c chain.Chain, coin txbuild.Coin, capacity, maxPrice int64) (*payer, error) {
+	key, w, script := pw.key, pw.w, pw.script
 	tip, err := c.TipHeight(ctx)
 	if err != nil {
 		return nil, err
@@ -56,10 +76,6 @@ func openPayer(ctx context.Context, conn agent.Conn, w *wallet.Wallet, c chain.C
 				return nil, err
 			}
 		case channel.TermsReceived:
-			script, err := w.NewScript()
-			if err != nil {
-				return nil, err
-			}
 			funding, _, err := channel.BuildFunding([]txbuild.Coin{coin}, key.PubKey(), ef.Terms.PayeeKey, capacity, script, feeRate)
 			if err != nil {
 				return nil, err

@@ -26,6 +26,9 @@ type ThroughputStep struct {
 	Payments     int64   `json:"payments"`
 	Seconds      float64 `json:"seconds"`
 	PaymentsPerS float64 `json:"payments_per_s"`
+	// PaymentsPerCPUS is per second of the process's CPU time (the
+	// payee's and, a small part, the in-memory payers').
+	PaymentsPerCPUS float64 `json:"payments_per_cpu_s"`
 }
 
 // throughputLevels are the concurrency steps up to n channels.
@@ -64,12 +67,12 @@ func (r *run) throughput(ctx context.Context) ([]ThroughputStep, error) {
 	if err != nil {
 		return nil, err
 	}
-	script, err := payerW.NewScript()
+	pw, err := newPayerWallet(payerW)
 	if err != nil {
 		return nil, err
 	}
 	r.say("throughput: funding %d channels", n)
-	coins, err := r.node.coins(ctx, script, n, capacity+coinFee)
+	coins, err := r.node.coins(ctx, pw.script, n, capacity+coinFee)
 	if err != nil {
 		return nil, err
 	}
@@ -77,6 +80,7 @@ func (r *run) throughput(ctx context.Context) ([]ThroughputStep, error) {
 	var sessions sync.WaitGroup
 	defer func() { stopSessions(); sessions.Wait() }()
 	payers := make([]*payer, n)
+	var opened atomic.Int64
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(openers)
 	for i := range payers {
@@ -87,11 +91,14 @@ func (r *run) throughput(ctx context.Context) ([]ThroughputStep, error) {
 				defer sessions.Done()
 				payee.Serve(sctx, b, fmt.Sprintf("sip:payer%d@bench.invalid", i))
 			}()
-			pc, err := openPayer(gctx, a, payerW, r.node.chain, coins[i], capacity, price)
+			pc, err := openPayer(gctx, a, pw, r.node.chain, coins[i], capacity, price)
 			if err != nil {
 				return fmt.Errorf("channel %d: %w", i, err)
 			}
 			payers[i] = pc
+			if k := opened.Add(1); k%100 == 0 {
+				r.say("throughput: %d channels open", k)
+			}
 			return nil
 		})
 	}
@@ -114,8 +121,8 @@ func (r *run) throughput(ctx context.Context) ([]ThroughputStep, error) {
 		// can reach (one in flight per channel, a group commit each
 		// ~millisecond, at most the verification ceiling); a channel
 		// that runs out ends the window early, which the rate accounts for.
-		rate := min(r.res.VerifyCeilingPerS, float64(k)*1500)
-		per := int(math.Ceil(rate*r.cfg.Duration.Seconds()*1.1/float64(k))) + 1
+		reach := min(r.estimate, float64(k)*1500)
+		per := int(math.Ceil(reach*r.cfg.Duration.Seconds()*1.1/float64(k))) + 1
 		signed := make([][][]byte, k)
 		sg := errgroup.Group{}
 		sg.SetLimit(runtime.GOMAXPROCS(0))
@@ -136,12 +143,24 @@ func (r *run) throughput(ctx context.Context) ([]ThroughputStep, error) {
 				return nil, err
 			}
 		}
+		// The top level sits between two measures of the verification
+		// ceiling, half a window each: the ratio compares neighbours.
+		if k == n {
+			if err := r.ceiling(ctx); err != nil {
+				return nil, err
+			}
+		}
 		st, err := sendSigned(ctx, payers[:k], signed, r.cfg.Duration)
 		if stopProfile != nil {
 			stopProfile()
 		}
 		if err != nil {
 			return nil, err
+		}
+		if k == n {
+			if err := r.ceiling(ctx); err != nil {
+				return nil, err
+			}
 		}
 		r.say("throughput: %d channels: %.0f payments/s", k, st.PaymentsPerS)
 		steps = append(steps, st)
@@ -165,6 +184,10 @@ func sendSigned(ctx context.Context, payers []*payer, signed [][][]byte, d time.
 		stop.Store(true)
 	}
 	var wg sync.WaitGroup
+	cpu0, err := cpuSeconds(os.Getpid())
+	if err != nil {
+		return ThroughputStep{}, err
+	}
 	start := time.Now()
 	for i, pc := range payers {
 		wg.Add(1)
@@ -205,6 +228,7 @@ func sendSigned(ctx context.Context, payers []*payer, signed [][][]byte, d time.
 		time.Sleep(time.Millisecond)
 	}
 	count, elapsed := acked.Load(), time.Since(start)
+	rt, err := measured(float64(count), elapsed, cpu0)
 	wg.Wait()
 	if firstErr != nil {
 		return ThroughputStep{}, firstErr
@@ -215,7 +239,10 @@ func sendSigned(ctx context.Context, payers []*payer, signed [][][]byte, d time.
 	if count == 0 {
 		return ThroughputStep{}, errors.New("no payment acknowledged")
 	}
-	return ThroughputStep{Channels: len(payers), Payments: count, Seconds: elapsed.Seconds(), PaymentsPerS: float64(count) / elapsed.Seconds()}, nil
+	if err != nil {
+		return ThroughputStep{}, err
+	}
+	return ThroughputStep{Channels: len(payers), Payments: count, Seconds: elapsed.Seconds(), PaymentsPerS: rt.PerS, PaymentsPerCPUS: rt.PerCPUS}, nil
 }
 
 // startProfile writes a CPU profile to path until the returned function.
