@@ -45,7 +45,9 @@ type Config struct {
 	Tick time.Duration
 	// NoDemo skips the demo's start time.
 	NoDemo bool
-	// ProfileDir, if set, receives CPU profiles (payee-throughput.pprof).
+	// ProfileDir, if set, receives CPU profiles: payee-throughput.pprof
+	// (this process, the top throughput level) and payee-calls.pprof (the
+	// payee process, from its start to its end).
 	ProfileDir string
 	// Log receives the components' logs (nil: warnings to stderr);
 	// Progress one line per step (nil: none).

@@ -371,6 +371,12 @@ func (r *run) startPayee(ctx context.Context, dir, proxy, aor string) (*payeePro
 	cmd := exec.Command(r.cfg.Exe, "payee", "--aor", aor, "--price", fmt.Sprint(price), "--tone", "--keep-open", "--quiet",
 		"--metrics", "127.0.0.1:0", "--datadir", filepath.Join(dir, "payee"), "--loopback", "--sip-server", proxy,
 		"--tick", r.cfg.Tick.String(), "--btcd-rpc", n.RPCAddr, "--btcd-user", n.RPCUser, "--btcd-pass", n.RPCPass)
+	if r.cfg.ProfileDir != "" {
+		if err := os.MkdirAll(r.cfg.ProfileDir, 0o755); err != nil {
+			return nil, err
+		}
+		cmd.Args = append(cmd.Args, "--cpu-profile", filepath.Join(r.cfg.ProfileDir, "payee-calls.pprof"))
+	}
 	cmd.Env = r.childEnv()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	stdout, err := cmd.StdoutPipe()
