@@ -43,13 +43,30 @@ func throughputLevels(n int) []int {
 	return append(out, n)
 }
 
-// throughput opens r.cfg.Channels channels to one agent.Payee (its own
-// wallet and SQLite store, over in-memory connections), then for each
-// concurrency level sends payments signed beforehand, as fast as the
-// payee acknowledges them, for r.cfg.Duration.
-func (r *run) throughput(ctx context.Context) ([]ThroughputStep, error) {
-	n := r.cfg.Channels
-	dir := filepath.Join(r.dir, "throughput")
+// rig is one agent.Payee, with its own wallet and SQLite store, and
+// bench payers each with a channel open to it over an in-memory
+// connection; next is each payer's next payment.
+type rig struct {
+	payee  *agent.Payee
+	db     *store.DB
+	payers []*payer
+	next   []int64
+	stop   func()
+}
+
+// close ends the sessions and closes the store.
+func (g *rig) close() {
+	for _, pc := range g.payers {
+		if pc != nil {
+			pc.conn.Close()
+		}
+	}
+	g.stop()
+	g.db.Close()
+}
+
+// openRig opens n channels to a new payee in dir.
+func (r *run) openRig(ctx context.Context, dir string, n int) (*rig, error) {
 	payeeW, err := r.wallet(filepath.Join(dir, "payee.json"))
 	if err != nil {
 		return nil, err
@@ -58,34 +75,36 @@ func (r *run) throughput(ctx context.Context) ([]ThroughputStep, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer db.Close()
 	payee := &agent.Payee{Wallet: payeeW, Chain: r.node.chain, Store: db, Log: r.log, PriceSatPerMin: price,
 		Poll: 100 * time.Millisecond, KeepOpen: true,
 		// The bench's payers pay as fast as they are acknowledged: the
 		// per-session flood bound would measure itself, not the payee.
 		MaxPaymentsPerSec: math.MaxInt32, PaymentBurst: math.MaxInt32}
+	sctx, stopSessions := context.WithCancel(ctx)
+	var sessions sync.WaitGroup
+	g := &rig{payee: payee, db: db, payers: make([]*payer, n), next: make([]int64, n), stop: func() { stopSessions(); sessions.Wait() }}
+	fail := func(err error) (*rig, error) {
+		g.close()
+		return nil, err
+	}
 	payerW, err := r.wallet(filepath.Join(dir, "payer.json"))
 	if err != nil {
-		return nil, err
+		return fail(err)
 	}
 	pw, err := newPayerWallet(payerW)
 	if err != nil {
-		return nil, err
+		return fail(err)
 	}
 	r.say("throughput: funding %d channels", n)
 	coins, err := r.node.coins(ctx, pw.script, n, capacity+coinFee)
 	if err != nil {
-		return nil, err
+		return fail(err)
 	}
-	sctx, stopSessions := context.WithCancel(ctx)
-	var sessions sync.WaitGroup
-	defer func() { stopSessions(); sessions.Wait() }()
-	payers := make([]*payer, n)
 	var opened atomic.Int64
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(openers)
-	for i := range payers {
-		g.Go(func() error {
+	eg, gctx := errgroup.WithContext(ctx)
+	eg.SetLimit(openers)
+	for i := range g.payers {
+		eg.Go(func() error {
 			a, b := agent.Pipe()
 			sessions.Add(1)
 			go func() {
@@ -94,28 +113,60 @@ func (r *run) throughput(ctx context.Context) ([]ThroughputStep, error) {
 			}()
 			pc, err := openPayer(gctx, a, pw, r.node.chain, coins[i], capacity, price)
 			if err != nil {
+				a.Close()
 				return fmt.Errorf("channel %d: %w", i, err)
 			}
-			payers[i] = pc
+			g.payers[i] = pc
 			if k := opened.Add(1); k%100 == 0 {
 				r.say("throughput: %d channels open", k)
 			}
 			return nil
 		})
 	}
-	if err := g.Wait(); err != nil {
-		return nil, err
+	if err := eg.Wait(); err != nil {
+		return fail(err)
 	}
 	// Confirm the fundings: the sessions stop watching them.
 	if err := r.node.mine(1); err != nil {
-		return nil, err
+		return fail(err)
 	}
-	next := make([]int64, n)
-	for i, pc := range payers {
-		if next[i], err = pc.firstPayment(); err != nil {
-			return nil, err
+	for i, pc := range g.payers {
+		if g.next[i], err = pc.firstPayment(); err != nil {
+			return fail(err)
 		}
 	}
+	return g, nil
+}
+
+// presign signs per payments ahead for each of the first k payers, on
+// all cores.
+func (g *rig) presign(k, per int) ([][][]byte, error) {
+	signed := make([][][]byte, k)
+	sg := errgroup.Group{}
+	sg.SetLimit(runtime.GOMAXPROCS(0))
+	for i := range k {
+		sg.Go(func() error {
+			var err error
+			signed[i], err = g.payers[i].presign(g.next[i], 1, per)
+			g.next[i] += int64(per)
+			return err
+		})
+	}
+	return signed, sg.Wait()
+}
+
+// throughput opens r.cfg.Channels channels to one agent.Payee (its own
+// wallet and SQLite store, over in-memory connections), then for each
+// concurrency level sends payments signed beforehand, as fast as the
+// payee acknowledges them, for r.cfg.Duration.
+func (r *run) throughput(ctx context.Context) ([]ThroughputStep, error) {
+	n := r.cfg.Channels
+	g, err := r.openRig(ctx, filepath.Join(r.dir, "throughput"), n)
+	if err != nil {
+		return nil, err
+	}
+	defer g.close()
+	payers := g.payers
 	var steps []ThroughputStep
 	for _, k := range throughputLevels(n) {
 		// Enough signed payments for the window at the rate this level
@@ -124,18 +175,8 @@ func (r *run) throughput(ctx context.Context) ([]ThroughputStep, error) {
 		// that runs out ends the window early, which the rate accounts for.
 		reach := min(r.estimate, float64(k)*1500)
 		per := int(math.Ceil(reach*r.cfg.Duration.Seconds()*1.1/float64(k))) + 1
-		signed := make([][][]byte, k)
-		sg := errgroup.Group{}
-		sg.SetLimit(runtime.GOMAXPROCS(0))
-		for i := range k {
-			sg.Go(func() error {
-				var err error
-				signed[i], err = payers[i].presign(next[i], 1, per)
-				next[i] += int64(per)
-				return err
-			})
-		}
-		if err := sg.Wait(); err != nil {
+		signed, err := g.presign(k, per)
+		if err != nil {
 			return nil, err
 		}
 		var stopProfile func()
@@ -165,9 +206,6 @@ func (r *run) throughput(ctx context.Context) ([]ThroughputStep, error) {
 		}
 		r.say("throughput: %d channels: %.0f payments/s", k, st.PaymentsPerS)
 		steps = append(steps, st)
-	}
-	for _, pc := range payers {
-		pc.conn.Close()
 	}
 	return steps, nil
 }
