@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -89,6 +90,9 @@ type Result struct {
 	PayeeBaseRSSKiB      int64            `json:"payee_base_rss_kib"`
 	VerifyWorkers        int              `json:"verify_workers"`
 	ThroughputPayments   int64            `json:"throughput_payments"`
+	// LoadAvg is the machine's 1-minute load average at the start and the
+	// end of the run: how many threads wanted the cores meanwhile.
+	LoadAvg []float64 `json:"load_avg"`
 	// PayeeMetrics is the payee process's own count (its /metrics).
 	PayeeMetrics PayeeMetrics `json:"payee_metrics"`
 }
@@ -170,6 +174,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	began := time.Now()
 	r := &run{cfg: cfg, dir: dir, log: log, res: &Result{Machine: machine(), Started: began.UTC().Format(time.RFC3339),
 		PayeeChannels: cfg.Channels, CallsTarget: cfg.Calls, DurationS: cfg.Duration.Seconds(), VerifyWorkers: runtime.GOMAXPROCS(0)}}
+	r.res.LoadAvg = append(r.res.LoadAvg, loadAvg())
 	if r.btcdBin, err = btcnode.Binary(ctx); err != nil {
 		return nil, err
 	}
@@ -212,6 +217,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	r.res.PayeeBaseRSSKiB = r.baseRSSKiB
 	r.summarizeCalls()
 	r.res.TotalS = time.Since(began).Seconds()
+	r.res.LoadAvg = append(r.res.LoadAvg, loadAvg())
 	return r.res, nil
 }
 
@@ -299,4 +305,18 @@ func machine() Machine {
 		}
 	}
 	return m
+}
+
+// loadAvg is the 1-minute load average (0 where /proc has none).
+func loadAvg() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	v, _ := strconv.ParseFloat(f[0], 64)
+	return v
 }

@@ -32,6 +32,6 @@ func WriteTable(w io.Writer, r *Result) error {
 	if r.DemoFirstPaidSecS > 0 {
 		fmt.Fprintf(tw, "demo_first_paid_second_s\t%.2f\t~1.7 s (keep)\n", r.DemoFirstPaidSecS)
 	}
-	fmt.Fprintf(tw, "window\t%.0f s each\ttotal %.0f s\n", r.DurationS, r.TotalS)
+	fmt.Fprintf(tw, "window\t%.0f s each\ttotal %.0f s, load average %v (start, end)\n", r.DurationS, r.TotalS, r.LoadAvg)
 	return tw.Flush()
 }
