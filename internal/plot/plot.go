@@ -87,6 +87,44 @@ func Throughput(r *bench.Result, path string) error {
 	return p.Save(width, height, path)
 }
 
+// Ratio draws the payee's throughput divided by the verification ceiling
+// against concurrency: per second of wall time, and per second of CPU
+// time (which the machine's other load does not skew), with the target.
+func Ratio(r *bench.Result, path string) error {
+	if len(r.Throughput) == 0 || r.VerifyCeilingPerS <= 0 || r.VerifyCeilingPerCPUS <= 0 {
+		return errors.New("no throughput levels, or no ceiling")
+	}
+	p := plot.New()
+	p.Title.Text = "Payee throughput / verification ceiling (one run)"
+	p.X.Label.Text = "channels paying at once"
+	p.Y.Label.Text = "ratio"
+	p.X.Scale = plot.LogScale{}
+	p.X.Tick.Marker = plot.LogTicks{Prec: -1}
+	var wall, cpu plotter.XYs
+	for _, st := range r.Throughput {
+		x := float64(st.Channels)
+		wall = append(wall, plotter.XY{X: x, Y: st.PaymentsPerS / r.VerifyCeilingPerS})
+		cpu = append(cpu, plotter.XY{X: x, Y: st.PaymentsPerCPUS / r.VerifyCeilingPerCPUS})
+	}
+	if err := plotutil.AddLinePoints(p, "per second of wall time", wall, "per second of CPU time", cpu); err != nil {
+		return err
+	}
+	lo, hi := wall[0].X, wall[len(wall)-1].X
+	if hi <= lo {
+		lo, hi = lo/2, hi*2
+	}
+	target, err := plotter.NewLine(plotter.XYs{{X: lo, Y: 0.8}, {X: hi, Y: 0.8}})
+	if err != nil {
+		return err
+	}
+	target.Color, target.Dashes = grey, []vg.Length{vg.Points(4), vg.Points(3)}
+	p.Add(target, plotter.NewGrid())
+	p.Legend.Add("target 0.8", target)
+	p.Legend.Top = true
+	p.Y.Min, p.Y.Max = 0, math.Max(1.1, 1.1*math.Max(maxY(wall), maxY(cpu)))
+	return p.Save(width, height, path)
+}
+
 // RTT draws the distribution of the payment round trips (a histogram in
 // milliseconds) with the p50 and p99 and their targets, to path.
 func RTT(r *bench.Result, path string) error {
@@ -168,10 +206,11 @@ func Calls(r *bench.Result, path string) error {
 }
 
 // All draws every figure of a bench result into dir: payee-throughput.png,
-// rtt.png, calls.png.
+// payee-ratio.png, rtt.png, calls.png.
 func All(r *bench.Result, dir string) error {
 	return errors.Join(
 		Throughput(r, filepath.Join(dir, "payee-throughput.png")),
+		Ratio(r, filepath.Join(dir, "payee-ratio.png")),
 		RTT(r, filepath.Join(dir, "rtt.png")),
 		Calls(r, filepath.Join(dir, "calls.png")),
 	)

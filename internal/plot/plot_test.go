@@ -28,16 +28,17 @@ func decodePNG(t *testing.T, path string) {
 
 func TestAll(t *testing.T) {
 	r := &bench.Result{
-		VerifyCeilingPerS: 14000, VerifyWorkers: 2,
-		Throughput: []bench.ThroughputStep{{Channels: 1, PaymentsPerS: 900}, {Channels: 10, PaymentsPerS: 5000}, {Channels: 100, PaymentsPerS: 9000}, {Channels: 1000, PaymentsPerS: 10000}},
-		RTTCalls:   100, RTTP50ms: 0.9, RTTP99ms: 3.5, RTTSamplesMs: []float64{0.5, 0.7, 0.8, 0.9, 0.9, 1.0, 1.2, 2.0, 3.5, 40},
+		VerifyCeilingPerS: 14000, VerifyCeilingPerCPUS: 7000, VerifyWorkers: 2,
+		Throughput: []bench.ThroughputStep{{Channels: 1, PaymentsPerS: 900, PaymentsPerCPUS: 2000}, {Channels: 10, PaymentsPerS: 5000, PaymentsPerCPUS: 4000},
+			{Channels: 100, PaymentsPerS: 9000, PaymentsPerCPUS: 5000}, {Channels: 1000, PaymentsPerS: 10000, PaymentsPerCPUS: 5500}},
+		RTTCalls: 100, RTTP50ms: 0.9, RTTP99ms: 3.5, RTTSamplesMs: []float64{0.5, 0.7, 0.8, 0.9, 0.9, 1.0, 1.2, 2.0, 3.5, 40},
 		CallSteps: []bench.CallStep{{Calls: 100, PayeeCPUPct: 20, PayerCPUPct: 30}, {Calls: 250, PayeeCPUPct: 50, PayerCPUPct: 70, LatePayments: 3, AudioDropPct: 2}},
 	}
 	dir := t.TempDir()
 	if err := All(r, dir); err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"payee-throughput.png", "rtt.png", "calls.png"} {
+	for _, name := range []string{"payee-throughput.png", "payee-ratio.png", "rtt.png", "calls.png"} {
 		decodePNG(t, filepath.Join(dir, name))
 	}
 	if err := All(&bench.Result{}, t.TempDir()); err == nil {
