@@ -71,6 +71,7 @@ type payeeCmd struct {
 	Tone     bool          `long:"tone" description:"serve calls with a 440 Hz tone (G.711)"`
 	Metrics  string        `long:"metrics" value-name:"ADDR" description:"serve Prometheus metrics at http://ADDR/metrics (host:port; port 0 picks one)"`
 	Quiet    bool          `long:"quiet" description:"print no line per payment (many calls at once)"`
+	Profile  string        `long:"cpu-profile" hidden:"true" description:"write a CPU profile to this file until the payee stops (paysip bench --profile)"`
 }
 
 // Execute runs the payee until Ctrl-C.
@@ -96,6 +97,13 @@ func (c *payeeCmd) Execute(args []string) error {
 		payee.OnPayment = func(id string, paid int64) {
 			fmt.Fprintf(os.Stderr, "\r  channel %s…  earned %8d sat", id[:12], paid)
 		}
+	}
+	if c.Profile != "" {
+		stopProfile, err := startCPUProfile(c.Profile)
+		if err != nil {
+			return err
+		}
+		defer stopProfile()
 	}
 	if c.Metrics != "" {
 		addr, err := serveMetrics(ctx, c.Metrics, log)

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"runtime/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -35,4 +37,17 @@ func serveMetrics(ctx context.Context, addr string, log *slog.Logger) (string, e
 		srv.Shutdown(sctx)
 	}()
 	return ln.Addr().String(), nil
+}
+
+// startCPUProfile writes a CPU profile to path until the returned function.
+func startCPUProfile(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }

@@ -174,6 +174,7 @@ func RTT(r *bench.Result, path string) error {
 		p.Legend.Add(m.name, l)
 	}
 	p.X.Min = 0
+	p.Legend.Top = true
 	return p.Save(width, height, path)
 }
 
