@@ -26,7 +26,7 @@ func init() {
 type benchCmd struct {
 	a          *app
 	Channels   int           `long:"channels" default:"1000" description:"concurrent channels of the payee throughput phase"`
-	Calls      int           `long:"calls" default:"1000" description:"concurrent WebRTC calls of the last step (steps 100, 250, 500 below it)"`
+	Calls      int           `long:"calls" default:"1000" description:"concurrent WebRTC calls of the last step (steps of 10, 25, 50, 100, 250, 500 calls below it)"`
 	Duration   time.Duration `long:"duration" default:"10s" description:"each measurement window"`
 	NoDemo     bool          `long:"no-demo" description:"skip the demo's start time"`
 	AsJSON     bool          `long:"json" description:"print one JSON object instead of the table"`

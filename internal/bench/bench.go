@@ -225,12 +225,14 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 // the first), and the knee: the last clean step.
 func (r *run) summarizeCalls() {
 	res := r.res
+	knee := true
 	for i, st := range res.CallSteps {
 		if i == 0 || st.Calls <= rttCalls {
 			res.RTTCalls, res.RTTP50ms, res.RTTP99ms, res.RTTSamplesMs = st.Calls, st.RTTP50ms, st.RTTP99ms, st.rtts
 		}
 		res.LatePayments += st.LatePayments
-		if st.clean() {
+		// The knee: the last step of the clean ones from the first on.
+		if knee = knee && st.clean(); knee {
 			res.ConcurrentCalls = st.Calls
 		}
 	}

@@ -65,7 +65,7 @@ func (s CallStep) clean() bool {
 // callLevels are the steps up to n calls.
 func callLevels(n int) []int {
 	var out []int
-	for _, k := range []int{100, 250, 500} {
+	for _, k := range []int{10, 25, 50, 100, 250, 500} {
 		if k < n {
 			out = append(out, k)
 		}
@@ -117,7 +117,8 @@ func (w *window) record(rtt time.Duration, late bool) {
 
 // calls runs the WebRTC steps: a SIP server here, 'paysip payee' in its
 // own process (so its CPU and memory are its own), and the callers here,
-// stepping up to r.cfg.Calls concurrent calls until a step is not clean.
+// stepping up to r.cfg.Calls concurrent calls until a step is not clean
+// (and the round trip's step, rttCalls, was run).
 func (r *run) calls(ctx context.Context) ([]CallStep, error) {
 	n := r.cfg.Calls
 	dir := filepath.Join(r.dir, "calls")
@@ -230,7 +231,8 @@ func (r *run) calls(ctx context.Context) ([]CallStep, error) {
 		r.say("calls: %d: %d payments, %d late, %d lost, audio %.2f%% dropped, payee CPU %.1f%%, RSS %d KiB, rtt p50 %.2f ms p99 %.2f ms",
 			st.Calls, st.Payments, st.LatePayments, st.CallsLost, st.AudioDropPct, st.PayeeCPUPct, st.PayeeRSSKiB, st.RTTP50ms, st.RTTP99ms)
 		steps = append(steps, st)
-		if !st.clean() {
+		// Past the knee, on only as far as the round trip's step.
+		if !st.clean() && st.Calls >= rttCalls {
 			break
 		}
 	}
