@@ -179,16 +179,16 @@ func (r *run) throughput(ctx context.Context) ([]ThroughputStep, error) {
 		if err != nil {
 			return nil, err
 		}
-		var stopProfile func()
-		if k == n && r.cfg.ProfileDir != "" {
-			if stopProfile, err = startProfile(filepath.Join(r.cfg.ProfileDir, "payee-throughput.pprof")); err != nil {
-				return nil, err
-			}
-		}
 		// The top level sits between two measures of the verification
 		// ceiling, half a window each: the ratio compares neighbours.
 		if k == n {
 			if err := r.ceiling(ctx); err != nil {
+				return nil, err
+			}
+		}
+		var stopProfile func()
+		if k == n && r.cfg.ProfileDir != "" {
+			if stopProfile, err = startProfile(filepath.Join(r.cfg.ProfileDir, "payee-throughput.pprof")); err != nil {
 				return nil, err
 			}
 		}
