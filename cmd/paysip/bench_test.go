@@ -64,6 +64,11 @@ func TestBenchJSON(t *testing.T) {
 	if got := len(r.Throughput); got != 2 || r.Throughput[0].Channels != 1 || r.Throughput[1].Channels != 3 {
 		t.Fatalf("throughput levels %+v, want 1 and 3 channels", r.Throughput)
 	}
+	for _, st := range r.Throughput {
+		if st.ChannelsLost != 0 {
+			t.Errorf("throughput level %+v: the payee closed channels", st)
+		}
+	}
 	top := r.Throughput[1]
 	if top.PaymentsPerS != r.PayeePaymentsPerS || top.Payments != r.ThroughputPayments || top.Payments < 1 ||
 		math.Abs(float64(top.Payments)/top.Seconds-top.PaymentsPerS) > 1e-6*top.PaymentsPerS {

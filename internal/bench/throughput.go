@@ -30,6 +30,9 @@ type ThroughputStep struct {
 	// PaymentsPerCPUS is per second of the process's CPU time (the
 	// payee's and, a small part, the in-memory payers').
 	PaymentsPerCPUS float64 `json:"payments_per_cpu_s"`
+	// ChannelsLost ended during the window (the payee closed them): they
+	// pay no more, and the others go on.
+	ChannelsLost int64 `json:"channels_lost"`
 }
 
 // throughputLevels are the concurrency steps up to n channels.
@@ -109,7 +112,11 @@ func (r *run) openRig(ctx context.Context, dir string, n int) (*rig, error) {
 			sessions.Add(1)
 			go func() {
 				defer sessions.Done()
-				payee.Serve(sctx, b, fmt.Sprintf("sip:payer%d@bench.invalid", i))
+				_, err := payee.Serve(sctx, b, fmt.Sprintf("sip:payer%d@bench.invalid", i))
+				if err != nil && sctx.Err() == nil && !errors.Is(err, agent.ErrConnClosed) {
+					// A session the payee ended by itself: the bench says why.
+					r.log.Warn("bench: a payee session ended", "component", "bench", "channel", i, "err", err)
+				}
 			}()
 			pc, err := openPayer(gctx, a, pw, r.node.chain, coins[i], capacity, price)
 			if err != nil {
@@ -204,7 +211,7 @@ func (r *run) throughput(ctx context.Context) ([]ThroughputStep, error) {
 				return nil, err
 			}
 		}
-		r.say("throughput: %d channels: %.0f payments/s", k, st.PaymentsPerS)
+		r.say("throughput: %d channels: %.0f payments/s (%d channels lost)", k, st.PaymentsPerS, st.ChannelsLost)
 		steps = append(steps, st)
 	}
 	return steps, nil
@@ -218,13 +225,22 @@ var ackType = []byte(`"type":"` + paywire.TypeAck + `"`)
 // after the previous one's ack, until d passes or one payer has sent all
 // of its own; it counts the payments acknowledged meanwhile.
 func sendSigned(ctx context.Context, payers []*payer, signed [][][]byte, d time.Duration) (ThroughputStep, error) {
-	var acked atomic.Int64
+	var acked, lost atomic.Int64
 	var stop atomic.Bool
 	var firstErr error
 	var once sync.Once
 	fail := func(err error) {
 		once.Do(func() { firstErr = err })
 		stop.Store(true)
+	}
+	lostOrFail := func(err error) {
+		if !errors.Is(err, agent.ErrConnClosed) {
+			fail(err)
+			return
+		}
+		if lost.Add(1) == int64(len(payers)) {
+			fail(errors.New("every channel was closed by the payee"))
+		}
 	}
 	var wg sync.WaitGroup
 	cpu0, err := cpuSeconds(os.Getpid())
@@ -241,12 +257,12 @@ func sendSigned(ctx context.Context, payers []*payer, signed [][][]byte, d time.
 					return
 				}
 				if err := pc.conn.Send(ctx, b); err != nil {
-					fail(err)
+					lostOrFail(err)
 					return
 				}
 				reply, err := pc.conn.Recv(ctx)
 				if err != nil {
-					fail(err)
+					lostOrFail(err)
 					return
 				}
 				// Not decoded: the payers' CPU is counted with the payee's
@@ -283,7 +299,7 @@ func sendSigned(ctx context.Context, payers []*payer, signed [][][]byte, d time.
 	if err != nil {
 		return ThroughputStep{}, err
 	}
-	return ThroughputStep{Channels: len(payers), Payments: count, Seconds: elapsed.Seconds(), PaymentsPerS: rt.PerS, PaymentsPerCPUS: rt.PerCPUS}, nil
+	return ThroughputStep{Channels: len(payers), Payments: count, Seconds: elapsed.Seconds(), PaymentsPerS: rt.PerS, PaymentsPerCPUS: rt.PerCPUS, ChannelsLost: lost.Load()}, nil
 }
 
 // startProfile writes a CPU profile to path until the returned function.
