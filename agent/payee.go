@@ -380,9 +380,21 @@ func (s *payeeSession) loop(ctx context.Context, cancel context.CancelFunc) erro
 			}
 			s.p.ObserveTip(uint32(tip))
 		case *paywire.Pay:
+			metricPaymentsReceived.Inc()
 			if err := s.checkRate(ctx); err != nil {
+				metricPaymentsRefused.WithLabelValues("flood").Inc()
 				return err
 			}
+			start := time.Now()
+			effs, herr := s.p.Handle(m)
+			observeSince(metricVerifySeconds, start)
+			if herr != nil {
+				metricPaymentsRefused.WithLabelValues(refusedReason(herr)).Inc()
+			}
+			if err := s.exec(ctx, cancel, effs, herr); err != nil {
+				return err
+			}
+			continue
 		}
 		effs, herr := s.p.Handle(m)
 		if err := s.exec(ctx, cancel, effs, herr); err != nil {
@@ -522,6 +534,7 @@ func (s *payeeSession) perform(ctx context.Context, cancel context.CancelFunc, e
 		case *paywire.RefundSigned:
 			failpoint.Hit("payee-refund-signed")
 		case *paywire.Ack:
+			metricPaymentsAcked.Inc()
 			failpoint.Hit("payee-acked")
 		}
 	case channel.ResumeRequested:
@@ -643,7 +656,11 @@ func (s *payeeSession) perform(ctx context.Context, cancel context.CancelFunc, e
 			s.watch()
 		}
 	case channel.PersistPayment:
-		if err := a.Store.PayeePayment(ctx, ef.ChannelID, ef.PaidSat, ef.Sig); err != nil {
+		start := time.Now()
+		err := a.Store.PayeePayment(ctx, ef.ChannelID, ef.PaidSat, ef.Sig)
+		observeSince(metricStoreSeconds, start)
+		if err != nil {
+			metricPaymentsRefused.WithLabelValues(refusedReason(err)).Inc()
 			if errors.Is(err, store.ErrNotStored) {
 				// The channel is being settled (or holds a higher payment
 				// stored by another session): nothing more is taken.
@@ -776,7 +793,9 @@ func (a *Payee) claimChannel(s *payeeSession, id string) (release func(), prev <
 	c := &claim{cancel: s.cancel, done: make(chan struct{})}
 	a.active[id] = c
 	s.claim = c
+	metricOpenChannels.Inc()
 	return func() {
+		metricOpenChannels.Dec()
 		a.mu.Lock()
 		defer a.mu.Unlock()
 		if a.active[id] == c { // not a newer session's
@@ -966,6 +985,8 @@ func (a *Payee) Settle(ctx context.Context, id string) (string, error) {
 	switch err := a.Chain.Broadcast(ctx, tx); {
 	case err == nil, errors.Is(err, chain.ErrAlreadyKnown):
 		a.log().Info("settlement broadcast", "channel", id, "txid", txid, "paid_sat", rec.BestSat, "fee_sat", fee)
+		metricSettlements.Inc()
+		metricSettlementFees.Add(float64(fee))
 		return txid, nil
 	case errors.Is(err, chain.ErrConflict):
 		rec.CloseTxID = txid

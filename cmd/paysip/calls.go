@@ -69,6 +69,9 @@ type payeeCmd struct {
 	Grace    time.Duration `long:"grace" default:"3s" description:"how late a payment may be before the payee hangs up"`
 	Echo     bool          `long:"echo" description:"serve calls with an echo of the caller's audio"`
 	Tone     bool          `long:"tone" description:"serve calls with a 440 Hz tone (G.711)"`
+	Metrics  string        `long:"metrics" value-name:"ADDR" description:"serve Prometheus metrics at http://ADDR/metrics (host:port; port 0 picks one)"`
+	Quiet    bool          `long:"quiet" description:"print no line per payment (many calls at once)"`
+	Profile  string        `long:"cpu-profile" hidden:"true" description:"write a CPU profile to this file until the payee stops (paysip bench --profile)"`
 }
 
 // Execute runs the payee until Ctrl-C.
@@ -90,8 +93,24 @@ func (c *payeeCmd) Execute(args []string) error {
 	defer nd.close()
 	payee := &agent.Payee{Wallet: nd.wallet, Chain: nd.chain, Store: nd.store, Log: log, PriceSatPerMin: c.Price,
 		KeepOpen: c.KeepOpen, Poll: 200 * time.Millisecond, Metering: &meter.Payee{PriceSatPerMin: c.Price, Tick: sf.Tick, Grace: c.Grace}}
-	payee.OnPayment = func(id string, paid int64) {
-		fmt.Fprintf(os.Stderr, "\r  channel %s…  earned %8d sat", id[:12], paid)
+	if !c.Quiet {
+		payee.OnPayment = func(id string, paid int64) {
+			fmt.Fprintf(os.Stderr, "\r  channel %s…  earned %8d sat", id[:12], paid)
+		}
+	}
+	if c.Profile != "" {
+		stopProfile, err := startCPUProfile(c.Profile)
+		if err != nil {
+			return err
+		}
+		defer stopProfile()
+	}
+	if c.Metrics != "" {
+		addr, err := serveMetrics(ctx, c.Metrics, log)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("metrics at http://%s/metrics\n", addr)
 	}
 	if err := payee.Recover(ctx); err != nil {
 		log.Warn("recovery", "err", err)

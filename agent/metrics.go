@@ -1,0 +1,74 @@
+package agent
+
+import (
+	"errors"
+	"time"
+
+	"github.com/paysip/paysip/channel"
+	"github.com/paysip/paysip/store"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// The payee's Prometheus metrics, in the default registry (served at
+// /metrics by 'paysip payee --metrics ADDR'). They count what every Payee
+// of the process did: one process normally runs one payee.
+var (
+	metricPaymentsReceived = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "paysip_payee_payments_received_total",
+		Help: "Payment updates received from payers (decoded pay messages).",
+	})
+	metricPaymentsAcked = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "paysip_payee_payments_acked_total",
+		Help: "Payments durably stored and acknowledged.",
+	})
+	metricPaymentsRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "paysip_payee_payments_refused_total",
+		Help: "Payments refused, by reason: the payee's rules or signature check (the paywire error code), not_stored (channel closing or a higher payment held), store_error, flood (too frequent).",
+	}, []string{"reason"})
+	metricVerifySeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "paysip_payee_payment_verification_seconds",
+		Help:    "Time to check one payment: the rules, the BIP143 sighash and the ECDSA signature.",
+		Buckets: prometheus.ExponentialBuckets(25e-6, 2, 12), // 25 µs to ~51 ms
+	})
+	metricStoreSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "paysip_payee_store_commit_seconds",
+		Help:    "Time for one payment to be durably committed (group commit included): the wait before its ack.",
+		Buckets: prometheus.ExponentialBuckets(50e-6, 2, 14), // 50 µs to ~410 ms
+	})
+	metricSettlements = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "paysip_payee_settlements_total",
+		Help: "Settlement transactions broadcast (accepted by the node).",
+	})
+	metricSettlementFees = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "paysip_payee_settlement_fees_sat_total",
+		Help: "Fees paid by the settlements broadcast, in satoshis.",
+	})
+	metricOpenChannels = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "paysip_payee_open_channels",
+		Help: "Channels open in a live session (being paid now).",
+	})
+)
+
+func init() {
+	prometheus.MustRegister(metricPaymentsReceived, metricPaymentsAcked, metricPaymentsRefused,
+		metricVerifySeconds, metricStoreSeconds, metricSettlements, metricSettlementFees, metricOpenChannels)
+}
+
+// refusedReason is the label of a refused payment: the paywire code of a
+// protocol refusal, or what went wrong storing it.
+func refusedReason(err error) string {
+	var pe *channel.ProtocolError
+	switch {
+	case errors.As(err, &pe):
+		return pe.Code
+	case errors.Is(err, store.ErrNotStored):
+		return "not_stored"
+	default:
+		return "store_error"
+	}
+}
+
+// observeSince records the seconds since start in h.
+func observeSince(h prometheus.Histogram, start time.Time) {
+	h.Observe(time.Since(start).Seconds())
+}
