@@ -117,7 +117,8 @@ async function reconnect(phone) {
   try {
     await phone.ua.reconnect();
     if (phone.registerer) await phone.register(phone.registerer, "signing in again");
-    if (app.premium && phone.listing === null) await goPremium(app.premium);
+    phone.refollow();
+    if (app.premium) await goPremium(app.premium);
     setState("sip-status", phone.account ? "registered" : "anonymous", phone.account ? `signed in as ${phone.aor}` : "anonymous");
     clearError();
   } catch (e) {

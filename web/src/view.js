@@ -124,7 +124,8 @@ export class CallView {
     if (t.channelId && !$("call-channel").textContent) figure("call-channel", t.channelId, { channelId: t.channelId });
     if (t.priceSatPerMin) this.price(num(t.priceSatPerMin));
     this.channelPaid = num(t.paidSat);
-    this.poolLeft = t.poolLeft === undefined ? undefined : num(t.poolLeft);
+    const left = t.poolLeftSat ?? t.poolLeft;
+    this.poolLeft = left === undefined ? undefined : num(left);
     this.paid = Math.max(0, this.channelPaid - (this.base || 0));
     if (["calling", "connected"].includes($("call-state").dataset.state)) this.state("paying", "paying");
     if (!this.timer) this.startClock();
