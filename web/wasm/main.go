@@ -307,10 +307,16 @@ func pay(a *browser.App, args []js.Value) (any, error) {
 	onOpen, onTick := opt(o, "onOpen"), opt(o, "onTick")
 	ctx, cancel := signalCtx(o)
 	defer cancel()
+	var channelID string
+	var capacity int64
 	res, err := a.Pay(ctx, c, browser.PayOptions{Peer: peer, Plan: plan,
-		OnOpen: func(r *paidcall.Result) { call(onOpen, plain(result(r))) },
+		OnOpen: func(r *paidcall.Result) {
+			channelID, capacity = r.ChannelID, r.CapacitySat
+			call(onOpen, plain(result(r)))
+		},
 		OnTick: func(t agent.Tick) {
-			call(onTick, plain(map[string]any{"elapsedMs": t.Elapsed.Milliseconds(), "paidSat": t.PaidSat, "poolLeftSat": t.PoolLeft, "lowBudget": t.LowBudget}))
+			call(onTick, plain(map[string]any{"channelId": channelID, "capacitySat": capacity, "elapsedMs": t.Elapsed.Milliseconds(),
+				"paidSat": t.PaidSat, "poolLeftSat": t.PoolLeft, "lowBudget": t.LowBudget}))
 		}})
 	if err != nil {
 		return nil, err
@@ -369,9 +375,7 @@ func serve(a *browser.App, args []js.Value) (any, error) {
 	onPayment := opt(o, "onPayment")
 	ctx, cancel := signalCtx(o)
 	defer cancel()
-	res, reason, err := a.Serve(ctx, c, peer, func(id string, paid int64) {
-		call(onPayment, plain(map[string]any{"channelId": id, "paidSat": paid}))
-	})
+	res, reason, err := a.Serve(ctx, c, peer, func(p browser.Payment) { call(onPayment, plain(p)) })
 	if res == nil {
 		res = &agent.PayeeResult{}
 	}

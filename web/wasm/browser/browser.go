@@ -329,7 +329,17 @@ func (a *App) payee(onPayment func(id string, paid int64)) (*agent.Payee, error)
 // every payment is stored (committed) before it is acknowledged, and the
 // channel is settled through the SIP API when the call ends. It returns
 // the SIP Reason the page's BYE should carry ("" for a plain end).
-func (a *App) Serve(ctx context.Context, conn agent.Conn, peer string, onPayment func(id string, paid int64)) (*agent.PayeeResult, string, error) {
+// Payment is a payment the browser payee stored.
+type Payment struct {
+	ChannelID string `json:"channelId"`
+	// PaidSat is the channel's total held; CapacitySat its pool (the
+	// payer's share is CapacitySat - PaidSat).
+	PaidSat        int64 `json:"paidSat"`
+	CapacitySat    int64 `json:"capacitySat"`
+	PriceSatPerMin int64 `json:"priceSatPerMin"`
+}
+
+func (a *App) Serve(ctx context.Context, conn agent.Conn, peer string, onPayment func(Payment)) (*agent.PayeeResult, string, error) {
 	a.mu.Lock()
 	if a.offer == nil {
 		a.mu.Unlock()
@@ -342,15 +352,24 @@ func (a *App) Serve(ctx context.Context, conn agent.Conn, peer string, onPayment
 	a.serves++
 	a.mu.Unlock()
 	var held string
+	var capacity int64
+	price := a.offerPrice()
 	p, err := a.payee(func(id string, paid int64) {
 		a.mu.Lock()
-		if held == "" {
+		first := held == ""
+		if first {
 			held = id
 			a.active[id]++
 		}
 		a.mu.Unlock()
+		if first {
+			// The pool, read once (the session's own record).
+			if rec, err := a.store.Get(ctx, id); err == nil {
+				capacity = rec.Channel.CapacitySat
+			}
+		}
 		if onPayment != nil {
-			onPayment(id, paid)
+			onPayment(Payment{ChannelID: id, PaidSat: paid, CapacitySat: capacity, PriceSatPerMin: price})
 		}
 	})
 	defer func() {
@@ -367,6 +386,15 @@ func (a *App) Serve(ctx context.Context, conn agent.Conn, peer string, onPayment
 		return nil, "", err
 	}
 	return paidcall.Serve(ctx, p, conn, peer)
+}
+
+func (a *App) offerPrice() int64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.offer == nil {
+		return 0
+	}
+	return a.offer.PriceSatPerMin
 }
 
 // Settled is a settlement (or refund) broadcast.
