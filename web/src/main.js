@@ -437,7 +437,7 @@ function incoming(inv) {
   if (app.premium && app.walletReady) {
     location.hash = "call";
     view.busy = true;
-    servePaidCall({ paysip: app.paysip, view, inv })
+    servePaidCall({ paysip: app.paysip, view, inv, priceSatPerMin: app.premium.priceSatPerMin })
       .then((res) => {
         app.calls++;
         app.earned += Number(res.paidSat || 0);
