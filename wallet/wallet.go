@@ -166,6 +166,14 @@ func (w *Wallet) CheckPassphrase(passphrase string) error {
 	return err
 }
 
+// Encrypted reports whether the stored mnemonic is encrypted under a
+// passphrase.
+func (w *Wallet) Encrypted() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.state.Encrypted != nil
+}
+
 // OpenOrCreate opens the wallet at path, creating it (and returning its new
 // mnemonic) if there is none.
 func OpenOrCreate(path string, c chain.Chain, passphrase string) (*Wallet, string, error) {
