@@ -88,7 +88,8 @@ type idbKV struct {
 }
 
 // Update implements kvstore.KV: a readwrite transaction with durability
-// "strict" (the browser flushes it to disk before oncomplete), read and
+// "strict" (W3C Indexed Database API 3.0, IDBTransactionOptions: the
+// browser flushes it to disk before oncomplete), read and
 // written in the get's success event, so the transaction stays active
 // between them; it returns after oncomplete, that is once the write is
 // durable. A write is never acknowledged before that.
