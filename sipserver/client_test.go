@@ -220,6 +220,11 @@ func TestBitcoinAPILimits(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer anon.Close()
+	// It watches by SUBSCRIBE only: it has no contacts to MESSAGE.
+	time.Sleep(2 * time.Second)
+	if res, a := apiCall(t, ctx, anon, `{"v":1,"type":"watch","script":"0014`+strings.Repeat("00", 20)+`"}`); res.StatusCode != 403 || a.Code != "limit" {
+		t.Fatalf("anonymous watch by MESSAGE: %d %+v", res.StatusCode, a)
+	}
 	limited := false
 	for i := 0; i < 12 && !limited; i++ {
 		res, err := anon.Message(ctx, uri("sip:bitcoin@"+domain), ct, []byte(`{"v":1,"type":"tip"}`))
