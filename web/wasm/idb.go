@@ -68,8 +68,10 @@ func openIDB(ctx context.Context, name string) (js.Value, error) {
 		return js.Undefined(), err
 	}
 	db := req.Get("result")
-	// Another tab upgrading the database: let it, this page reloads.
-	db.Set("onversionchange", js.Global().Get("Function").New("this.close()"))
+	// Another tab upgrading the database: let it (this page's later
+	// transactions fail with code storage; a reload opens the new one).
+	// Never released: it lives as long as the database.
+	db.Set("onversionchange", js.FuncOf(func(js.Value, []js.Value) any { db.Call("close"); return nil }))
 	return db, nil
 }
 
