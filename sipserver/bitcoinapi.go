@@ -242,9 +242,13 @@ func (a *bitcoinAPI) handle(req *sip.Request, tx sip.ServerTransaction) {
 	a.reply(tx, req, 200, "OK", resp)
 }
 
-// rateLimited answers 503 with Retry-After (RFC 3261 section 21.5.4).
+// rateLimited answers 503 with Retry-After (RFC 3261 section 21.5.4),
+// and a body with code rate_limit so that a client reading only bodies
+// (the page's chainRequest) can tell it from an unreachable node.
 func (a *bitcoinAPI) rateLimited(tx sip.ServerTransaction, req *sip.Request, wait time.Duration) {
-	a.s.respond(tx, req, 503, "Service Unavailable: rate limit", sip.NewHeader("Retry-After", strconv.Itoa(int(math.Ceil(max(1, wait.Seconds()))))))
+	secs := strconv.Itoa(int(math.Ceil(max(1, wait.Seconds()))))
+	a.reply(tx, req, 503, "Service Unavailable: rate limit", &chainapi.Response{Type: chainapi.TypeError, Code: "rate_limit",
+		Reason: "rate limit: retry after " + secs + " s"}, sip.NewHeader("Retry-After", secs))
 }
 
 // nodeError is the refusal for a failing node: logged at error (the
