@@ -233,6 +233,12 @@ func TestPageRefund(t *testing.T) {
 	if _, err := payer.CreateWallet(""); err != nil {
 		t.Fatal(err)
 	}
+	// An empty wallet cannot pay: refused before a word is sent.
+	c1, c2 := agent.Pipe()
+	defer c2.Close()
+	if _, err := payer.Pay(ctx, c1, browser.PayOptions{Peer: "sip:tutor@paysip.test", Plan: paidcall.Plan{PriceSatPerMin: 60_000, Seconds: 2}}); browser.Code(err) != browser.CodeNoFunds {
+		t.Fatalf("paying from an empty wallet: %v (%s)", err, browser.Code(err))
+	}
 	if _, err := payer.Faucet(ctx, 1_000_000); err != nil {
 		t.Fatal(err)
 	}
