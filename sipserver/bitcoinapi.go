@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/btcsuite/btcd/btcutil"
@@ -43,11 +44,16 @@ type bitcoinAPI struct {
 	poll     time.Duration
 
 	// The regtest faucet (EnableFaucet): nil answers no_faucet.
-	faucet         Faucet
-	faucetMax      int64
-	faucetSources  *sourceLimiter  // faucet payments per source address
-	faucetAccounts *accountLimiter // faucet payments per account
-	faucetAll      *accountLimiter // faucet payments in all (one bucket)
+	faucet atomic.Pointer[faucetConf]
+}
+
+// faucetConf is an enabled faucet and its limits.
+type faucetConf struct {
+	pay      Faucet
+	max      int64
+	sources  *sourceLimiter  // faucet payments per source address
+	accounts *accountLimiter // faucet payments per account
+	all      *accountLimiter // faucet payments in all (one bucket)
 }
 
 // watch is a script watched for a user: notified by MESSAGE to the user's
@@ -100,7 +106,8 @@ var ErrFaucetNotRegtest = errors.New("sipserver: the faucet is for regtest only"
 
 // EnableFaucet makes the SIP API answer faucet requests from f, each at
 // most maxSat (DefaultFaucetMaxSat when 0), within the faucet limits. It
-// refuses unless the server's chain is regtest. Call it before Run.
+// refuses unless the server's chain is regtest. It may be called before
+// or after Run.
 func (s *Server) EnableFaucet(f Faucet, maxSat int64) error {
 	if s.cfg.Chain == nil || !chain.IsRegtest(s.cfg.Chain.Params()) {
 		return ErrFaucetNotRegtest
@@ -108,12 +115,11 @@ func (s *Server) EnableFaucet(f Faucet, maxSat int64) error {
 	if maxSat <= 0 {
 		maxSat = DefaultFaucetMaxSat
 	}
-	a := s.api
 	per := 1 / FaucetInterval.Seconds()
-	a.faucet, a.faucetMax = f, maxSat
-	a.faucetSources = newSourceLimiter(per, FaucetBurst, s.lim.MaxSources)
-	a.faucetAccounts = newAccountLimiter(per, FaucetBurst, s.lim.MaxSources)
-	a.faucetAll = newAccountLimiter(1, FaucetBurst, 1)
+	s.api.faucet.Store(&faucetConf{pay: f, max: maxSat,
+		sources:  newSourceLimiter(per, FaucetBurst, s.lim.MaxSources),
+		accounts: newAccountLimiter(per, FaucetBurst, s.lim.MaxSources),
+		all:      newAccountLimiter(1, FaucetBurst, 1)})
 	return nil
 }
 
@@ -439,22 +445,23 @@ func (a *bitcoinAPI) spendOf(ctx context.Context, r *chainapi.Request, resp *cha
 // amount within the cap, and the faucet's own limits per source address,
 // per account and in all.
 func (a *bitcoinAPI) pay(ctx context.Context, r *chainapi.Request, script []byte, account string, req *sip.Request, resp *chainapi.Response) (*chainapi.Response, *refusal) {
-	if a.faucet == nil || !chain.IsRegtest(a.s.cfg.Chain.Params()) {
+	fc := a.faucet.Load()
+	if fc == nil || !chain.IsRegtest(a.s.cfg.Chain.Params()) {
 		return nil, refuse(403, "no_faucet", "this server has no faucet (regtest only)")
 	}
-	if r.AmountSat > a.faucetMax {
-		return nil, refuse(403, "limit", "the faucet pays at most %d sat a request", a.faucetMax)
+	if r.AmountSat > fc.max {
+		return nil, refuse(403, "limit", "the faucet pays at most %d sat a request", fc.max)
 	}
 	now := a.s.now()
 	ip := sourceIP(req.Source())
 	for _, take := range []func() (bool, time.Duration){
-		func() (bool, time.Duration) { return a.faucetAll.take("", 1, now) },
-		func() (bool, time.Duration) { return a.faucetSources.take(ip, 1, now) },
+		func() (bool, time.Duration) { return fc.all.take("", 1, now) },
+		func() (bool, time.Duration) { return fc.sources.take(ip, 1, now) },
 		func() (bool, time.Duration) {
 			if account == "" {
 				return true, 0
 			}
-			return a.faucetAccounts.take(account, 1, now)
+			return fc.accounts.take(account, 1, now)
 		},
 	} {
 		if ok, wait := take(); !ok {
@@ -463,7 +470,7 @@ func (a *bitcoinAPI) pay(ctx context.Context, r *chainapi.Request, script []byte
 			return nil, f
 		}
 	}
-	txid, err := a.faucet.Pay(ctx, script, r.AmountSat)
+	txid, err := fc.pay.Pay(ctx, script, r.AmountSat)
 	if err != nil {
 		return nil, a.nodeError(err)
 	}
