@@ -335,8 +335,11 @@ func (a *bitcoinAPI) answer(ctx context.Context, r *chainapi.Request, user, acco
 func (a *bitcoinAPI) scripts(ctx context.Context, r *chainapi.Request, resp *chainapi.Response) (*chainapi.Response, *refusal) {
 	var scripts [][]byte
 	if len(r.Scripts) > 0 {
-		for _, h := range r.Scripts {
+		for i, h := range r.Scripts {
 			b, _ := hex.DecodeString(h) // Decode checked the hex
+			if err := a.addressable(b); err != nil {
+				return nil, refuse(400, "bad_request", "scripts[%d]: %v", i, err)
+			}
 			scripts = append(scripts, b)
 		}
 	} else {
@@ -426,6 +429,9 @@ func (a *bitcoinAPI) spendOf(ctx context.Context, r *chainapi.Request, resp *cha
 		return nil, refuse(400, "bad_request", "outpoint: %v", err)
 	}
 	script, _ := hex.DecodeString(r.Script)
+	if err := a.addressable(script); err != nil {
+		return nil, refuse(400, "bad_request", "%v", err)
+	}
 	sp, err := a.s.cfg.Chain.SpendOf(ctx, *op, script)
 	if err != nil {
 		return nil, a.nodeError(err)
@@ -479,15 +485,28 @@ func (a *bitcoinAPI) pay(ctx context.Context, r *chainapi.Request, script []byte
 	return resp, nil
 }
 
+// script is the request's one script (or its address's), checked.
 func (a *bitcoinAPI) script(r *chainapi.Request) ([]byte, error) {
 	if r.Script != "" {
-		return hex.DecodeString(r.Script)
+		b, _ := hex.DecodeString(r.Script) // Decode checked the hex
+		return b, a.addressable(b)
 	}
 	addr, err := btcutil.DecodeAddress(r.Address, a.s.cfg.Chain.Params())
 	if err != nil || !addr.IsForNet(a.s.cfg.Chain.Params()) {
 		return nil, fmt.Errorf("address %q is not for %s", r.Address, a.s.cfg.Chain.Params().Name)
 	}
 	return txscript.PayToAddrScript(addr)
+}
+
+// addressable refuses a script that pays no single address: the node's
+// address index answers for addresses only, and one such script among a
+// poll's would fail the whole poll (every user's watches).
+func (a *bitcoinAPI) addressable(script []byte) error {
+	_, addrs, _, err := txscript.ExtractPkScriptAddrs(script, a.s.cfg.Chain.Params())
+	if err != nil || len(addrs) != 1 {
+		return fmt.Errorf("script %x pays no single address", script)
+	}
+	return nil
 }
 
 // apiCoins renders coins, each with its script when several were asked.

@@ -208,6 +208,15 @@ func TestBitcoinAPILimits(t *testing.T) {
 	if res, a := apiCall(t, ctx, alice, tooMany); res.StatusCode != 400 || a.Code != "bad_request" {
 		t.Fatalf("too many scripts: %d %+v", res.StatusCode, a)
 	}
+	// A script paying no address is the asker's mistake (400), never a
+	// node error; as a watch it would have failed every user's polls.
+	for _, body := range []string{`{"v":1,"type":"coins","scripts":["00"]}`, `{"v":1,"type":"watch","script":"6a0100"}`,
+		`{"v":1,"type":"spend_of","outpoint":"` + strings.Repeat("ab", 32) + `:0","script":"51"}`} {
+		time.Sleep(time.Second)
+		if res, a := apiCall(t, ctx, alice, body); res.StatusCode != 400 || a.Code != "bad_request" {
+			t.Fatalf("%s: %d %+v", body, res.StatusCode, a)
+		}
+	}
 	time.Sleep(time.Second)
 	if res, a := apiCall(t, ctx, alice, `{"v":1,"type":"faucet","script":"0014`+strings.Repeat("00", 20)+`","amount_sat":1000}`); res.StatusCode != 403 || a.Code != "no_faucet" {
 		t.Fatalf("faucet without one: %d %+v", res.StatusCode, a)
