@@ -455,6 +455,11 @@ func (a *bitcoinAPI) pay(ctx context.Context, r *chainapi.Request, script []byte
 	if fc == nil || !chain.IsRegtest(a.s.cfg.Chain.Params()) {
 		return nil, refuse(403, "no_faucet", "this server has no faucet (regtest only)")
 	}
+	if req.Transport() == "UDP" && !a.s.udp.proved(req.Source()) {
+		// A UDP source may be spoofed: the per-source limit would not
+		// hold (udpguard.go).
+		return nil, refuse(403, "limit", "faucet: ask over TCP, TLS or WebSocket, or authenticate from this address")
+	}
 	if r.AmountSat > fc.max {
 		return nil, refuse(403, "limit", "the faucet pays at most %d sat a request", fc.max)
 	}

@@ -259,6 +259,16 @@ func TestBitcoinAPILimits(t *testing.T) {
 	w, _ := env.NewWallet("w", "")
 	addr, _ := w.NewAddress()
 	body, _ := json.Marshal(chainapi.Request{V: 1, Type: chainapi.TypeFaucet, Address: addr.EncodeAddress(), AmountSat: 10_000})
+	// Over UDP from an address nothing proved (it may be spoofed): no.
+	udp, err := sipua.New(sipua.Config{AOR: "sip:anonymous@anonymous.invalid", Proxy: r.proxy(), Transport: "udp"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer udp.Close()
+	time.Sleep(1100 * time.Millisecond)
+	if res, a := apiCall(t, ctx, udp, string(body)); res.StatusCode != 403 || a.Code != "limit" {
+		t.Fatalf("faucet over unproven UDP: %d %+v", res.StatusCode, a)
+	}
 	paid := 0
 	for i := 0; i < sipserver.FaucetBurst+2; i++ {
 		time.Sleep(1100 * time.Millisecond) // the API's own rate, and the faucet's global one
