@@ -169,13 +169,11 @@ func main() {
 		return map[string]any{"txid": txid}, nil
 	}))
 	p.Set("wallet", w)
-	goConn := js.FuncOf(newConn)
-	// conn is synchronous: a wrapper throws the Error newConn returns.
-	p.Set("conn", js.Global().Get("Function").New("goConn", `return function conn(sendFn) {
-		const r = goConn(sendFn);
-		if (r && r.__paysipError) throw r.__paysipError;
-		return r;
-	}`).Invoke(goConn))
+	// conn is synchronous. Go cannot throw into JavaScript, and the page's
+	// Content-Security-Policy forbids building a throwing wrapper from a
+	// string: on a bad argument it returns {__paysipError: Error}, which
+	// the page throws (API.md).
+	p.Set("conn", js.FuncOf(newConn))
 	p.Set("pay", withApp(pay))
 	p.Set("payee", withApp(payee))
 	p.Set("serve", withApp(serve))

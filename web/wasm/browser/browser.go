@@ -129,11 +129,15 @@ func (a *App) RestoreWallet(ctx context.Context, mnemonic, passphrase string) er
 	return nil
 }
 
-// Unlock opens the stored wallet with its passphrase.
+// Unlock opens the stored wallet with its passphrase ("" for a wallet
+// stored unencrypted: another passphrase is refused, as mnemonic does).
 func (a *App) Unlock(passphrase string) error {
 	w, err := wallet.OpenIn(a.cfg.Wallet, a.chain, passphrase)
 	if err != nil {
 		return err
+	}
+	if !w.Encrypted() && passphrase != "" {
+		return wallet.ErrWrongPassphrase
 	}
 	a.mu.Lock()
 	a.wallet = w
@@ -405,36 +409,53 @@ type Settled struct {
 
 // SettleOpen settles the payee channels a previous page left open: the
 // code path paysip payee runs at start (Payee.Recover: spent channels
-// recognised, due and closing ones settled), then every other open payee
-// channel holding a payment and not served now by this page (a page does
-// not come back for the payer to resume, so nothing waits).
+// recognised, due ones settled, lost settlements sent again), then every
+// other open payee channel holding a payment and not served now by this
+// page (a page does not come back for the payer to resume, so nothing
+// waits). It returns the channels whose settlement went out now.
 func (a *App) SettleOpen(ctx context.Context) ([]Settled, error) {
 	p, err := a.payee(nil)
 	if err != nil {
 		return nil, err
 	}
-	var errs []error
-	if err := p.Recover(ctx); err != nil {
-		errs = append(errs, err)
-	}
+	// What has no settlement yet, before anything is done.
 	recs, err := a.store.List(ctx, store.StateOpen, store.StateClosing)
 	if err != nil {
 		return nil, err
 	}
-	var out []Settled
+	var todo []string
 	for _, rec := range recs {
+		if rec.Role == store.Payee && rec.BestSat > 0 && rec.CloseTxID == "" {
+			todo = append(todo, rec.ID())
+		}
+	}
+	var errs []error
+	if err := p.Recover(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	var out []Settled
+	for _, id := range todo {
 		a.mu.Lock()
-		busy := a.active[rec.ID()] > 0
+		busy := a.active[id] > 0
 		a.mu.Unlock()
-		if rec.Role != store.Payee || rec.BestSat == 0 || busy {
-			continue
-		}
-		txid, err := p.Settle(ctx, rec.ID())
+		rec, err := a.store.Get(ctx, id)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("settling %s: %w", rec.ID(), err))
+			errs = append(errs, err)
 			continue
 		}
-		out = append(out, Settled{ChannelID: rec.ID(), TxID: txid})
+		if rec.State == store.StateOpen && !busy {
+			if _, err := p.Settle(ctx, id); err != nil {
+				errs = append(errs, fmt.Errorf("settling %s: %w", id, err))
+				continue
+			}
+			if rec, err = a.store.Get(ctx, id); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+		}
+		if rec.CloseTxID != "" {
+			out = append(out, Settled{ChannelID: id, TxID: rec.CloseTxID})
+		}
 	}
 	return out, errors.Join(errs...)
 }

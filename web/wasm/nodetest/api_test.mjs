@@ -78,9 +78,8 @@ let a, b;
 a = payer.conn((m) => setTimeout(() => b.receive(m), 0));
 b = payee.conn((m) => setTimeout(() => a.receive(m), 0));
 check(typeof a.receive === "function" && typeof a.close === "function", "conn object");
-let threw = false;
-try { payer.conn("not a function"); } catch (e) { threw = e.code === "bad_request"; }
-check(threw, "conn(non-function) throws bad_request");
+const bad = payer.conn("not a function");
+check(bad.__paysipError instanceof Error && bad.__paysipError.code === "bad_request", "conn(non-function) returns __paysipError bad_request");
 
 await rejects(payee.serve({ conn: b, peer: "sip:alice@paysip.test" }), "not_payee", "serve before payee()");
 const { contactParams } = await payee.payee({ priceSatPerMin: 60000, aor: "sip:tutor@paysip.test", name: "Tutor" });
