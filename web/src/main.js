@@ -462,7 +462,7 @@ function incoming(inv) {
     view.busy = true;
     servePaidCall({ paysip: app.paysip, view, inv, priceSatPerMin: app.premium.priceSatPerMin })
       .then((res) => {
-        if (res.error) {
+        if (res.error && res.code !== "cancelled" && !/context canceled/.test(res.error)) {
           // Paid, then ended badly: what was paid is kept (and settled).
           showError(new PaysipError(res.error, res.code || ""), { target: from });
         }
