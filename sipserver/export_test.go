@@ -14,3 +14,6 @@ func MetricsObserver() func(code int) {
 	m, i := theMetrics(), methodIndex("REGISTER")
 	return func(code int) { m.transaction(i, code) }
 }
+
+// DirectorySubscriptions counts the live directory's subscriptions.
+func DirectorySubscriptions(s *Server) int { return s.dir.subscriptions() }

@@ -101,6 +101,7 @@ type Server struct {
 	auth     *sipauth.Verifier
 	now      func() time.Time
 	api      *bitcoinAPI
+	dir      *directoryFeed // the live directory (directory.go)
 	ready    chan struct{}
 	lim      Limits
 	conns    *connLimiter
@@ -204,6 +205,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.api = newBitcoinAPI(s)
+	s.dir = newDirectoryFeed(s)
 	s.register = s.limited(s.registerKeepingFlow)
 	srv.OnRegister(s.register)
 	for _, m := range []sip.RequestMethod{sip.INVITE, sip.MESSAGE, sip.INFO, sip.BYE, sip.OPTIONS, sip.SUBSCRIBE,
@@ -312,6 +314,7 @@ func (s *Server) Run(ctx context.Context) error {
 		go func() { errs <- s.srv.ServeTLS(tlsL) }()
 	}
 	go s.api.watchLoop(ctx)
+	go s.dir.run(ctx)
 	go s.sweepLoop(ctx)
 	s.log.Info("SIP server up", "domain", s.cfg.Domain, "udp+tcp", udp.LocalAddr(), "http+ws", hl.Addr(), "tls", s.tlsPort)
 	close(s.ready)

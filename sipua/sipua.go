@@ -290,7 +290,13 @@ func (u *UA) register(ctx context.Context, aor sip.Uri, expires int, params [][2
 	req.AppendHeader(&sip.CSeqHeader{SeqNo: seq, MethodName: sip.REGISTER})
 	c := u.contact.Clone()
 	for _, p := range params {
-		c.Params.Add(p[0], p[1])
+		v := p[1]
+		if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' && strings.ContainsAny(v, " \t") {
+			// sipgo quotes a value with a space or a tab itself: a
+			// quoted one would go out ""doubled"".
+			v = v[1 : len(v)-1]
+		}
+		c.Params.Add(p[0], v)
 	}
 	req.AppendHeader(c)
 	req.AppendHeader(sip.NewHeader("Expires", strconv.Itoa(expires)))
@@ -365,7 +371,10 @@ func (u *UA) KeepRegistered(ctx context.Context, expires int, join *sipext.Offer
 			bye, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 			u.Register(bye, 0)
 			if join != nil {
-				u.register(bye, u.directory(), 0, nil)
+				// With the listing's parameters: the registrar takes a
+				// directory contact only naming the account's own
+				// address (+paysip.aor), removal included.
+				u.register(bye, u.directory(), 0, join.ContactParams(u.aor.String()))
 			}
 			cancel()
 			return
