@@ -1,4 +1,4 @@
-package rtcconn_test
+package rtcconn
 
 import (
 	"context"
@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/paysip/paysip/rtcconn"
 	"github.com/pion/sdp/v3"
 )
 
@@ -69,8 +68,20 @@ type chromiumPage struct {
 	chromium *exec.Cmd
 }
 
-func startChromiumPage(t *testing.T, query string, mic bool, goOffer []byte) *chromiumPage {
+// pageOpts place the page: its query, whether the microphone is granted,
+// the Go side's offer (role=answer), where the test serves it (default
+// 127.0.0.1) and what Chromium runs inside (ip netns exec NS: another host).
+type pageOpts struct {
+	query   string
+	mic     bool
+	goOffer []byte
+	listen  string
+	wrap    []string
+}
+
+func startChromiumPage(t *testing.T, o pageOpts) *chromiumPage {
 	t.Helper()
+	query, mic, goOffer := o.query, o.mic, o.goOffer
 	bin := requireChromium(t)
 	page, err := os.ReadFile(filepath.Join("testdata", "chromium.html"))
 	if err != nil {
@@ -106,7 +117,10 @@ func startChromiumPage(t *testing.T, query string, mic bool, goOffer []byte) *ch
 		default:
 		}
 	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if o.listen == "" {
+		o.listen = "127.0.0.1"
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(o.listen, "0"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,8 +132,14 @@ func startChromiumPage(t *testing.T, query string, mic bool, goOffer []byte) *ch
 	if mic {
 		args = append(args, grantMicrophone)
 	}
+	if o.listen != "127.0.0.1" {
+		// getUserMedia needs a secure context: loopback is one, another
+		// host's plain HTTP is not.
+		args = append(args, "--unsafely-treat-insecure-origin-as-secure=http://"+ln.Addr().String())
+	}
 	args = append(args, fmt.Sprintf("http://%s/?%s", ln.Addr(), query))
-	cmd := exec.Command(bin, args...)
+	argv := append(append(append([]string{}, o.wrap...), bin), args...)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	var logs strings.Builder
 	cmd.Stdout, cmd.Stderr = &logs, &logs
@@ -135,6 +155,20 @@ func startChromiumPage(t *testing.T, query string, mic bool, goOffer []byte) *ch
 		}
 	})
 	return p
+}
+
+// waitOffer returns Chromium's offer, or fails with the page's error.
+func (p *chromiumPage) waitOffer(t *testing.T, ctx context.Context) string {
+	t.Helper()
+	select {
+	case offer := <-p.offer:
+		return offer
+	case rep := <-p.reports:
+		t.Fatalf("page, before offering: %s", rep.Error)
+	case <-ctx.Done():
+		t.Fatal("no offer from Chromium")
+	}
+	return ""
 }
 
 func (p *chromiumPage) wait(t *testing.T, ctx context.Context) browserReport {
@@ -184,7 +218,7 @@ func audioCodecs(t *testing.T, raw string) (codecs []string, candidates []string
 
 // exchange checks what crossed: a message each way on the DataChannel, and
 // audio both ways (from the page only when it has a microphone).
-func exchange(t *testing.T, ctx context.Context, peer *rtcconn.Peer, p *chromiumPage, mic bool) browserReport {
+func exchange(t *testing.T, ctx context.Context, peer *Peer, p *chromiumPage, mic bool) browserReport {
 	t.Helper()
 	conn, err := peer.Conn(ctx)
 	if err != nil {
@@ -241,13 +275,9 @@ func TestChromiumOffers(t *testing.T) {
 			if c.mic {
 				mic = "1"
 			}
-			p := startChromiumPage(t, "role=offer&mic="+mic, c.mic, nil)
+			p := startChromiumPage(t, pageOpts{query: "role=offer&mic=" + mic, mic: c.mic})
 			var offer string
-			select {
-			case offer = <-p.offer:
-			case <-ctx.Done():
-				t.Fatal("no offer from Chromium")
-			}
+			offer = p.waitOffer(t, ctx)
 			codecs, cands := audioCodecs(t, offer)
 			if len(codecs) == 0 || codecs[0] != "opus" {
 				t.Fatalf("Chromium's audio codecs %v: expected Opus first", codecs)
@@ -265,7 +295,7 @@ func TestChromiumOffers(t *testing.T) {
 				t.Fatalf("without microphone permission Chromium should hide its host addresses behind .local names:\n%v", cands)
 			}
 			t.Logf("Chromium's offer: codecs %v, candidates %q", codecs, cands)
-			peer, answer, err := rtcconn.Answer(ctx, rtcconn.Config{LoopbackOnly: true, Audio: rtcconn.AudioTone}, []byte(offer))
+			peer, answer, err := Answer(ctx, Config{LoopbackOnly: true, Audio: AudioTone}, []byte(offer))
 			if err != nil {
 				t.Fatalf("answering Chromium's offer: %v", err)
 			}
@@ -299,19 +329,49 @@ func hasHostAddress() bool {
 func TestChromiumAnswers(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
 	defer cancel()
-	peer, offer, err := rtcconn.NewOffer(ctx, rtcconn.Config{LoopbackOnly: true, Audio: rtcconn.AudioTone})
+	peer, offer, err := NewOffer(ctx, Config{LoopbackOnly: true, Audio: AudioTone})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer peer.Close()
-	p := startChromiumPage(t, "role=answer&mic=1", true, offer)
+	p := startChromiumPage(t, pageOpts{query: "role=answer&mic=1", mic: true, goOffer: offer})
 	select {
 	case answer := <-p.answer:
 		if err := peer.SetAnswer([]byte(answer)); err != nil {
 			t.Fatalf("Chromium's answer: %v\n%s", err, answer)
 		}
+	case rep := <-p.reports:
+		t.Fatalf("page, before answering: %s", rep.Error)
 	case <-ctx.Done():
 		t.Fatal("no answer from Chromium")
 	}
 	exchange(t, ctx, peer, p, true)
+}
+
+// TestChromiumAcrossHosts: Chromium on another host (a network namespace
+// joined by a veth pair: 10.231.7.2 there, 10.231.7.1 here) offers; the Go
+// peer, restricted to that network, answers. The pair ICE selects crosses
+// the link, not loopback.
+func TestChromiumAcrossHosts(t *testing.T) {
+	requireChromium(t)
+	h := newHosts(t)
+	_, subnet, _ := net.ParseCIDR("10.231.7.0/24")
+	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
+	defer cancel()
+	p := startChromiumPage(t, pageOpts{query: "role=offer&mic=1", mic: true, listen: "10.231.7.1", wrap: []string{h.ip, "netns", "exec", h.ns}})
+	var offer string
+	offer = p.waitOffer(t, ctx)
+	if !strings.Contains(offer, " 10.231.7.2 ") {
+		t.Fatalf("Chromium's offer has no candidate on the link:\n%s", offer)
+	}
+	peer, answer, err := Answer(ctx, Config{Networks: []*net.IPNet{subnet}, Audio: AudioTone}, []byte(offer))
+	if err != nil {
+		t.Fatalf("answering Chromium's offer: %v", err)
+	}
+	defer peer.Close()
+	p.answer <- string(answer)
+	rep := exchange(t, ctx, peer, p, true)
+	if !strings.HasSuffix(rep.LocalCandidate, " 10.231.7.2") || !strings.HasSuffix(rep.RemoteCandidate, " 10.231.7.1") {
+		t.Fatalf("Chromium's selected pair %s -> %s does not cross the link", rep.LocalCandidate, rep.RemoteCandidate)
+	}
 }
