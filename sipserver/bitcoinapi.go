@@ -1,6 +1,7 @@
 package sipserver
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -16,27 +17,37 @@ import (
 	"github.com/btcsuite/btcd/btcutil"
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
 	"github.com/btcsuite/btcd/txscript"
+	"github.com/btcsuite/btcd/wire"
 	"github.com/emiago/sipgo/sip"
 	"github.com/paysip/paysip/chain"
 	"github.com/paysip/paysip/chainapi"
 	"github.com/paysip/paysip/channel"
 	"github.com/paysip/paysip/paywire"
 	"github.com/paysip/paysip/sipreg"
+	"github.com/paysip/paysip/txbuild"
 )
 
 // WatchEvent is the SUBSCRIBE event package of script watches.
 const WatchEvent = "paysip-watch"
 
 // bitcoinAPI is the server-side user agent at sip:bitcoin@DOMAIN: the
-// seed's bridge through which browsers, phones and other networks reach
-// the Bitcoin network with nothing but SIP.
+// original write-up's bridge through which browsers, phones and other
+// networks reach the Bitcoin network with nothing but SIP.
 type bitcoinAPI struct {
-	s       *Server
-	limit   *sourceLimiter // requests per source address
-	mu      sync.Mutex
-	watches map[string]*watch
-	perUser map[string]int // watches per user
-	poll    time.Duration
+	s        *Server
+	limit    *sourceLimiter  // requests per source address
+	accounts *accountLimiter // requests per account
+	mu       sync.Mutex
+	watches  map[string]*watch
+	perUser  map[string]int // watches per user
+	poll     time.Duration
+
+	// The regtest faucet (EnableFaucet): nil answers no_faucet.
+	faucet         Faucet
+	faucetMax      int64
+	faucetSources  *sourceLimiter  // faucet payments per source address
+	faucetAccounts *accountLimiter // faucet payments per account
+	faucetAll      *accountLimiter // faucet payments in all (one bucket)
 }
 
 // watch is a script watched for a user: notified by MESSAGE to the user's
@@ -64,47 +75,143 @@ type subDialog struct {
 func newBitcoinAPI(s *Server) *bitcoinAPI {
 	rate := s.cfg.APIRate
 	return &bitcoinAPI{s: s, limit: newSourceLimiter(rate, 2*rate, s.lim.MaxSources),
-		watches: map[string]*watch{}, perUser: map[string]int{}, poll: time.Second}
+		accounts: newAccountLimiter(rate, 2*rate, s.lim.MaxSources),
+		watches:  map[string]*watch{}, perUser: map[string]int{}, poll: time.Second}
 }
 
-// allow takes a token from the source address's bucket (rate, burst
-// twice that). Per source, not per account: nobody can spend another's
-// allowance.
-func (a *bitcoinAPI) allow(src string, now time.Time) (bool, time.Duration) {
+// Faucet pays regtest coins from the server's own wallet (paysip serve
+// --faucet: the embedded regtest node's faucet wallet, confirmed by a
+// mined block). It returns the txid.
+type Faucet interface {
+	Pay(ctx context.Context, script []byte, amountSat int64) (txid string, err error)
+}
+
+// Faucet limits: one payment every FaucetInterval per source address and
+// per account (burst FaucetBurst), one a second in all.
+const (
+	FaucetInterval = 20 * time.Second
+	FaucetBurst    = 3
+	// DefaultFaucetMaxSat is the most one faucet request gets (0.1 BTC).
+	DefaultFaucetMaxSat = 10_000_000
+)
+
+// ErrFaucetNotRegtest: a faucet is only for regtest coins.
+var ErrFaucetNotRegtest = errors.New("sipserver: the faucet is for regtest only")
+
+// EnableFaucet makes the SIP API answer faucet requests from f, each at
+// most maxSat (DefaultFaucetMaxSat when 0), within the faucet limits. It
+// refuses unless the server's chain is regtest. Call it before Run.
+func (s *Server) EnableFaucet(f Faucet, maxSat int64) error {
+	if s.cfg.Chain == nil || !chain.IsRegtest(s.cfg.Chain.Params()) {
+		return ErrFaucetNotRegtest
+	}
+	if maxSat <= 0 {
+		maxSat = DefaultFaucetMaxSat
+	}
+	a := s.api
+	per := 1 / FaucetInterval.Seconds()
+	a.faucet, a.faucetMax = f, maxSat
+	a.faucetSources = newSourceLimiter(per, FaucetBurst, s.lim.MaxSources)
+	a.faucetAccounts = newAccountLimiter(per, FaucetBurst, s.lim.MaxSources)
+	a.faucetAll = newAccountLimiter(1, FaucetBurst, 1)
+	return nil
+}
+
+// allow takes cost tokens of the source address's bucket (rate, burst
+// twice that) and, for an account, of the account's: nobody can spend
+// another's allowance, and an account cannot multiply its own by using
+// many addresses.
+func (a *bitcoinAPI) allow(src, account string, cost float64, now time.Time) (bool, time.Duration) {
 	ip := sourceIP(src)
 	if a.s.lim.exempt(ip) {
 		return true, 0
 	}
-	return a.limit.take(ip, 1, now)
+	if ok, wait := a.limit.take(ip, cost, now); !ok {
+		return false, wait
+	}
+	if account != "" {
+		return a.accounts.take(account, cost, now)
+	}
+	return true, 0
 }
 
-func (a *bitcoinAPI) reply(tx sip.ServerTransaction, req *sip.Request, code int, reason string, body *chainapi.Response) {
+// cost is what a request takes from its buckets: one, and one more per
+// 20 scripts asked (each script is a lookup on the node).
+func cost(r *chainapi.Request) float64 { return 1 + float64(len(r.Scripts)/20) }
+
+// anonymousFrom: a From at anonymous.invalid is a caller without an
+// account (RFC 3323 section 4.1.1.3; SIP.js's anonymous user agents use
+// it). It is not challenged; its allowance is its source address's.
+func anonymousFrom(req *sip.Request) bool {
+	f := req.From()
+	return f != nil && strings.EqualFold(f.Address.Host, "anonymous.invalid")
+}
+
+func (a *bitcoinAPI) reply(tx sip.ServerTransaction, req *sip.Request, code int, reason string, body *chainapi.Response, hdrs ...sip.Header) {
 	res := sip.NewResponseFromRequest(req, code, reason, chainapi.Encode(body))
 	res.AppendHeader(sip.NewHeader("Content-Type", paywire.ContentType))
+	for _, h := range hdrs {
+		res.AppendHeader(h)
+	}
 	tx.Respond(res)
 }
 
-func (a *bitcoinAPI) fail(tx sip.ServerTransaction, req *sip.Request, code int, reason, apiCode string, id string) {
-	a.s.log.Warn("bitcoin API refused a request", "code", code, "reason", reason, "from", req.Source())
-	a.reply(tx, req, code, reason, &chainapi.Response{Type: chainapi.TypeError, ID: id, Code: apiCode, Reason: reason})
+// refusal is a refused request: its SIP status, reason, API code, and a
+// Retry-After in seconds when it is worth retrying.
+type refusal struct {
+	status     int
+	reason     string
+	code       string
+	retryAfter int
 }
 
-// handle serves MESSAGE and SUBSCRIBE requests to the API.
+func refuse(status int, code, format string, args ...any) *refusal {
+	return &refusal{status: status, code: code, reason: fmt.Sprintf(format, args...)}
+}
+
+func (a *bitcoinAPI) fail(tx sip.ServerTransaction, req *sip.Request, f *refusal, id string) {
+	a.s.log.Warn("bitcoin API refused a request", "code", f.status, "api_code", f.code, "reason", f.reason, "from", req.Source())
+	var hdrs []sip.Header
+	if f.retryAfter > 0 {
+		hdrs = append(hdrs, sip.NewHeader("Retry-After", strconv.Itoa(f.retryAfter)))
+	}
+	a.reply(tx, req, f.status, f.reason, &chainapi.Response{Type: chainapi.TypeError, ID: id, Code: f.code, Reason: f.reason}, hdrs...)
+}
+
+// handle serves MESSAGE and SUBSCRIBE requests to the API: who asks (an
+// account, or anonymous by source address), within which limits, then
+// the answer.
 func (a *bitcoinAPI) handle(req *sip.Request, tx sip.ServerTransaction) {
 	s := a.s
 	if req.Method != sip.MESSAGE && req.Method != sip.SUBSCRIBE {
 		s.respond(tx, req, 405, "Method Not Allowed", sip.NewHeader("Allow", "MESSAGE, SUBSCRIBE"))
 		return
 	}
-	user := "anonymous@" + sourceIP(req.Source()).String()
-	if !s.cfg.Open {
-		if user = s.authenticate(req, tx, false); user == "" {
+	user, account := "anonymous@"+sourceIP(req.Source()).String(), ""
+	if !s.cfg.Open && !anonymousFrom(req) {
+		if account = s.authenticate(req, tx, false); account == "" {
 			return
 		}
+		user = account
 	}
-	if ok, wait := a.allow(req.Source(), s.now()); !ok {
-		s.respond(tx, req, 503, "Service Unavailable: rate limit", sip.NewHeader("Retry-After", strconv.Itoa(int(math.Ceil(max(1, wait.Seconds()))))))
+	if ct := req.ContentType(); ct == nil || !strings.HasPrefix(strings.ToLower(ct.Value()), paywire.ContentType) {
+		s.respond(tx, req, 415, "Unsupported Media Type", sip.NewHeader("Accept", paywire.ContentType))
 		return
+	}
+	if ok, wait := a.allow(req.Source(), account, 1, s.now()); !ok {
+		a.rateLimited(tx, req, wait)
+		return
+	}
+	r, err := chainapi.Decode(req.Body())
+	if err != nil {
+		a.fail(tx, req, refuse(400, "bad_request", "%v", err), "")
+		return
+	}
+	if extra := cost(r) - 1; extra > 0 {
+		if ok, wait := a.allow(req.Source(), account, extra, s.now()); !ok {
+			a.rateLimited(tx, req, wait)
+			return
+		}
 	}
 	if req.Method == sip.SUBSCRIBE && req.Transport() == "UDP" && !s.udp.proved(req.Source()) {
 		// A UDP source may be spoofed: NOTIFYs to it would make us a
@@ -113,105 +220,19 @@ func (a *bitcoinAPI) handle(req *sip.Request, tx sip.ServerTransaction) {
 		s.respond(tx, req, 403, "Forbidden: subscribe over TCP, TLS or WebSocket, or authenticate from this address")
 		return
 	}
-	if ct := req.ContentType(); ct == nil || !strings.HasPrefix(strings.ToLower(ct.Value()), paywire.ContentType) {
-		s.respond(tx, req, 415, "Unsupported Media Type", sip.NewHeader("Accept", paywire.ContentType))
-		return
-	}
-	r, err := chainapi.Decode(req.Body())
-	if err != nil {
-		a.fail(tx, req, 400, err.Error(), "bad_request", "")
-		return
-	}
 	if s.cfg.Chain == nil {
-		a.fail(tx, req, 503, "no Bitcoin node configured", "unavailable", r.ID)
+		a.fail(tx, req, refuse(503, "unavailable", "no Bitcoin node configured"), r.ID)
 		return
 	}
 	if req.Method == sip.SUBSCRIBE && r.Type != chainapi.TypeWatch && r.Type != chainapi.TypeUnwatch {
-		a.fail(tx, req, 489, "SUBSCRIBE carries watch or unwatch", "bad_event", r.ID)
+		a.fail(tx, req, refuse(489, "bad_event", "SUBSCRIBE carries watch or unwatch"), r.ID)
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c := s.cfg.Chain
-	resp := &chainapi.Response{Type: r.Type, ID: r.ID}
-	switch r.Type {
-	case chainapi.TypeTip:
-		if resp.Height, err = c.TipHeight(ctx); err != nil {
-			break
-		}
-	case chainapi.TypeFee:
-		target := r.Target
-		if target == 0 {
-			target = 6
-		}
-		var rate int64
-		fr, ferr := c.FeeRate(ctx, target)
-		rate, err = int64(fr), ferr
-		resp.FeeRate = rate
-	case chainapi.TypeCoins, chainapi.TypeWatch, chainapi.TypeUnwatch:
-		script, serr := a.script(r)
-		if serr != nil {
-			a.fail(tx, req, 400, serr.Error(), "bad_request", r.ID)
-			return
-		}
-		resp.Script = hex.EncodeToString(script)
-		switch r.Type {
-		case chainapi.TypeCoins:
-			var coins []chain.Utxo
-			if coins, err = c.Coins(ctx, [][]byte{script}); err == nil {
-				resp.Coins = apiCoins(coins)
-			}
-		case chainapi.TypeWatch:
-			if resp.Expires, err = a.addWatch(user, script, r.Expires, req); err != nil {
-				code, hdr := 403, sip.Header(nil)
-				if errors.Is(err, errTooManyWatches) {
-					code, hdr = 503, sip.NewHeader("Retry-After", "60")
-				}
-				a.s.log.Warn("bitcoin API refused a watch", "user", user, "err", err, "from", req.Source())
-				res := sip.NewResponseFromRequest(req, code, err.Error(), chainapi.Encode(&chainapi.Response{Type: chainapi.TypeError, ID: r.ID, Code: "limit", Reason: err.Error()}))
-				res.AppendHeader(sip.NewHeader("Content-Type", paywire.ContentType))
-				if hdr != nil {
-					res.AppendHeader(hdr)
-				}
-				tx.Respond(res)
-				return
-			}
-		case chainapi.TypeUnwatch:
-			a.removeWatch(user, script)
-		}
-	case chainapi.TypeBroadcast:
-		raw, _ := hex.DecodeString(r.Tx)
-		tx2, derr := channel.DecodeTx(raw)
-		if derr != nil {
-			a.fail(tx, req, 400, "transaction: "+derr.Error(), "bad_request", r.ID)
-			return
-		}
-		resp.TxID = tx2.TxHash().String()
-		if err = c.Broadcast(ctx, tx2); errors.Is(err, chain.ErrAlreadyKnown) {
-			err = nil
-		}
-		if err != nil {
-			code := "rejected"
-			switch {
-			case errors.Is(err, chain.ErrNonFinal):
-				code = "non_final"
-			case errors.Is(err, chain.ErrConflict):
-				code = "conflict"
-			}
-			a.fail(tx, req, 488, err.Error(), code, r.ID)
-			return
-		}
-	case chainapi.TypeTxStatus:
-		h, _ := chainhash.NewHashFromStr(r.TxID)
-		var st chain.TxStatus
-		if st, err = c.TxStatus(ctx, *h); err == nil {
-			resp.TxID = r.TxID
-			resp.Known, resp.Confirmations = &st.Known, &st.Confirmations
-		}
-	}
-	if err != nil {
-		a.s.log.Error("bitcoin API: node error", "err", err)
-		a.fail(tx, req, 503, "node error", "unavailable", r.ID)
+	resp, f := a.answer(ctx, r, user, account, req)
+	if f != nil {
+		a.fail(tx, req, f, r.ID)
 		return
 	}
 	if req.Method == sip.SUBSCRIBE {
@@ -219,6 +240,227 @@ func (a *bitcoinAPI) handle(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	a.reply(tx, req, 200, "OK", resp)
+}
+
+// rateLimited answers 503 with Retry-After (RFC 3261 section 21.5.4).
+func (a *bitcoinAPI) rateLimited(tx sip.ServerTransaction, req *sip.Request, wait time.Duration) {
+	a.s.respond(tx, req, 503, "Service Unavailable: rate limit", sip.NewHeader("Retry-After", strconv.Itoa(int(math.Ceil(max(1, wait.Seconds()))))))
+}
+
+// nodeError is the refusal for a failing node: logged at error (the
+// operator's node, not the asker, is at fault), answered 503.
+func (a *bitcoinAPI) nodeError(err error) *refusal {
+	a.s.log.Error("bitcoin API: node error", "err", err)
+	return &refusal{status: 503, code: "unavailable", reason: "node error", retryAfter: 5}
+}
+
+// answer asks the node what r asks.
+func (a *bitcoinAPI) answer(ctx context.Context, r *chainapi.Request, user, account string, req *sip.Request) (*chainapi.Response, *refusal) {
+	c := a.s.cfg.Chain
+	resp := &chainapi.Response{Type: r.Type, ID: r.ID}
+	var err error
+	switch r.Type {
+	case chainapi.TypeTip:
+		resp.Height, err = c.TipHeight(ctx)
+	case chainapi.TypeFee:
+		target := r.Target
+		if target == 0 {
+			target = 6
+		}
+		var fr txbuild.FeeRate
+		fr, err = c.FeeRate(ctx, target)
+		resp.FeeRate = int64(fr)
+	case chainapi.TypeCoins, chainapi.TypeUsed:
+		return a.scripts(ctx, r, resp)
+	case chainapi.TypeWatch, chainapi.TypeUnwatch, chainapi.TypeFaucet:
+		script, serr := a.script(r)
+		if serr != nil {
+			return nil, refuse(400, "bad_request", "%v", serr)
+		}
+		resp.Script = hex.EncodeToString(script)
+		switch r.Type {
+		case chainapi.TypeWatch:
+			if resp.Expires, err = a.addWatch(user, script, r.Expires, req); err != nil {
+				f := refuse(403, "limit", "%v", err)
+				if errors.Is(err, errTooManyWatches) {
+					f.status, f.retryAfter = 503, 60
+				}
+				return nil, f
+			}
+		case chainapi.TypeUnwatch:
+			a.removeWatch(user, script)
+		case chainapi.TypeFaucet:
+			return a.pay(ctx, r, script, account, req, resp)
+		}
+	case chainapi.TypeBroadcast:
+		return a.broadcast(ctx, r, resp)
+	case chainapi.TypeTxStatus, chainapi.TypeTx:
+		h, _ := chainhash.NewHashFromStr(r.TxID)
+		resp.TxID = r.TxID
+		if r.Type == chainapi.TypeTx {
+			return a.tx(ctx, *h, resp)
+		}
+		var st chain.TxStatus
+		if st, err = c.TxStatus(ctx, *h); err == nil {
+			resp.Known, resp.Confirmations = &st.Known, &st.Confirmations
+		}
+	case chainapi.TypeSpendOf:
+		return a.spendOf(ctx, r, resp)
+	default:
+		return nil, refuse(400, "bad_request", "unknown type %q", r.Type)
+	}
+	if err != nil {
+		return nil, a.nodeError(err)
+	}
+	return resp, nil
+}
+
+// scripts answers coins and used: one script (address or script, coins
+// only) or up to chainapi.MaxScripts of them.
+func (a *bitcoinAPI) scripts(ctx context.Context, r *chainapi.Request, resp *chainapi.Response) (*chainapi.Response, *refusal) {
+	var scripts [][]byte
+	if len(r.Scripts) > 0 {
+		for _, h := range r.Scripts {
+			b, _ := hex.DecodeString(h) // Decode checked the hex
+			scripts = append(scripts, b)
+		}
+	} else {
+		script, err := a.script(r)
+		if err != nil {
+			return nil, refuse(400, "bad_request", "%v", err)
+		}
+		resp.Script = hex.EncodeToString(script)
+		scripts = [][]byte{script}
+	}
+	c := a.s.cfg.Chain
+	if r.Type == chainapi.TypeUsed {
+		used, err := c.Used(ctx, scripts)
+		if err != nil {
+			return nil, a.nodeError(err)
+		}
+		resp.Used = used
+		return resp, nil
+	}
+	coins, err := c.Coins(ctx, scripts)
+	if err != nil {
+		return nil, a.nodeError(err)
+	}
+	if len(coins) > chainapi.MaxCoins {
+		return nil, refuse(413, "too_many", "%d coins; at most %d an answer: ask fewer scripts", len(coins), chainapi.MaxCoins)
+	}
+	resp.Coins = apiCoins(coins, len(r.Scripts) > 0)
+	return resp, nil
+}
+
+// broadcast sends a transaction; a node that already has it is success.
+func (a *bitcoinAPI) broadcast(ctx context.Context, r *chainapi.Request, resp *chainapi.Response) (*chainapi.Response, *refusal) {
+	raw, _ := hex.DecodeString(r.Tx)
+	t, err := channel.DecodeTx(raw)
+	if err != nil {
+		return nil, refuse(400, "bad_request", "transaction: %v", err)
+	}
+	resp.TxID = t.TxHash().String()
+	if err = a.s.cfg.Chain.Broadcast(ctx, t); err == nil || errors.Is(err, chain.ErrAlreadyKnown) {
+		return resp, nil
+	}
+	code := "rejected"
+	switch {
+	case errors.Is(err, chain.ErrNonFinal):
+		code = "non_final"
+	case errors.Is(err, chain.ErrConflict):
+		code = "conflict"
+	case !errors.Is(err, chain.ErrRejected):
+		return nil, a.nodeError(err)
+	}
+	return nil, refuse(488, code, "%v", err)
+}
+
+// txSource is a chain backend that reads transactions back
+// (chain/btcdrpc does).
+type txSource interface {
+	Tx(ctx context.Context, txid chainhash.Hash) (*wire.MsgTx, error)
+}
+
+// tx answers a transaction the node has.
+func (a *bitcoinAPI) tx(ctx context.Context, h chainhash.Hash, resp *chainapi.Response) (*chainapi.Response, *refusal) {
+	src, ok := a.s.cfg.Chain.(txSource)
+	if !ok {
+		return nil, refuse(501, "unsupported", "this server's node backend cannot read transactions back")
+	}
+	st, err := a.s.cfg.Chain.TxStatus(ctx, h)
+	if err != nil {
+		return nil, a.nodeError(err)
+	}
+	if !st.Known {
+		return nil, refuse(404, "not_found", "transaction %s unknown to the node", h)
+	}
+	t, err := src.Tx(ctx, h)
+	if err != nil {
+		return nil, a.nodeError(err)
+	}
+	var b bytes.Buffer
+	t.Serialize(&b)
+	resp.Tx = hex.EncodeToString(b.Bytes())
+	return resp, nil
+}
+
+// spendOf answers the transaction spending an outpoint, if any.
+func (a *bitcoinAPI) spendOf(ctx context.Context, r *chainapi.Request, resp *chainapi.Response) (*chainapi.Response, *refusal) {
+	op, err := wire.NewOutPointFromString(r.Outpoint)
+	if err != nil {
+		return nil, refuse(400, "bad_request", "outpoint: %v", err)
+	}
+	script, _ := hex.DecodeString(r.Script)
+	sp, err := a.s.cfg.Chain.SpendOf(ctx, *op, script)
+	if err != nil {
+		return nil, a.nodeError(err)
+	}
+	if sp != nil {
+		resp.Spend = &chainapi.Spend{TxID: sp.TxID.String(), Confirmations: sp.Confirmations}
+		if sp.Tx != nil {
+			var b bytes.Buffer
+			sp.Tx.Serialize(&b)
+			resp.Spend.Tx = hex.EncodeToString(b.Bytes())
+		}
+	}
+	return resp, nil
+}
+
+// pay answers a faucet request: regtest only, a faucet configured, the
+// amount within the cap, and the faucet's own limits per source address,
+// per account and in all.
+func (a *bitcoinAPI) pay(ctx context.Context, r *chainapi.Request, script []byte, account string, req *sip.Request, resp *chainapi.Response) (*chainapi.Response, *refusal) {
+	if a.faucet == nil || !chain.IsRegtest(a.s.cfg.Chain.Params()) {
+		return nil, refuse(403, "no_faucet", "this server has no faucet (regtest only)")
+	}
+	if r.AmountSat > a.faucetMax {
+		return nil, refuse(403, "limit", "the faucet pays at most %d sat a request", a.faucetMax)
+	}
+	now := a.s.now()
+	ip := sourceIP(req.Source())
+	for _, take := range []func() (bool, time.Duration){
+		func() (bool, time.Duration) { return a.faucetAll.take("", 1, now) },
+		func() (bool, time.Duration) { return a.faucetSources.take(ip, 1, now) },
+		func() (bool, time.Duration) {
+			if account == "" {
+				return true, 0
+			}
+			return a.faucetAccounts.take(account, 1, now)
+		},
+	} {
+		if ok, wait := take(); !ok {
+			f := refuse(503, "rate_limit", "faucet: try again later")
+			f.retryAfter = int(math.Ceil(max(1, wait.Seconds())))
+			return nil, f
+		}
+	}
+	txid, err := a.faucet.Pay(ctx, script, r.AmountSat)
+	if err != nil {
+		return nil, a.nodeError(err)
+	}
+	a.s.log.Info("faucet paid", "amount_sat", r.AmountSat, "txid", txid, "from", req.Source(), "account", account)
+	resp.TxID = txid
+	return resp, nil
 }
 
 func (a *bitcoinAPI) script(r *chainapi.Request) ([]byte, error) {
@@ -232,10 +474,15 @@ func (a *bitcoinAPI) script(r *chainapi.Request) ([]byte, error) {
 	return txscript.PayToAddrScript(addr)
 }
 
-func apiCoins(us []chain.Utxo) []chainapi.Coin {
+// apiCoins renders coins, each with its script when several were asked.
+func apiCoins(us []chain.Utxo, withScript bool) []chainapi.Coin {
 	out := make([]chainapi.Coin, 0, len(us))
 	for _, u := range us {
-		out = append(out, chainapi.Coin{TxID: u.Outpoint.Hash.String(), Vout: u.Outpoint.Index, ValueSat: u.Value, Confirmations: u.Confirmations})
+		c := chainapi.Coin{TxID: u.Outpoint.Hash.String(), Vout: u.Outpoint.Index, ValueSat: u.Value, Confirmations: u.Confirmations, Coinbase: u.Coinbase}
+		if withScript {
+			c.Script = hex.EncodeToString(u.PkScript)
+		}
+		out = append(out, c)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].TxID+fmt.Sprint(out[i].Vout) < out[j].TxID+fmt.Sprint(out[j].Vout) })
 	return out
@@ -419,7 +666,7 @@ func (a *bitcoinAPI) check(w *watch, script []byte, force bool) {
 
 // notifyCoins notifies a watch's coins if they changed (or if forced).
 func (a *bitcoinAPI) notifyCoins(ctx context.Context, w *watch, script []byte, coins []chain.Utxo, force bool) {
-	resp := &chainapi.Response{Type: chainapi.TypeNotify, Script: hex.EncodeToString(script), Coins: apiCoins(coins)}
+	resp := &chainapi.Response{Type: chainapi.TypeNotify, Script: hex.EncodeToString(script), Coins: apiCoins(coins, false)}
 	body := chainapi.Encode(resp)
 	a.mu.Lock()
 	changed := string(body) != w.state
@@ -485,4 +732,57 @@ func (a *bitcoinAPI) message(ctx context.Context, user string, body []byte) {
 			a.s.log.Debug("notification not delivered", "to", b.Contact.Address.String(), "err", err)
 		}
 	}
+}
+
+// accountLimiter is a token bucket per key (an account), at most max
+// keys: when full, the stalest bucket is forgotten (accounts are the
+// operator's, so their number is small; the cap bounds memory anyway).
+type accountLimiter struct {
+	rate, burst float64
+	max         int
+	mu          sync.Mutex
+	buckets     map[string]*accountBucket
+}
+
+type accountBucket struct {
+	tokens float64
+	last   time.Time
+}
+
+func newAccountLimiter(rate, burst float64, max int) *accountLimiter {
+	return &accountLimiter{rate: rate, burst: burst, max: max, buckets: map[string]*accountBucket{}}
+}
+
+// take spends n of key's tokens at now; if they are not there, it says
+// how long until they will be.
+func (l *accountLimiter) take(key string, n float64, now time.Time) (bool, time.Duration) {
+	if l == nil || l.rate <= 0 {
+		return true, 0
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.buckets[key]
+	if b == nil {
+		if len(l.buckets) >= max(l.max, 1) {
+			var stalest string
+			var at time.Time
+			for k, x := range l.buckets {
+				if stalest == "" || x.last.Before(at) {
+					stalest, at = k, x.last
+				}
+			}
+			delete(l.buckets, stalest)
+		}
+		b = &accountBucket{tokens: l.burst, last: now}
+		l.buckets[key] = b
+	}
+	if el := now.Sub(b.last).Seconds(); el > 0 {
+		b.tokens = min(l.burst, b.tokens+el*l.rate)
+		b.last = now
+	}
+	if b.tokens >= n {
+		b.tokens -= n
+		return true, 0
+	}
+	return false, time.Duration((n - b.tokens) / l.rate * float64(time.Second))
 }

@@ -209,6 +209,11 @@ func (s *Server) onRequest(req *sip.Request, tx sip.ServerTransaction) {
 		case BitcoinUser:
 			s.api.handle(req, tx)
 			return
+		case DirectoryUser:
+			if isDirectorySubscribe(req) {
+				s.dir.handle(req, tx)
+				return
+			}
 		}
 		bindings := s.reg.Lookup(s.aor(u), s.now())
 		if len(bindings) == 0 {

@@ -98,6 +98,7 @@ type Server struct {
 	auth     *sipauth.Verifier
 	now      func() time.Time
 	api      *bitcoinAPI
+	dir      *directoryFeed // the live directory (directory.go)
 	ready    chan struct{}
 	lim      Limits
 	conns    *connLimiter
@@ -197,6 +198,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.api = newBitcoinAPI(s)
+	s.dir = newDirectoryFeed(s)
 	srv.OnRegister(s.limited(s.registerKeepingFlow))
 	for _, m := range []sip.RequestMethod{sip.INVITE, sip.MESSAGE, sip.INFO, sip.BYE, sip.OPTIONS, sip.SUBSCRIBE,
 		sip.NOTIFY, sip.UPDATE, sip.REFER, sip.PRACK, sip.PUBLISH, sip.CANCEL} {
@@ -299,6 +301,7 @@ func (s *Server) Run(ctx context.Context) error {
 		go func() { errs <- s.srv.ServeTLS(tlsL) }()
 	}
 	go s.api.watchLoop(ctx)
+	go s.dir.run(ctx)
 	go s.sweepLoop(ctx)
 	s.log.Info("SIP server up", "domain", s.cfg.Domain, "udp+tcp", udp.LocalAddr(), "http+ws", hl.Addr(), "tls", s.tlsPort)
 	close(s.ready)

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 )
@@ -91,15 +92,47 @@ func (e *encrypted) open(passphrase string) (string, error) {
 	return string(pt), nil
 }
 
-// readState loads a wallet file.
-func readState(path string) (*fileState, error) {
-	b, err := os.ReadFile(path)
+// Storage keeps a wallet's state: one small JSON document (the format of
+// the wallet file), the mnemonic in it encrypted when a passphrase is set.
+// File is the CLI's; the browser's build keeps it in IndexedDB.
+type Storage interface {
+	// Load returns the stored document, or an error wrapping
+	// fs.ErrNotExist when there is none.
+	Load() ([]byte, error)
+	// Save replaces the document; it is durable when Save returns (an
+	// address index handed out is never handed out again).
+	Save(b []byte) error
+	// String names the storage in errors.
+	String() string
+}
+
+// File is the wallet file at a path: replaced atomically and durably.
+type File string
+
+// Load implements Storage.
+func (f File) Load() ([]byte, error) { return os.ReadFile(string(f)) }
+
+// Save implements Storage.
+func (f File) Save(b []byte) error { return writeFile(string(f), b) }
+
+func (f File) String() string { return "wallet file " + string(f) }
+
+// exists reports whether st holds a wallet (an unreadable one counts: it
+// must not be overwritten).
+func exists(st Storage) bool {
+	_, err := st.Load()
+	return !errors.Is(err, fs.ErrNotExist)
+}
+
+// readState loads a wallet's state.
+func readState(st Storage) (*fileState, error) {
+	b, err := st.Load()
 	if err != nil {
 		return nil, err
 	}
 	s, err := parseState(b)
 	if err != nil {
-		return nil, fmt.Errorf("wallet file %s: %w", path, err)
+		return nil, fmt.Errorf("%s: %w", st, err)
 	}
 	return s, nil
 }
@@ -122,14 +155,18 @@ func parseState(b []byte) (*fileState, error) {
 	return &s, nil
 }
 
-// writeState replaces the wallet file atomically and durably: a temporary
-// file is written and synced, renamed over the old one, and the directory
-// synced.
-func writeState(path string, s *fileState) error {
+// writeState saves a wallet's state.
+func writeState(st Storage, s *fileState) error {
 	b, err := json.MarshalIndent(s, "", "  ")
 	if err != nil {
 		return err
 	}
+	return st.Save(b)
+}
+
+// writeFile replaces a file atomically and durably: a temporary file is
+// written and synced, renamed over the old one, and the directory synced.
+func writeFile(path string, b []byte) error {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err

@@ -1,6 +1,7 @@
 // Package wallet is paysip's non-custodial on-chain wallet: an HD wallet
 // from a BIP39 mnemonic (BIP32 keys, BIP84 native segwit P2WPKH addresses),
-// stored in one file, encrypted at rest when a passphrase is set.
+// stored in one file (or any Storage: the browser keeps it in IndexedDB),
+// encrypted at rest when a passphrase is set.
 //
 // Paths (coin type from the network: 0 mainnet, 1 elsewhere):
 //
@@ -51,7 +52,7 @@ var (
 
 // Wallet is an open wallet. It is safe for concurrent use.
 type Wallet struct {
-	path   string
+	store  Storage
 	params *chaincfg.Params
 	chain  chain.Chain
 
@@ -68,6 +69,11 @@ type Wallet struct {
 // which it returns for the user to write down. An empty passphrase stores
 // the mnemonic unencrypted. It refuses to overwrite an existing file.
 func Create(path string, c chain.Chain, passphrase string) (*Wallet, string, error) {
+	return CreateIn(File(path), c, passphrase)
+}
+
+// CreateIn is Create on any Storage (the browser's IndexedDB).
+func CreateIn(st Storage, c chain.Chain, passphrase string) (*Wallet, string, error) {
 	entropy, err := bip39.NewEntropy(256)
 	if err != nil {
 		return nil, "", err
@@ -76,7 +82,7 @@ func Create(path string, c chain.Chain, passphrase string) (*Wallet, string, err
 	if err != nil {
 		return nil, "", err
 	}
-	w, err := Restore(context.Background(), path, c, mnemonic, passphrase, false)
+	w, err := RestoreIn(context.Background(), st, c, mnemonic, passphrase, false)
 	return w, mnemonic, err
 }
 
@@ -84,12 +90,17 @@ func Create(path string, c chain.Chain, passphrase string) (*Wallet, string, err
 // looks for used addresses on the chain (gap limit) so the coins of the
 // old wallet are found.
 func Restore(ctx context.Context, path string, c chain.Chain, mnemonic, passphrase string, scan bool) (*Wallet, error) {
+	return RestoreIn(ctx, File(path), c, mnemonic, passphrase, scan)
+}
+
+// RestoreIn is Restore on any Storage.
+func RestoreIn(ctx context.Context, st Storage, c chain.Chain, mnemonic, passphrase string, scan bool) (*Wallet, error) {
 	mnemonic = strings.Join(strings.Fields(mnemonic), " ")
 	if !bip39.IsMnemonicValid(mnemonic) {
 		return nil, ErrBadMnemonic
 	}
-	if _, err := os.Stat(path); err == nil {
-		return nil, fmt.Errorf("%w: %s", ErrExists, path)
+	if exists(st) {
+		return nil, fmt.Errorf("%w: %s", ErrExists, st)
 	}
 	s := &fileState{Version: fileVersion, Network: c.Params().Name}
 	if passphrase == "" {
@@ -101,7 +112,7 @@ func Restore(ctx context.Context, path string, c chain.Chain, mnemonic, passphra
 		}
 		s.Encrypted = enc
 	}
-	w, err := load(path, c, s, mnemonic)
+	w, err := load(st, c, s, mnemonic)
 	if err != nil {
 		return nil, err
 	}
@@ -110,7 +121,7 @@ func Restore(ctx context.Context, path string, c chain.Chain, mnemonic, passphra
 			return nil, err
 		}
 	}
-	if err := writeState(path, s); err != nil {
+	if err := writeState(st, s); err != nil {
 		return nil, err
 	}
 	return w, nil
@@ -118,7 +129,15 @@ func Restore(ctx context.Context, path string, c chain.Chain, mnemonic, passphra
 
 // Open loads a wallet file.
 func Open(path string, c chain.Chain, passphrase string) (*Wallet, error) {
-	s, err := readState(path)
+	return OpenIn(File(path), c, passphrase)
+}
+
+// Exists reports whether st holds a wallet.
+func Exists(st Storage) bool { return exists(st) }
+
+// OpenIn loads a wallet from any Storage.
+func OpenIn(st Storage, c chain.Chain, passphrase string) (*Wallet, error) {
+	s, err := readState(st)
 	if err != nil {
 		return nil, err
 	}
@@ -128,7 +147,23 @@ func Open(path string, c chain.Chain, passphrase string) (*Wallet, error) {
 			return nil, err
 		}
 	}
-	return load(path, c, s, mnemonic)
+	return load(st, c, s, mnemonic)
+}
+
+// CheckPassphrase reports whether passphrase opens the wallet's stored
+// mnemonic (ErrWrongPassphrase if not); an unencrypted wallet takes "".
+func (w *Wallet) CheckPassphrase(passphrase string) error {
+	w.mu.Lock()
+	enc := w.state.Encrypted
+	w.mu.Unlock()
+	if enc == nil {
+		if passphrase != "" {
+			return ErrWrongPassphrase
+		}
+		return nil
+	}
+	_, err := enc.open(passphrase)
+	return err
 }
 
 // OpenOrCreate opens the wallet at path, creating it (and returning its new
@@ -141,7 +176,7 @@ func OpenOrCreate(path string, c chain.Chain, passphrase string) (*Wallet, strin
 	return w, "", err
 }
 
-func load(path string, c chain.Chain, s *fileState, mnemonic string) (*Wallet, error) {
+func load(st Storage, c chain.Chain, s *fileState, mnemonic string) (*Wallet, error) {
 	if s.Network != c.Params().Name {
 		return nil, fmt.Errorf("%w: wallet is for %s, node is %s", ErrNetworkMismatch, s.Network, c.Params().Name)
 	}
@@ -165,7 +200,7 @@ func load(path string, c chain.Chain, s *fileState, mnemonic string) (*Wallet, e
 		}
 		return k, nil
 	}
-	w := &Wallet{path: path, params: c.Params(), chain: c, state: s, keys: map[string]*btcec.PrivateKey{}, mnemonic: mnemonic}
+	w := &Wallet{store: st, params: c.Params(), chain: c, state: s, keys: map[string]*btcec.PrivateKey{}, mnemonic: mnemonic}
 	if w.receive, err = derive(h+84, h+coin, h+0, 0); err != nil {
 		return nil, err
 	}
@@ -242,7 +277,7 @@ func (w *Wallet) next(counter *uint32, branch *hdkeychain.ExtendedKey) ([]byte, 
 		return nil, err
 	}
 	*counter = i + 1
-	if err := writeState(w.path, w.state); err != nil {
+	if err := writeState(w.store, w.state); err != nil {
 		*counter = i
 		return nil, err
 	}
@@ -260,7 +295,7 @@ func (w *Wallet) ChannelKey() (*btcec.PrivateKey, uint32, error) {
 		return nil, 0, err
 	}
 	w.state.NextChannelKey = i + 1
-	if err := writeState(w.path, w.state); err != nil {
+	if err := writeState(w.store, w.state); err != nil {
 		w.state.NextChannelKey = i
 		return nil, 0, err
 	}

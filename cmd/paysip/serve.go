@@ -14,6 +14,7 @@ import (
 	"github.com/jessevdk/go-flags"
 	"github.com/paysip/paysip/sipserver"
 	"github.com/paysip/paysip/store"
+	"github.com/paysip/paysip/web"
 )
 
 func init() {
@@ -156,7 +157,11 @@ func (c *serveCmd) Execute(args []string) error {
 			log.Warn("no SIP account for this domain: add one with 'paysip user add NAME --domain "+c.a.Domain+"'", "domain", c.a.Domain)
 		}
 	}
-	srv, err := sipserver.New(sipserver.Config{Domain: c.a.Domain, SIPAddr: c.SIPAddr, HTTPAddr: c.HTTPAddr,
+	webApp, err := web.NewHandler(webConfig(c.a))
+	if err != nil {
+		return err
+	}
+	srv, err := sipserver.New(sipserver.Config{HTTPHandler: webApp, Domain: c.a.Domain, SIPAddr: c.SIPAddr, HTTPAddr: c.HTTPAddr,
 		TLSCert: c.TLSCert, TLSKey: c.TLSKey, TLSAddr: c.TLSAddr, Open: c.Open, NoAnonymousInbound: c.NoAnon, DigestAlgorithms: strings.Split(c.DigestAlgs, ","),
 		TrustedEdges: splitEdges(c.TrustedEdges), Accounts: db, Chain: nd.chain, Log: log, Limits: limits, APIRate: apiRate})
 	if err != nil {
@@ -169,6 +174,7 @@ func (c *serveCmd) Execute(args []string) error {
 		tip, _ := nd.chain.TipHeight(ctx)
 		fmt.Printf("paysip serving %s: SIP udp+tcp %s, ws http://127.0.0.1:%d/sip, directory http://127.0.0.1:%d/api/directory; %s at height %d\n",
 			c.a.Domain, c.SIPAddr, srv.HTTPPort(), srv.HTTPPort(), nf.Network, tip)
+		fmt.Printf("web app: http://127.0.0.1:%d/\n", srv.HTTPPort())
 	case err := <-errc:
 		return err
 	}
@@ -276,4 +282,19 @@ func splitEdges(vals []string) []string {
 		}
 	}
 	return out
+}
+
+// webConfig is what the web app's page learns from serve: the domain, the
+// network, and the STUN/TURN servers of --stun/--turn (with --turn-user
+// and --turn-pass: the page hands them to its RTCPeerConnection, so every
+// visitor can read them; use TURN credentials meant for it).
+func webConfig(a *app) web.Config {
+	cfg := web.Config{Domain: a.Domain, Network: a.Node.Network, WebSocketPath: "/sip"}
+	if s := a.SIP.STUN; s != "" {
+		cfg.ICEServers = append(cfg.ICEServers, web.ICEServer{URLs: []string{s}})
+	}
+	if s := a.SIP.TURN; s != "" {
+		cfg.ICEServers = append(cfg.ICEServers, web.ICEServer{URLs: []string{s}, Username: a.SIP.TURNUser, Credential: a.SIP.TURNPass})
+	}
+	return cfg
 }
