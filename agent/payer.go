@@ -464,6 +464,12 @@ func (a *Payer) WatchRefunds(ctx context.Context, poll time.Duration, onRefund f
 	}
 }
 
+// RefundDue is one round of WatchRefunds, for a caller that schedules
+// its own rounds (a web page, at load and then now and then).
+func (a *Payer) RefundDue(ctx context.Context, onRefund func(id, txid string)) error {
+	return a.watchRefundsOnce(ctx, onRefund)
+}
+
 // watchRefundsOnce is one round of WatchRefunds.
 func (a *Payer) watchRefundsOnce(ctx context.Context, onRefund func(id, txid string)) error {
 	{

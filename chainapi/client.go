@@ -61,6 +61,10 @@ type APIError struct {
 
 func (e *APIError) Error() string { return "bitcoin API: " + e.Code + ": " + e.Reason }
 
+// ErrUnreachable wraps every failed round trip: no answer from
+// sip:bitcoin@ (no route, a timeout, a refusal without an API body).
+var ErrUnreachable = errors.New("bitcoin API unreachable")
+
 // ErrBadAnswer wraps every answer that does not answer the request.
 var ErrBadAnswer = errors.New("bitcoin API: bad answer")
 
@@ -74,7 +78,7 @@ func (c *Client) call(ctx context.Context, r *Request) (*Response, error) {
 	}
 	ans, err := c.rt(ctx, body)
 	if err != nil {
-		return nil, fmt.Errorf("bitcoin API %s: %w", r.Type, err)
+		return nil, fmt.Errorf("%w: %s: %w", ErrUnreachable, r.Type, err)
 	}
 	resp, err := DecodeResponse(ans)
 	if err != nil {

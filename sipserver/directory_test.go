@@ -138,6 +138,23 @@ func TestLiveDirectory(t *testing.T) {
 	}
 	<-sub.state
 
+	// A payee that keeps its registration (paysip payee) leaves the
+	// directory when it stops.
+	keepCtx, stop := context.WithCancel(ctx)
+	tutor2 := r.ua("tutor2", true)
+	if err := tutor2.KeepRegistered(keepCtx, 300, &sipext.Offer{PriceSatPerMin: 120_000, Name: "Tutor 2"}); err != nil {
+		t.Fatal(err)
+	}
+	if doc := sub.next(t, ctx); len(doc.Entries) != 1 || doc.Entries[0].AOR != "sip:tutor2@"+domain {
+		t.Fatalf("after tutor2 joined: %+v", doc)
+	}
+	<-sub.state
+	stop()
+	if doc := sub.next(t, ctx); len(doc.Entries) != 0 {
+		t.Fatalf("after tutor2 stopped: %+v", doc)
+	}
+	<-sub.state
+
 	// A refresh in the dialog: 200 and the current state.
 	if res, err := sub.subscribe(ctx, "300", toTag); err != nil || res.StatusCode != 200 {
 		t.Fatalf("refresh: %v %v", res, err)

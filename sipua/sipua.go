@@ -365,7 +365,10 @@ func (u *UA) KeepRegistered(ctx context.Context, expires int, join *sipext.Offer
 			bye, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 			u.Register(bye, 0)
 			if join != nil {
-				u.register(bye, u.directory(), 0, nil)
+				// With the listing's parameters: the registrar takes a
+				// directory contact only naming the account's own
+				// address (+paysip.aor), removal included.
+				u.register(bye, u.directory(), 0, join.ContactParams(u.aor.String()))
 			}
 			cancel()
 			return

@@ -6,7 +6,7 @@ package txbuild
 import (
 	"fmt"
 
-	"github.com/btcsuite/btcd/mempool"
+	"github.com/btcsuite/btcd/btcutil"
 	"github.com/btcsuite/btcd/txscript"
 	"github.com/btcsuite/btcd/wire"
 	"github.com/paysip/paysip/sat"
@@ -16,13 +16,29 @@ import (
 const TxVersion = 2
 
 // DustRelayFee is the relay fee rate (sat/kvB) that defines dust, as in
-// btcd's and Bitcoin Core's default policy.
-var DustRelayFee = mempool.DefaultMinRelayTxFee
+// btcd's and Bitcoin Core's default policy (mempool.DefaultMinRelayTxFee).
+var DustRelayFee = btcutil.Amount(1000)
 
 // IsDust reports whether an output of value to script would be dust, by the
-// node's own rule (294 sat for P2WPKH, 330 for P2WSH).
+// node's own rule (294 sat for P2WPKH, 330 for P2WSH). It is btcd's
+// mempool.IsDust (policy.go), written out here so that the browser's
+// build does not carry btcd's mempool, blockchain and mining packages;
+// TestIsDustIsBtcds checks they agree. An output is dust when spending it
+// costs more than a third of its value at the relay fee: its size plus a
+// typical spending input (41 bytes of outpoint and sequence, and 107 bytes
+// of signature and key, a quarter of that for a witness program, BIP141).
 func IsDust(value int64, script []byte) bool {
-	return mempool.IsDust(wire.NewTxOut(value, script), DustRelayFee)
+	if txscript.IsUnspendable(script) {
+		return true
+	}
+	out := wire.NewTxOut(value, script)
+	size := out.SerializeSize() + 41
+	if txscript.IsWitnessProgram(script) {
+		size += 107 / 4 // blockchain.WitnessScaleFactor
+	} else {
+		size += 107
+	}
+	return value*1000/(3*int64(size)) < int64(DustRelayFee)
 }
 
 // FeeRate is a fee rate in satoshis per 1000 virtual bytes.

@@ -38,6 +38,8 @@ export function explain(err, ctx = {}) {
     case "bad_credentials":
       return msg;
     case "needs_account":
+    case "wallet_not_ready":
+    case "wasm_missing":
       return msg;
     case "locked":
       return "The wallet is locked: unlock it with its passphrase (Wallet page).";

@@ -345,7 +345,7 @@ async function startCall() {
   const listed = app.directory.find((e) => e.aor === targetStr);
   const paid = limit > 0;
   if (paid) {
-    if (!app.walletReady) throw new PaysipError("a paid call needs your wallet: open the Wallet page first", "locked");
+    if (!app.walletReady) throw new PaysipError("a paid call needs your wallet: open the Wallet page first (create, restore or unlock it)", "wallet_not_ready");
     if (listed && listed.price_sat_per_min > limit) {
       throw new PaysipError(`${targetStr} is listed at ${fmtSat(listed.price_sat_per_min)}/min`, "price_above_limit");
     }
@@ -475,7 +475,7 @@ document.getElementById("premium-form").addEventListener(
   "submit",
   guard(async () => {
     if (!app.phone.account) throw new PaysipError("going premium needs an account: sign in with one", "needs_account");
-    if (!app.walletReady) throw new PaysipError("going premium needs your wallet: open the Wallet page first", "locked");
+    if (!app.walletReady) throw new PaysipError("going premium needs your wallet: open the Wallet page first (create, restore or unlock it)", "wallet_not_ready");
     const priceSatPerMin = Number($("premium-price").value);
     if (!Number.isSafeInteger(priceSatPerMin) || priceSatPerMin <= 0) throw new PaysipError("the price must be a positive whole number of sat/min", "bad_input");
     await goPremium({ priceSatPerMin, name: $("premium-name").value.trim() });

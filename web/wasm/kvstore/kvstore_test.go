@@ -151,7 +151,9 @@ func TestRefusesTampered(t *testing.T) {
 	for _, tamper := range []func(b []byte) []byte{
 		func(b []byte) []byte { return []byte(replace(string(b), `"best_sat":0`, `"best_sat":2000000`)) },
 		func(b []byte) []byte { return []byte(replace(string(b), `"v":1`, `"v":9`)) },
-		func(b []byte) []byte { return []byte(replace(string(b), `"capacity_sat":1000000`, `"capacity_sat":999999`)) },
+		func(b []byte) []byte {
+			return []byte(replace(string(b), `"capacity_sat":1000000`, `"capacity_sat":999999`))
+		},
 		func(b []byte) []byte { return b[:len(b)/2] },
 	} {
 		m := &kvstore.Mem{}
