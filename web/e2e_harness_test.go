@@ -610,42 +610,80 @@ func (p *page) screenshot(name string) {
 	p.do("screenshot", map[string]any{"path": p.artifact(name)})
 }
 
-// checkRequests: the page's only network traffic is the app's own files
-// from the server and the WebSocket at /sip (Contract B: the chain only
-// through SIP). data: and blob: URLs never leave the browser.
+// pageRequest is one request a page made (Playwright's request event, or
+// a WebSocket it opened).
+type pageRequest struct{ URL, Method, Type string }
+
+// foreignRequests returns the requests other than the app's own files
+// from base (the server's origin) and the WebSocket at base's /sip
+// (Contract B: the chain only through SIP). data: and blob: URLs never
+// leave the browser.
+func foreignRequests(base string, reqs []pageRequest) []string {
+	b, _ := url.Parse(base)
+	var bad []string
+	for _, r := range reqs {
+		u, err := url.Parse(r.URL)
+		switch {
+		case err != nil:
+		case u.Scheme == "data" || u.Scheme == "blob":
+			continue
+		case (u.Scheme == "http" || u.Scheme == "https") && u.Host == b.Host && r.Type != "websocket":
+			continue
+		case (u.Scheme == "ws" || u.Scheme == "wss") && u.Host == b.Host && u.Path == "/sip" && r.Type == "websocket":
+			continue
+		}
+		bad = append(bad, r.Method+" "+r.URL+" ("+r.Type+")")
+	}
+	return bad
+}
+
+// checkRequests fails the test if the page asked the network for anything
+// but the app's own files and its WebSocket.
 func (p *page) checkRequests() {
 	raw, err := p.b.call("requests", map[string]any{"page": p.name})
 	if err != nil {
 		p.w.t.Errorf("page %s: requests: %v", p.name, err)
 		return
 	}
-	var reqs []struct{ URL, Method, Type string }
+	var reqs []pageRequest
 	json.Unmarshal(raw, &reqs)
-	base, _ := url.Parse(p.w.baseURL)
-	for _, r := range reqs {
-		u, err := url.Parse(r.URL)
-		if err != nil {
-			p.w.t.Errorf("page %s: unreadable request URL %q", p.name, r.URL)
-			continue
-		}
-		switch {
-		case u.Scheme == "data" || u.Scheme == "blob":
-		case (u.Scheme == "http" || u.Scheme == "https") && u.Host == base.Host && r.Type != "websocket":
-		case (u.Scheme == "ws" || u.Scheme == "wss") && u.Host == base.Host && u.Path == "/sip":
-		default:
-			p.w.t.Errorf("page %s made a request other than the app's own files and the WebSocket: %s %s (%s)", p.name, r.Method, r.URL, r.Type)
-		}
+	for _, r := range foreignRequests(p.w.baseURL, reqs) {
+		p.w.t.Errorf("page %s made a request other than the app's own files and the WebSocket: %s", p.name, r)
 	}
 }
 
 // requests returns the page's requests so far.
 func (p *page) requests() []string {
 	p.w.t.Helper()
-	var reqs []struct{ URL, Method, Type string }
+	var reqs []pageRequest
 	json.Unmarshal(p.do("requests", nil), &reqs)
 	var out []string
 	for _, r := range reqs {
 		out = append(out, r.Type+" "+r.Method+" "+r.URL)
 	}
 	return out
+}
+
+// TestForeignRequests: the request check tells the app's own traffic from
+// anything else (it runs without a browser).
+func TestForeignRequests(t *testing.T) {
+	base := "http://127.0.0.1:8080"
+	own := []pageRequest{
+		{"http://127.0.0.1:8080/", "GET", "document"}, {"http://127.0.0.1:8080/app.js?v=1", "GET", "script"},
+		{"http://127.0.0.1:8080/paysip.wasm", "GET", "fetch"}, {"ws://127.0.0.1:8080/sip", "GET", "websocket"},
+		{"data:,", "GET", "other"}, {"blob:http://127.0.0.1:8080/x", "GET", "media"},
+	}
+	if bad := foreignRequests(base, own); len(bad) != 0 {
+		t.Fatalf("the app's own traffic refused: %v", bad)
+	}
+	for _, r := range []pageRequest{
+		{"https://fonts.googleapis.com/css", "GET", "stylesheet"}, {"http://127.0.0.1:18332/", "POST", "fetch"},
+		{"http://localhost:8080/app.js", "GET", "script"}, {"ws://127.0.0.1:8080/other", "GET", "websocket"},
+		{"wss://sip.example.org/sip", "GET", "websocket"}, {"http://127.0.0.1:8080/sip", "GET", "websocket"},
+		{"ftp://127.0.0.1:8080/x", "GET", "other"},
+	} {
+		if bad := foreignRequests(base, []pageRequest{r}); len(bad) != 1 {
+			t.Errorf("%+v passed the check", r)
+		}
+	}
 }

@@ -227,6 +227,7 @@ func (p *page) settlementShown() string {
 // 20-second call from the directory; the payee's settlement on chain is,
 // to the satoshi, what the page showed as paid.
 func TestBrowserPaysGoPayee(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	tutor := w.goPayee("tutor", pricePerMin)
 	alice := w.openPage("alice")
@@ -270,6 +271,7 @@ func TestBrowserPaysGoPayee(t *testing.T) {
 // goes premium and appears in the caller's directory without a reload;
 // the caller pays it per second; the callee settles what it was paid.
 func TestBrowserToBrowser(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	carol := w.openPage("carol")
 	carol.start()
@@ -332,6 +334,7 @@ type payerChannel struct {
 // pays at least everything the payee acknowledged (at most one
 // unacknowledged payment more: the one in flight).
 func TestBrowserPayeeReload(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	carol := w.openPage("carol")
 	carol.start()
@@ -401,6 +404,7 @@ func firstText(els []element) string {
 // 10-second call and closes; the page shows what the payer paid and the
 // settlement that pays it.
 func TestGoPayerCallsBrowserPayee(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	carol := w.openPage("carol")
 	carol.start()
@@ -430,6 +434,7 @@ func TestGoPayerCallsBrowserPayee(t *testing.T) {
 // checks that the page asked the network for nothing but the app's own
 // files and the WebSocket at /sip: the chain is reached only through SIP.
 func TestPageRequestsOnlyItsOwn(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	alice := w.openPage("alice")
 	alice.start()
