@@ -568,6 +568,27 @@ func (p *page) until(what, expr string, arg any, timeout time.Duration) {
 	}
 }
 
+// try is until without ending the test: the error says why it waited in
+// vain.
+func (p *page) try(expr string, arg any, timeout time.Duration) error {
+	_, err := p.b.call("until", map[string]any{"page": p.name, "expr": expr, "arg": arg, "timeout": timeout.Milliseconds()})
+	return err
+}
+
+// consoleLines returns the page's console lines containing s.
+func (p *page) consoleLines(s string) []string {
+	var logs, out []string
+	if raw, err := p.b.call("logs", map[string]any{"page": p.name}); err == nil {
+		json.Unmarshal(raw, &logs)
+	}
+	for _, l := range logs {
+		if strings.Contains(l, s) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
 // element is what the tests read of an element: its data-* attributes
 // (camelCase, as dataset), text and value.
 type element struct {

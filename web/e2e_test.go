@@ -79,9 +79,21 @@ func (p *page) signIn(user string) {
 // locked, ready). The WebAssembly build missing fails the test saying so.
 func (p *page) walletState() string {
 	p.w.t.Helper()
+	// Two seconds at a time: a Go program that died says so on the console.
+	var err error
+	for deadline := time.Now().Add(90 * time.Second); time.Now().Before(deadline); {
+		if err = p.try(`["none","locked","ready","unavailable"].includes(document.querySelector('[data-testid="wallet-state"]')?.dataset.state)`, nil, 2*time.Second); err == nil {
+			break
+		}
+		if panics := p.consoleLines("panic:"); len(panics) > 0 {
+			p.w.t.Fatalf("BROKEN (wasm branch: web/wasm): page %s: the WebAssembly program panicked: %s", p.name, panics[0])
+		}
+	}
+	if err != nil {
+		p.w.t.Fatalf("page %s: the wallet (WebAssembly) did not load within 90 s (wallet-state %q): %v", p.name, p.one(tid("wallet-state")).Text, err)
+	}
 	st := p.one(tid("wallet-state")).Data["state"]
-	p.until("the wallet (WebAssembly) to load", `["none","locked","ready","unavailable"].includes(document.querySelector('[data-testid="wallet-state"]')?.dataset.state)`, nil, 90*time.Second)
-	if st = p.one(tid("wallet-state")).Data["state"]; st == "unavailable" {
+	if st == "unavailable" {
 		msg := ""
 		if els := p.query(tid("error")); len(els) > 0 {
 			msg = els[0].Text
