@@ -8,7 +8,9 @@
 //
 // The core (this file's package without build tags) works on an
 // agent.Conn and knows no sockets; leg.go (not for GOOS=js) places and
-// answers the call itself with sipua and rtcconn.
+// answers the call itself with sipua and rtcconn, and reads which
+// transport an offer chose (TransportOf, with pion/sdp: kept out of the
+// browser build).
 //
 // A caller:
 //

@@ -12,31 +12,7 @@ import (
 	"github.com/paysip/paysip/channel"
 	"github.com/paysip/paysip/meter"
 	"github.com/paysip/paysip/sipext"
-	"github.com/pion/sdp/v3"
 )
-
-// TransportOf reads which transport an SDP offer chose for the payment
-// protocol: a DataChannel when it has an m=application line for one
-// (RFC 8841: "UDP/DTLS/SCTP webrtc-datachannel"), in-dialog SIP MESSAGE
-// otherwise. An SDP that does not parse gives the MESSAGE transport (the
-// media layer refuses it on its own).
-func TransportOf(offer []byte) string {
-	var d sdp.SessionDescription
-	if err := d.UnmarshalString(string(offer)); err != nil {
-		return sipext.TransportMessage
-	}
-	for _, m := range d.MediaDescriptions {
-		if m.MediaName.Media != "application" || m.MediaName.Port.Value == 0 {
-			continue
-		}
-		for _, f := range m.MediaName.Formats {
-			if f == "webrtc-datachannel" {
-				return sipext.TransportDataChannel
-			}
-		}
-	}
-	return sipext.TransportMessage
-}
 
 // Plan is what the caller asked for.
 type Plan struct {

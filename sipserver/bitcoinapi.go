@@ -280,6 +280,11 @@ func (a *bitcoinAPI) answer(ctx context.Context, r *chainapi.Request, user, acco
 		resp.Script = hex.EncodeToString(script)
 		switch r.Type {
 		case chainapi.TypeWatch:
+			if account == "" && !a.s.cfg.Open && req.Method != sip.SUBSCRIBE {
+				// Notified by MESSAGE to the account's contacts: an
+				// anonymous caller has none.
+				return nil, refuse(403, "limit", "without an account, watch by SUBSCRIBE")
+			}
 			if resp.Expires, err = a.addWatch(user, script, r.Expires, req); err != nil {
 				f := refuse(403, "limit", "%v", err)
 				if errors.Is(err, errTooManyWatches) {

@@ -273,6 +273,9 @@ func (f *directoryFeed) handle(req *sip.Request, tx sip.ServerTransaction) {
 		f.dropLocked(key)
 	} else {
 		sub.expires = now.Add(time.Duration(expires) * time.Second)
+		// NOTIFYs follow the flow of the latest SUBSCRIBE (a
+		// subscriber that reconnected refreshes on its new one).
+		sub.dialog.source, sub.dialog.transport = req.Source(), req.Transport()
 	}
 	f.mu.Unlock()
 	f.accept(tx, req, sub, expires)
@@ -456,9 +459,9 @@ func (f *directoryFeed) send(sub *dirSub, force bool) {
 // subscriber that does not take it (no answer, or an error: RFC 6665
 // section 4.2.2) loses the subscription.
 func (f *directoryFeed) notify(sub *dirSub, body []byte, state string) bool {
-	d := &sub.dialog
 	f.mu.Lock()
-	d.cseq++
+	sub.dialog.cseq++
+	d := sub.dialog // a copy: a refresh may move the flow meanwhile
 	seq := d.cseq
 	if state == "" {
 		left := int(math.Ceil(sub.expires.Sub(f.s.now()).Seconds()))

@@ -81,3 +81,41 @@ func TestStorage(t *testing.T) {
 		t.Fatalf("file wallet from the same mnemonic: %s, want %s", f1, a1)
 	}
 }
+
+// TestChannelKeysReserved: channel key indexes are written once per
+// ChannelKeyBlock, never handed out twice, also across a reopen (a crash
+// skips the rest of a block).
+func TestChannelKeysReserved(t *testing.T) {
+	off := chain.Offline{Net: &chaincfg.RegressionNetParams}
+	st := &memStorage{}
+	w, _, err := wallet.CreateIn(st, off, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[uint32]bool{}
+	saves := st.saves
+	for n := 0; n < 2*wallet.ChannelKeyBlock+1; n++ {
+		k, i, err := w.ChannelKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seen[i] {
+			t.Fatalf("index %d handed out twice", i)
+		}
+		seen[i] = true
+		if again, _ := w.ChannelKeyAt(i); !again.PubKey().IsEqual(k.PubKey()) {
+			t.Fatalf("key %d does not derive again", i)
+		}
+	}
+	if st.saves-saves != 3 {
+		t.Fatalf("%d writes for %d keys, want 3", st.saves-saves, 2*wallet.ChannelKeyBlock+1)
+	}
+	w2, err := wallet.OpenIn(st, off, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, i, err := w2.ChannelKey()
+	if err != nil || seen[i] || i != 3*wallet.ChannelKeyBlock {
+		t.Fatalf("after a reopen: index %d %v, want %d", i, err, 3*wallet.ChannelKeyBlock)
+	}
+}

@@ -63,6 +63,10 @@ type Wallet struct {
 	channels *hdkeychain.ExtendedKey // m/1017'/coin'/0'/0
 	keys     map[string]*btcec.PrivateKey
 	mnemonic string
+	// nextChannel is the next channel key index handed out; indexes up
+	// to state.NextChannelKey are reserved (ChannelKeyBlock). An opened
+	// wallet starts after everything reserved before.
+	nextChannel uint32
 }
 
 // Create makes a new wallet file at path with a fresh 24-word mnemonic,
@@ -166,6 +170,14 @@ func (w *Wallet) CheckPassphrase(passphrase string) error {
 	return err
 }
 
+// Encrypted reports whether the stored mnemonic is encrypted under a
+// passphrase.
+func (w *Wallet) Encrypted() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.state.Encrypted != nil
+}
+
 // OpenOrCreate opens the wallet at path, creating it (and returning its new
 // mnemonic) if there is none.
 func OpenOrCreate(path string, c chain.Chain, passphrase string) (*Wallet, string, error) {
@@ -200,7 +212,8 @@ func load(st Storage, c chain.Chain, s *fileState, mnemonic string) (*Wallet, er
 		}
 		return k, nil
 	}
-	w := &Wallet{store: st, params: c.Params(), chain: c, state: s, keys: map[string]*btcec.PrivateKey{}, mnemonic: mnemonic}
+	w := &Wallet{store: st, params: c.Params(), chain: c, state: s, keys: map[string]*btcec.PrivateKey{}, mnemonic: mnemonic,
+		nextChannel: s.NextChannelKey}
 	if w.receive, err = derive(h+84, h+coin, h+0, 0); err != nil {
 		return nil, err
 	}
@@ -284,21 +297,33 @@ func (w *Wallet) next(counter *uint32, branch *hdkeychain.ExtendedKey) ([]byte, 
 	return script, nil
 }
 
+// ChannelKeyBlock is how many channel key indexes are reserved by one
+// write of the wallet's state: a payee opening many channels writes (and
+// fsyncs) once per block, not once per channel. A crash forgets at most
+// the rest of a block: those indexes are skipped, never handed out twice
+// (each channel stores its own index, so nothing needs to find them).
+const ChannelKeyBlock = 16
+
 // ChannelKey hands out the next channel key and its index; the index is
-// stored with the channel so the key can be derived again.
+// stored with the channel so the key can be derived again. Indexes are
+// reserved ChannelKeyBlock at a time, durably, before one is handed out.
 func (w *Wallet) ChannelKey() (*btcec.PrivateKey, uint32, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	i := w.state.NextChannelKey
+	i := w.nextChannel
 	k, err := w.ChannelKeyAt(i)
 	if err != nil {
 		return nil, 0, err
 	}
-	w.state.NextChannelKey = i + 1
-	if err := writeState(w.store, w.state); err != nil {
-		w.state.NextChannelKey = i
-		return nil, 0, err
+	if i >= w.state.NextChannelKey {
+		reserved := w.state.NextChannelKey
+		w.state.NextChannelKey = i + ChannelKeyBlock
+		if err := writeState(w.store, w.state); err != nil {
+			w.state.NextChannelKey = reserved
+			return nil, 0, err
+		}
 	}
+	w.nextChannel = i + 1
 	return k, i, nil
 }
 

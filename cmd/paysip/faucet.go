@@ -4,9 +4,12 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"sync"
 
 	"github.com/btcsuite/btcd/btcutil"
+	"github.com/btcsuite/btcd/txscript"
 	"github.com/paysip/paysip/chain"
+	"github.com/paysip/paysip/sipserver"
 )
 
 func init() {
@@ -78,4 +81,34 @@ func faucet(ctx context.Context, nd *node, addr btcutil.Address, amount int64) (
 		return "", err
 	}
 	return tx.TxHash().String(), nil
+}
+
+// nodeFaucet is the SIP API's faucet (serve --faucet): the embedded
+// regtest node's faucet wallet, a block mined to confirm each payment.
+type nodeFaucet struct {
+	nd *node
+	mu sync.Mutex // one faucet payment at a time: coins are selected once
+}
+
+// Pay implements sipserver.Faucet.
+func (f *nodeFaucet) Pay(ctx context.Context, script []byte, amount int64) (string, error) {
+	_, addrs, _, err := txscript.ExtractPkScriptAddrs(script, f.nd.chain.Params())
+	if err != nil || len(addrs) != 1 {
+		return "", fmt.Errorf("faucet: script %x has no address", script)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return faucet(ctx, f.nd, addrs[0], amount)
+}
+
+// enableFaucet gives serve's SIP API the faucet: regtest with the
+// embedded node only.
+func enableFaucet(srv *sipserver.Server, nd *node) error {
+	if !chain.IsRegtest(nd.chain.Params()) {
+		return fmt.Errorf("--faucet works on regtest only, not on %s", nd.chain.Params().Name)
+	}
+	if nd.faucet == nil {
+		return fmt.Errorf("--faucet needs the embedded regtest node (no --btcd-rpc)")
+	}
+	return srv.EnableFaucet(&nodeFaucet{nd: nd}, 0)
 }

@@ -58,6 +58,7 @@ type serveCmd struct {
 	DigestAlgs string `long:"digest-algorithms" default:"MD5" description:"digest algorithms offered, in order (MD5, SHA-256); SHA-256 confuses many deployed clients"`
 	// TrustedEdges: see sipserver.Config.TrustedEdges.
 	TrustedEdges []string `long:"trusted-edge" value-name:"IP|CIDR" description:"an edge proxy (e.g. Kamailio) whose Path header the registrar accepts; repeat or separate with commas; a Path from anywhere else is refused"`
+	Faucet       bool     `long:"faucet" description:"regtest only: answer the SIP API's faucet requests from the embedded node's faucet wallet (the web app's faucet button)"`
 	limitOpts
 }
 
@@ -166,6 +167,11 @@ func (c *serveCmd) Execute(args []string) error {
 		TrustedEdges: splitEdges(c.TrustedEdges), Accounts: db, Chain: nd.chain, Log: log, Limits: limits, APIRate: apiRate})
 	if err != nil {
 		return err
+	}
+	if c.Faucet {
+		if err := enableFaucet(srv, nd); err != nil {
+			return err
+		}
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Run(ctx) }()

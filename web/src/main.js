@@ -74,29 +74,42 @@ async function signIn(account) {
   const phone = new Phone(cfg, account, {
     onInvite: (inv) => incoming(inv),
     onDisconnect: (err) => {
-      setState("sip-state", "offline", "disconnected");
+      setState("sip-status", "offline", "disconnected");
       if (err) showError(new PaysipError(`lost the connection to the server (${err.message}); reconnecting…`, "server_unreachable"));
       setTimeout(() => reconnect(phone), 2000);
     },
     onConnect: () => {},
   });
-  setState("sip-state", "connecting", "connecting…");
+  setState("sip-status", "connecting", "connecting…");
   try {
     await phone.start();
   } catch (e) {
-    setState("sip-state", "offline", "not signed in");
+    setState("sip-status", "offline", "not signed in");
     phone.stop().catch(() => {});
     throw e;
   }
   app.phone = phone;
-  setState("sip-state", account ? "registered" : "anonymous", account ? `signed in as ${phone.aor}` : "anonymous");
+  setState("sip-status", account ? "registered" : "anonymous", account ? `signed in as ${phone.aor}` : "anonymous");
   $("signout").hidden = false;
   phone.followDirectory(renderDirectory, (st, why) => {
     setState("directory-state", st, { live: "live", pending: "subscribing…", ended: "ended, again in a moment", bad: "unreadable" }[st] || st);
     if (why) showError(new PaysipError(why, "directory"));
   });
   show(location.hash.slice(1) || "call");
-  startWallet().catch((e) => showError(e));
+  startWallet()
+    .then(() => (document.documentElement.dataset.paysip = "ready"))
+    .catch((e) => {
+      showError(e);
+      fatal(e);
+    });
+}
+
+// fatal: the page could not start (the wallet did not load).
+function fatal(e) {
+  document.documentElement.dataset.paysip = "error";
+  const el = $("fatal");
+  el.textContent = explain(e, { network: cfg.network });
+  el.hidden = false;
 }
 
 async function reconnect(phone) {
@@ -104,8 +117,9 @@ async function reconnect(phone) {
   try {
     await phone.ua.reconnect();
     if (phone.registerer) await phone.register(phone.registerer, "signing in again");
-    if (app.premium && phone.listing === null) await goPremium(app.premium);
-    setState("sip-state", phone.account ? "registered" : "anonymous", phone.account ? `signed in as ${phone.aor}` : "anonymous");
+    phone.refollow();
+    if (app.premium) await goPremium(app.premium);
+    setState("sip-status", phone.account ? "registered" : "anonymous", phone.account ? `signed in as ${phone.aor}` : "anonymous");
     clearError();
   } catch (e) {
     setTimeout(() => reconnect(phone), 5000);
@@ -140,6 +154,8 @@ function walletState(state, text) {
   setState("wallet-state", state, text);
   document.getElementById("wallet-setup").hidden = !(state === "none" || state === "locked");
   $("wallet-create").hidden = state !== "none";
+  document.getElementById("create-pass").hidden = state !== "none";
+  document.getElementById("unlock-pass").hidden = state !== "locked";
   document.getElementById("wallet-restore-box").hidden = state !== "none";
   $("wallet-unlock").hidden = state !== "locked";
   document.getElementById("wallet-main").hidden = state !== "ready";
@@ -189,12 +205,17 @@ async function walletReady() {
     .then((done) => done && done.length && notice(`settled ${done.length} channel(s) left open by a previous page`))
     .catch((e) => showError(e));
   if (app.paysip.watchRefunds) call(app.paysip.watchRefunds()).catch((e) => showError(e));
-  setInterval(() => app.phone && refreshWallet().catch(() => {}), 15000);
+  setInterval(() => app.phone && refreshWallet().catch(() => {}), 5000);
 }
 
 async function refreshWallet() {
   const b = await call(app.paysip.wallet.balance());
-  figure("wallet-balance", fmtSat(b.spendableSat), { sat: b.spendableSat });
+  figure("wallet-balance", fmtSat(b.spendableSat), {
+    sat: b.spendableSat,
+    spendableSat: b.spendableSat,
+    confirmedSat: b.confirmedSat,
+    unconfirmedSat: b.unconfirmedSat,
+  });
   figure("wallet-confirmed", fmtSat(b.confirmedSat), { sat: b.confirmedSat });
   figure("wallet-unconfirmed", fmtSat(b.unconfirmedSat), { sat: b.unconfirmedSat });
   return b;
@@ -202,7 +223,7 @@ async function refreshWallet() {
 
 async function newAddress() {
   const addr = await call(app.paysip.wallet.receiveAddress());
-  figure("wallet-address", addr);
+  figure("wallet-address", addr, { address: addr });
   drawQR($("wallet-qr"), `bitcoin:${addr}`);
 }
 
@@ -229,8 +250,8 @@ on(
   "wallet-unlock",
   "click",
   guard(async () => {
-    await call(app.paysip.wallet.unlock($("wallet-passphrase").value));
-    $("wallet-passphrase").value = "";
+    await call(app.paysip.wallet.unlock($("wallet-unlock-passphrase").value));
+    $("wallet-unlock-passphrase").value = "";
     await walletReady();
   }),
 );
@@ -257,14 +278,14 @@ on(
   }),
 );
 on(
-  "wallet-faucet",
+  "faucet-submit",
   "click",
   guard(async () => {
     if (cfg.network !== "regtest") throw new PaysipError("the faucet is for regtest only", "no_faucet");
-    const amount = Number($("wallet-faucet-amount").value);
+    const amount = Number($("faucet-amount").value);
     if (!Number.isSafeInteger(amount) || amount <= 0) throw new PaysipError("the amount must be a whole number of satoshis", "bad_amount");
     const r = await app.phone.chain({ type: "faucet", address: $("wallet-address").textContent, amount_sat: amount });
-    figure("wallet-faucet-txid", r.txid || "");
+    figure("faucet-txid", r.txid || "");
     notice(`faucet paid ${fmtSat(amount)}: ${r.txid}`);
     await refreshWallet();
   }),
@@ -292,6 +313,7 @@ function renderDirectory(doc) {
     tr.dataset.testid = "directory-entry";
     tr.dataset.aor = e.aor;
     tr.dataset.price = String(e.price_sat_per_min);
+    tr.dataset.priceSatPerMin = String(e.price_sat_per_min);
     const cells = [e.name || "", e.aor, `${fmtSat(e.price_sat_per_min)}/min`];
     for (const text of cells) {
       const td = document.createElement("td");
@@ -306,7 +328,7 @@ function renderDirectory(doc) {
     b.addEventListener(
       "click",
       guard(() => {
-        $("call-target").value = e.aor;
+        $("call-to").value = e.aor;
         $("call-max-price").value = String(e.price_sat_per_min);
         location.hash = "call";
         return startCall();
@@ -339,7 +361,7 @@ function callPlan() {
 async function startCall() {
   if (view.busy) throw new PaysipError("a call is in progress: hang up first", "busy");
   document.getElementById("call-terms").hidden = true;
-  const target = app.phone.target($("call-target").value);
+  const target = app.phone.target($("call-to").value);
   const targetStr = target.toString();
   const { limit, seconds, budget } = callPlan();
   const listed = app.directory.find((e) => e.aor === targetStr);
@@ -369,10 +391,10 @@ async function startCall() {
     const lines = [`paid ${fmtSat(res.paidSat)} in ${res.payments || 0} payments, ended by ${res.end || "hang-up"}`];
     if (closed) lines.push(`settled on chain: ${closed}`);
     if (res.dropped) {
-      view.ended("dropped", lines.join("; "), res.paidSat);
+      view.ended("dropped", lines.join("; "), res.paidSat, closed);
       showError(new PaysipError(`${targetStr} hung up${res.byeReason ? ` (${res.byeReason})` : ""}; you paid ${fmtSat(res.paidSat)}`, "call_dropped"), ctx);
     } else {
-      view.ended("ended", lines.join("; "), res.paidSat);
+      view.ended("ended", lines.join("; "), res.paidSat, closed);
     }
     refreshWallet().catch(() => {});
   } catch (e) {
@@ -382,13 +404,14 @@ async function startCall() {
       document.getElementById("call-terms").hidden = false;
     }
     view.ended("failed", explain(e, ctx), view.paid);
+    view.fail(e.code, explain(e, ctx));
     throw e;
   }
 }
 
 document.getElementById("call-form").addEventListener(
   "submit",
-  guard(startCall, () => ({ target: $("call-target").value, limit: Number($("call-max-price").value || 0) })),
+  guard(startCall, () => ({ target: $("call-to").value, limit: Number($("call-max-price").value || 0) })),
 );
 on(
   "call-accept-terms",
@@ -399,7 +422,7 @@ on(
       document.getElementById("call-terms").hidden = true;
       return startCall();
     },
-    () => ({ target: $("call-target").value, limit: Number($("call-max-price").value || 0) }),
+    () => ({ target: $("call-to").value, limit: Number($("call-max-price").value || 0) }),
   ),
 );
 
@@ -421,11 +444,12 @@ function incoming(inv) {
         figure("premium-earned", fmtSat(app.earned), { sat: app.earned });
         figure("premium-calls", String(app.calls));
         const txid = res.settlementTxId || res.settlementTxid || "";
-        view.ended("ended", `earned ${fmtSat(res.paidSat)} over ${res.transport}${txid ? `; settled on chain: ${txid}` : ""}`, res.paidSat);
+        view.ended("ended", `earned ${fmtSat(res.paidSat)} over ${res.transport}${txid ? `; settled on chain: ${txid}` : ""}`, res.paidSat, txid);
         refreshWallet().catch(() => {});
       })
       .catch((e) => {
         view.ended("failed", explain(e, { target: from }));
+        view.fail(e.code, explain(e, { target: from }));
         showError(e, { target: from });
       });
     return;
@@ -467,7 +491,7 @@ async function goPremium({ priceSatPerMin, name }) {
   if (name) params.push(["+paysip.name", quote(name)]);
   await app.phone.list(params);
   app.premium = { priceSatPerMin, name };
-  setState("premium-state", "listed", `listed at ${fmtSat(priceSatPerMin)}/min: paid calls are answered here`);
+  setState("premium-status", "listed", `listed at ${fmtSat(priceSatPerMin)}/min: paid calls are answered here`);
   $("premium-stop").disabled = false;
 }
 
@@ -487,7 +511,7 @@ on(
   guard(async () => {
     app.premium = null;
     await app.phone.unlist();
-    setState("premium-state", "off", "not listed");
+    setState("premium-status", "off", "not listed");
     $("premium-stop").disabled = true;
   }),
 );
@@ -523,6 +547,9 @@ async function refreshChannels() {
     tr.dataset.channelId = c.channelId;
     tr.dataset.state = c.state;
     tr.dataset.paidSat = String(c.paidSat);
+    tr.dataset.role = c.role || "";
+    tr.dataset.fundingTxid = c.fundingTxid || "";
+    tr.dataset.closeTxid = c.closeTxid || "";
     for (const text of [c.channelId, c.role, c.peer || "", c.state, fmtSat(c.capacitySat), fmtSat(c.paidSat)]) {
       const td = document.createElement("td");
       td.textContent = text;

@@ -155,6 +155,7 @@ export class Phone {
   // followDirectory subscribes to the live directory; onDoc gets every
   // document (the whole directory), onState the subscription's state.
   followDirectory(onDoc, onState) {
+    this.follow = { onDoc, onState };
     const sub = new Subscriber(this.ua, this.uri(`sip:directory@${this.cfg.domain}`), DIRECTORY_EVENT, {
       expires: 600,
       extraHeaders: ["Accept: application/json"],
@@ -179,6 +180,15 @@ export class Phone {
     this.subscriber = sub;
     sub.subscribe().catch((e) => onState && onState("ended", e.message));
     return sub;
+  }
+
+  // refollow subscribes again (after a reconnection: the old
+  // subscription's NOTIFYs went to the lost connection).
+  refollow() {
+    const old = this.subscriber;
+    this.subscriber = null;
+    if (old) old.dispose().catch(() => {});
+    if (this.follow) this.followDirectory(this.follow.onDoc, this.follow.onState);
   }
 
   // list puts this account in the directory with the payee's Contact

@@ -42,14 +42,19 @@ export class CallView {
     this.busy = true;
     document.getElementById("call-screen").hidden = false;
     figure("call-role", role === "payee" ? "Paid call from" : "Calling", { role });
+    $("call-screen").dataset.role = role === "payee" ? "payee" : "payer";
+    const ce = $("call-error");
+    ce.hidden = true;
+    ce.textContent = "";
+    ce.dataset.code = "";
     figure("call-peer", peer);
     figure("call-elapsed", "0:00", { seconds: 0 });
-    figure("call-paid-sat", "0 sat", { sat: 0 });
+    figure("call-paid", "0 sat", { sat: 0 });
     figure("call-capacity-sat", "–", { sat: 0 });
     figure("call-payer-sat", "–", { sat: 0 });
     figure("call-payee-sat", "–", { sat: 0 });
-    figure("call-channel", "");
-    figure("call-result", "");
+    figure("call-channel", "", { channelId: "" });
+    figure("call-result", "", { paidSat: 0, settlementTxid: "" });
     $("call-hangup").disabled = false;
     this.chart.reset(0);
   }
@@ -57,7 +62,7 @@ export class CallView {
   calling(session, peer, role = "caller") {
     this.reset(role, peer);
     this.session = session;
-    setState("call-state", "calling", role === "payee" ? "answering…" : "ringing…");
+    this.state("calling", role === "payee" ? "answering…" : "ringing…");
     // Before an answer, hanging up cancels the INVITE.
     this.onHangup(() => {
       if (session.state === "Initial" || session.state === "Establishing") {
@@ -66,12 +71,28 @@ export class CallView {
     });
   }
 
+  // state shows the call's state: call-state's data-state is the detailed
+  // one, call-screen's the coarse one (connecting, paying, ended, failed).
+  state(s, text) {
+    setState("call-state", s, text);
+    const coarse = { calling: "connecting", connected: "connecting", "hanging-up": "paying", dropped: "ended" }[s] || s;
+    $("call-screen").dataset.state = coarse;
+  }
+
   price(satPerMin) {
-    figure("call-price", satPerMin ? satPerMin.toLocaleString("en-US") + " sat" : "free", { sat: satPerMin || 0 });
+    figure("call-price", satPerMin ? satPerMin.toLocaleString("en-US") + " sat" : "free", { sat: satPerMin || 0, satPerMin: satPerMin || 0 });
+  }
+
+  // fail shows why the call failed (err.code in data-code).
+  fail(code, message) {
+    const el = $("call-error");
+    el.textContent = message;
+    el.dataset.code = code || "";
+    el.hidden = false;
   }
 
   established() {
-    setState("call-state", "connected", "connected");
+    this.state("connected", "connected");
     this.startClock();
   }
 
@@ -87,8 +108,8 @@ export class CallView {
   // open: the channel is open (info: paidcall.Result so far: channelId,
   // capacitySat; a resumed channel's paidSat is what earlier calls paid).
   open(info) {
-    setState("call-state", "paying", "paying");
-    if (info.channelId) figure("call-channel", info.channelId);
+    this.state("paying", "paying");
+    if (info.channelId) figure("call-channel", info.channelId, { channelId: info.channelId });
     this.capacity = num(info.capacitySat);
     this.base = num(info.paidSat);
     this.channelPaid = this.base;
@@ -100,19 +121,20 @@ export class CallView {
   // poolLeft) or the payee's onPayment ({channelId, paidSat, capacitySat}).
   tick(t) {
     if (t.capacitySat) this.capacity = num(t.capacitySat);
-    if (t.channelId && !$("call-channel").textContent) figure("call-channel", t.channelId);
+    if (t.channelId && !$("call-channel").textContent) figure("call-channel", t.channelId, { channelId: t.channelId });
     if (t.priceSatPerMin) this.price(num(t.priceSatPerMin));
     this.channelPaid = num(t.paidSat);
-    this.poolLeft = t.poolLeft === undefined ? undefined : num(t.poolLeft);
+    const left = t.poolLeftSat ?? t.poolLeft;
+    this.poolLeft = left === undefined ? undefined : num(left);
     this.paid = Math.max(0, this.channelPaid - (this.base || 0));
-    if ($("call-state").dataset.state !== "paying") setState("call-state", "paying", "paying");
+    if (["calling", "connected"].includes($("call-state").dataset.state)) this.state("paying", "paying");
     if (!this.timer) this.startClock();
     this.show();
     this.chart.add((Date.now() - this.started) / 1000, this.channelPaid, this.capacity);
   }
 
   show() {
-    figure("call-paid-sat", fmtSat(this.paid), { sat: this.paid });
+    figure("call-paid", fmtSat(this.paid), { sat: this.paid });
     const payee = this.channelPaid || 0;
     figure("call-payee-sat", fmtSat(payee), { sat: payee });
     if (this.capacity) {
@@ -129,12 +151,12 @@ export class CallView {
   hangup() {
     if (this.hungUp) return;
     this.hungUp = true;
-    setState("call-state", "hanging-up", "hanging up…");
+    this.state("hanging-up", "hanging up…");
     for (const fn of this.hangupFns) fn();
   }
 
   // ended: the call is over; result is a sentence.
-  ended(state, result, paidSat) {
+  ended(state, result, paidSat, settlementTxid = "") {
     clearInterval(this.timer);
     this.timer = null;
     this.busy = false;
@@ -142,8 +164,8 @@ export class CallView {
       this.paid = num(paidSat);
       this.show();
     }
-    setState("call-state", state, state === "failed" ? "failed" : "ended");
-    figure("call-result", result);
+    this.state(state, state === "failed" ? "failed" : "ended");
+    figure("call-result", result, { paidSat: this.paid, settlementTxid: settlementTxid || "" });
     $("call-hangup").disabled = true;
   }
 }

@@ -68,8 +68,10 @@ func openIDB(ctx context.Context, name string) (js.Value, error) {
 		return js.Undefined(), err
 	}
 	db := req.Get("result")
-	// Another tab upgrading the database: let it, this page reloads.
-	db.Set("onversionchange", js.Global().Get("Function").New("this.close()"))
+	// Another tab upgrading the database: let it (this page's later
+	// transactions fail with code storage; a reload opens the new one).
+	// Never released: it lives as long as the database.
+	db.Set("onversionchange", js.FuncOf(func(js.Value, []js.Value) any { db.Call("close"); return nil }))
 	return db, nil
 }
 
@@ -88,7 +90,8 @@ type idbKV struct {
 }
 
 // Update implements kvstore.KV: a readwrite transaction with durability
-// "strict" (the browser flushes it to disk before oncomplete), read and
+// "strict" (W3C Indexed Database API 3.0, IDBTransactionOptions: the
+// browser flushes it to disk before oncomplete), read and
 // written in the get's success event, so the transaction stays active
 // between them; it returns after oncomplete, that is once the write is
 // durable. A write is never acknowledged before that.

@@ -169,13 +169,11 @@ func main() {
 		return map[string]any{"txid": txid}, nil
 	}))
 	p.Set("wallet", w)
-	goConn := js.FuncOf(newConn)
-	// conn is synchronous: a wrapper throws the Error newConn returns.
-	p.Set("conn", js.Global().Get("Function").New("goConn", `return function conn(sendFn) {
-		const r = goConn(sendFn);
-		if (r && r.__paysipError) throw r.__paysipError;
-		return r;
-	}`).Invoke(goConn))
+	// conn is synchronous. Go cannot throw into JavaScript, and the page's
+	// Content-Security-Policy forbids building a throwing wrapper from a
+	// string: on a bad argument it returns {__paysipError: Error}, which
+	// the page throws (API.md).
+	p.Set("conn", js.FuncOf(newConn))
 	p.Set("pay", withApp(pay))
 	p.Set("payee", withApp(payee))
 	p.Set("serve", withApp(serve))
@@ -307,10 +305,16 @@ func pay(a *browser.App, args []js.Value) (any, error) {
 	onOpen, onTick := opt(o, "onOpen"), opt(o, "onTick")
 	ctx, cancel := signalCtx(o)
 	defer cancel()
+	var channelID string
+	var capacity int64
 	res, err := a.Pay(ctx, c, browser.PayOptions{Peer: peer, Plan: plan,
-		OnOpen: func(r *paidcall.Result) { call(onOpen, plain(result(r))) },
+		OnOpen: func(r *paidcall.Result) {
+			channelID, capacity = r.ChannelID, r.CapacitySat
+			call(onOpen, plain(result(r)))
+		},
 		OnTick: func(t agent.Tick) {
-			call(onTick, plain(map[string]any{"elapsedMs": t.Elapsed.Milliseconds(), "paidSat": t.PaidSat, "poolLeftSat": t.PoolLeft, "lowBudget": t.LowBudget}))
+			call(onTick, plain(map[string]any{"channelId": channelID, "capacitySat": capacity, "elapsedMs": t.Elapsed.Milliseconds(),
+				"paidSat": t.PaidSat, "poolLeftSat": t.PoolLeft, "lowBudget": t.LowBudget}))
 		}})
 	if err != nil {
 		return nil, err
@@ -369,9 +373,7 @@ func serve(a *browser.App, args []js.Value) (any, error) {
 	onPayment := opt(o, "onPayment")
 	ctx, cancel := signalCtx(o)
 	defer cancel()
-	res, reason, err := a.Serve(ctx, c, peer, func(id string, paid int64) {
-		call(onPayment, plain(map[string]any{"channelId": id, "paidSat": paid}))
-	})
+	res, reason, err := a.Serve(ctx, c, peer, func(p browser.Payment) { call(onPayment, plain(p)) })
 	if res == nil {
 		res = &agent.PayeeResult{}
 	}

@@ -129,11 +129,15 @@ func (a *App) RestoreWallet(ctx context.Context, mnemonic, passphrase string) er
 	return nil
 }
 
-// Unlock opens the stored wallet with its passphrase.
+// Unlock opens the stored wallet with its passphrase ("" for a wallet
+// stored unencrypted: another passphrase is refused, as mnemonic does).
 func (a *App) Unlock(passphrase string) error {
 	w, err := wallet.OpenIn(a.cfg.Wallet, a.chain, passphrase)
 	if err != nil {
 		return err
+	}
+	if !w.Encrypted() && passphrase != "" {
+		return wallet.ErrWrongPassphrase
 	}
 	a.mu.Lock()
 	a.wallet = w
@@ -329,7 +333,17 @@ func (a *App) payee(onPayment func(id string, paid int64)) (*agent.Payee, error)
 // every payment is stored (committed) before it is acknowledged, and the
 // channel is settled through the SIP API when the call ends. It returns
 // the SIP Reason the page's BYE should carry ("" for a plain end).
-func (a *App) Serve(ctx context.Context, conn agent.Conn, peer string, onPayment func(id string, paid int64)) (*agent.PayeeResult, string, error) {
+// Payment is a payment the browser payee stored.
+type Payment struct {
+	ChannelID string `json:"channelId"`
+	// PaidSat is the channel's total held; CapacitySat its pool (the
+	// payer's share is CapacitySat - PaidSat).
+	PaidSat        int64 `json:"paidSat"`
+	CapacitySat    int64 `json:"capacitySat"`
+	PriceSatPerMin int64 `json:"priceSatPerMin"`
+}
+
+func (a *App) Serve(ctx context.Context, conn agent.Conn, peer string, onPayment func(Payment)) (*agent.PayeeResult, string, error) {
 	a.mu.Lock()
 	if a.offer == nil {
 		a.mu.Unlock()
@@ -342,15 +356,24 @@ func (a *App) Serve(ctx context.Context, conn agent.Conn, peer string, onPayment
 	a.serves++
 	a.mu.Unlock()
 	var held string
+	var capacity int64
+	price := a.offerPrice()
 	p, err := a.payee(func(id string, paid int64) {
 		a.mu.Lock()
-		if held == "" {
+		first := held == ""
+		if first {
 			held = id
 			a.active[id]++
 		}
 		a.mu.Unlock()
+		if first {
+			// The pool, read once (the session's own record).
+			if rec, err := a.store.Get(ctx, id); err == nil {
+				capacity = rec.Channel.CapacitySat
+			}
+		}
 		if onPayment != nil {
-			onPayment(id, paid)
+			onPayment(Payment{ChannelID: id, PaidSat: paid, CapacitySat: capacity, PriceSatPerMin: price})
 		}
 	})
 	defer func() {
@@ -369,6 +392,15 @@ func (a *App) Serve(ctx context.Context, conn agent.Conn, peer string, onPayment
 	return paidcall.Serve(ctx, p, conn, peer)
 }
 
+func (a *App) offerPrice() int64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.offer == nil {
+		return 0
+	}
+	return a.offer.PriceSatPerMin
+}
+
 // Settled is a settlement (or refund) broadcast.
 type Settled struct {
 	ChannelID string `json:"channelId"`
@@ -377,36 +409,53 @@ type Settled struct {
 
 // SettleOpen settles the payee channels a previous page left open: the
 // code path paysip payee runs at start (Payee.Recover: spent channels
-// recognised, due and closing ones settled), then every other open payee
-// channel holding a payment and not served now by this page (a page does
-// not come back for the payer to resume, so nothing waits).
+// recognised, due ones settled, lost settlements sent again), then every
+// other open payee channel holding a payment and not served now by this
+// page (a page does not come back for the payer to resume, so nothing
+// waits). It returns the channels whose settlement went out now.
 func (a *App) SettleOpen(ctx context.Context) ([]Settled, error) {
 	p, err := a.payee(nil)
 	if err != nil {
 		return nil, err
 	}
-	var errs []error
-	if err := p.Recover(ctx); err != nil {
-		errs = append(errs, err)
-	}
+	// What has no settlement yet, before anything is done.
 	recs, err := a.store.List(ctx, store.StateOpen, store.StateClosing)
 	if err != nil {
 		return nil, err
 	}
-	var out []Settled
+	var todo []string
 	for _, rec := range recs {
+		if rec.Role == store.Payee && rec.BestSat > 0 && rec.CloseTxID == "" {
+			todo = append(todo, rec.ID())
+		}
+	}
+	var errs []error
+	if err := p.Recover(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	var out []Settled
+	for _, id := range todo {
 		a.mu.Lock()
-		busy := a.active[rec.ID()] > 0
+		busy := a.active[id] > 0
 		a.mu.Unlock()
-		if rec.Role != store.Payee || rec.BestSat == 0 || busy {
-			continue
-		}
-		txid, err := p.Settle(ctx, rec.ID())
+		rec, err := a.store.Get(ctx, id)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("settling %s: %w", rec.ID(), err))
+			errs = append(errs, err)
 			continue
 		}
-		out = append(out, Settled{ChannelID: rec.ID(), TxID: txid})
+		if rec.State == store.StateOpen && !busy {
+			if _, err := p.Settle(ctx, id); err != nil {
+				errs = append(errs, fmt.Errorf("settling %s: %w", id, err))
+				continue
+			}
+			if rec, err = a.store.Get(ctx, id); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+		}
+		if rec.CloseTxID != "" {
+			out = append(out, Settled{ChannelID: id, TxID: rec.CloseTxID})
+		}
 	}
 	return out, errors.Join(errs...)
 }

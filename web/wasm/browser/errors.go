@@ -92,7 +92,7 @@ func Code(err error) string {
 			return CodeNoFaucet
 		case "rate_limit":
 			return CodeRateLimited
-		case "bad_request":
+		case "bad_request", "limit":
 			return CodeBadRequest
 		}
 		return CodeNodeUnreachable
