@@ -564,6 +564,9 @@ func (p *page) waitFor(sel string, timeout time.Duration) {
 func (p *page) until(what, expr string, arg any, timeout time.Duration) {
 	p.w.t.Helper()
 	if _, err := p.b.call("until", map[string]any{"page": p.name, "expr": expr, "arg": arg, "timeout": timeout.Milliseconds()}); err != nil {
+		if panics := p.consoleLines("panic:"); len(panics) > 0 {
+			p.w.t.Fatalf("BROKEN (wasm branch: web/wasm): page %s: waiting for %s, the WebAssembly program had panicked: %s", p.name, what, panics[0])
+		}
 		p.w.t.Fatalf("page %s: %s: not within %v (%v)", p.name, what, timeout, err)
 	}
 }

@@ -15,7 +15,6 @@ package web_test
 import (
 	"encoding/json"
 	"fmt"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -72,17 +71,18 @@ func (p *page) signIn(user string) {
 	p.fill("signin-user", user)
 	p.fill("signin-password", user+"-password")
 	p.click("signin-submit")
-	p.untilState("sip-state", []string{"registered"}, []string{"offline"}, 30*time.Second)
+	p.untilState("sip-status", []string{"registered"}, nil, 30*time.Second)
+	p.ready()
 }
 
-// walletState waits for the wallet to load and returns its state (none,
-// locked, ready). The WebAssembly build missing fails the test saying so.
-func (p *page) walletState() string {
+// ready waits until the app has started after the sign-in: its wallet
+// (WebAssembly) loaded, <html data-paysip=ready>.
+func (p *page) ready() {
 	p.w.t.Helper()
 	// Two seconds at a time: a Go program that died says so on the console.
 	var err error
 	for deadline := time.Now().Add(90 * time.Second); time.Now().Before(deadline); {
-		if err = p.try(`["none","locked","ready","unavailable"].includes(document.querySelector('[data-testid="wallet-state"]')?.dataset.state)`, nil, 2*time.Second); err == nil {
+		if err = p.try(`["ready","error"].includes(document.documentElement.dataset.paysip)`, nil, 2*time.Second); err == nil {
 			break
 		}
 		if panics := p.consoleLines("panic:"); len(panics) > 0 {
@@ -90,17 +90,19 @@ func (p *page) walletState() string {
 		}
 	}
 	if err != nil {
-		p.w.t.Fatalf("page %s: the wallet (WebAssembly) did not load within 90 s (wallet-state %q): %v", p.name, p.one(tid("wallet-state")).Text, err)
+		p.w.t.Fatalf("page %s: the app did not start within 90 s of signing in (wallet-state %q)", p.name, p.one(tid("wallet-state")).Text)
 	}
-	st := p.one(tid("wallet-state")).Data["state"]
-	if st == "unavailable" {
-		msg := ""
-		if els := p.query(tid("error")); len(els) > 0 {
-			msg = els[0].Text
-		}
-		p.w.t.Fatalf("MISSING (wasm branch: web/wasm built into web/dist/paysip.wasm by web's generate step): page %s: the wallet is unavailable: %s", p.name, msg)
+	if p.one("html").Data["paysip"] == "error" {
+		p.w.t.Fatalf("MISSING or BROKEN (wasm branch: web/dist/paysip.wasm): page %s: the app failed to start: %s", p.name, p.one(tid("fatal")).Text)
 	}
-	return st
+}
+
+// walletState is the wallet's state once the app is ready (none, locked,
+// ready).
+func (p *page) walletState() string {
+	p.w.t.Helper()
+	p.untilState("wallet-state", []string{"none", "locked", "ready"}, []string{"unavailable"}, 30*time.Second)
+	return p.one(tid("wallet-state")).Data["state"]
 }
 
 // createWallet creates the page's wallet (passphrase "" = unencrypted) and
@@ -130,7 +132,7 @@ func (p *page) unlock(passphrase string) {
 	if st := p.walletState(); st != "locked" {
 		p.w.t.Fatalf("page %s: the wallet is %s after a reload, want locked (it has a passphrase)", p.name, st)
 	}
-	p.fill("wallet-passphrase", passphrase)
+	p.fill("wallet-unlock-passphrase", passphrase)
 	p.click("wallet-unlock")
 	p.untilState("wallet-state", []string{"ready"}, nil, 30*time.Second)
 }
@@ -148,18 +150,18 @@ func (p *page) nav(screen string) {
 func (p *page) fund(sat int64) {
 	p.w.t.Helper()
 	p.nav("wallet")
-	p.until("a receive address", `document.querySelector('[data-testid="wallet-address"]')?.textContent.trim() !== ""`, nil, 30*time.Second)
-	addr := p.one(tid("wallet-address")).Text
+	p.until("a receive address", `!!document.querySelector('[data-testid="wallet-address"]')?.dataset.address`, nil, 30*time.Second)
+	addr := p.one(tid("wallet-address")).Data["address"]
 	a, err := btcutil.DecodeAddress(addr, &chaincfg.RegressionNetParams)
 	if err != nil {
 		p.w.t.Fatalf("page %s: receive address %q: %v", p.name, addr, err)
 	}
 	p.w.net.Fund(a, sat)
 	deadline := time.Now().Add(60 * time.Second)
-	for p.one(tid("wallet-confirmed")).int("sat") < sat {
+	for p.one(tid("wallet-balance")).int("confirmedSat") < sat {
 		if time.Now().After(deadline) {
 			p.failIfError("funding")
-			p.w.t.Fatalf("page %s: confirmed balance %s after %d sat were sent and mined", p.name, p.one(tid("wallet-confirmed")).Text, sat)
+			p.w.t.Fatalf("page %s: confirmed balance %s after %d sat were sent and mined", p.name, p.one(tid("wallet-balance")).Data["confirmedSat"], sat)
 		}
 		p.click("wallet-refresh")
 		time.Sleep(time.Second)
@@ -173,8 +175,8 @@ func (p *page) goPremium(price int64) {
 	p.nav("premium")
 	p.fill("premium-price", price)
 	p.fill("premium-name", p.name)
-	p.click("premium-start")
-	p.untilState("premium-state", []string{"listed"}, nil, 30*time.Second)
+	p.click("premium-submit")
+	p.untilState("premium-status", []string{"listed"}, nil, 30*time.Second)
 }
 
 // entrySel is the directory entry of aor.
@@ -190,18 +192,16 @@ func (p *page) callFromDirectory(aor string) {
 	p.clickSel(entrySel(aor) + " " + tid("directory-call"))
 }
 
-// callState waits for the call screen to reach one of want (calling,
-// connected, paying, ended); a failed or dropped call fails the test with
-// the page's message unless it is wanted.
+// callState waits for the call screen to reach one of want (connecting,
+// paying, ended, failed); a failed call fails the test with the page's
+// message unless failed is wanted.
 func (p *page) callState(timeout time.Duration, want ...string) string {
 	p.w.t.Helper()
 	var fail []string
-	for _, f := range []string{"failed", "dropped"} {
-		if !slices.Contains(want, f) {
-			fail = append(fail, f)
-		}
+	if !slices.Contains(want, "failed") {
+		fail = []string{"failed"}
 	}
-	return p.untilState("call-state", want, fail, timeout)
+	return p.untilState("call-screen", want, fail, timeout)
 }
 
 // elapsedAtLeast waits until the call screen shows sec seconds of call.
@@ -214,25 +214,23 @@ func (p *page) elapsedAtLeast(sec int, timeout time.Duration) {
 // (payee) in this call, in satoshis.
 func (p *page) paidShown() int64 {
 	p.w.t.Helper()
-	v := p.one(tid("call-paid-sat")).int("sat")
+	v := p.one(tid("call-paid")).int("sat")
 	if v < 0 {
-		p.w.t.Fatalf("page %s: call-paid-sat has no data-sat", p.name)
+		p.w.t.Fatalf("page %s: call-paid has no data-sat", p.name)
 	}
 	return v
 }
 
-// reSettled finds the settlement's txid in a sentence the page shows.
-var reSettled = regexp.MustCompile(`settled on chain: ([0-9a-f]{64})`)
-
-// settlementShown is the settlement txid the call screen's result names.
+// settlementShown is the settlement txid the call screen's result names
+// (and says in words).
 func (p *page) settlementShown() string {
 	p.w.t.Helper()
-	r := p.one(tid("call-result")).Text
-	m := reSettled.FindStringSubmatch(r)
-	if m == nil {
-		p.w.t.Fatalf("page %s: the call's result names no settlement: %q", p.name, r)
+	r := p.one(tid("call-result"))
+	txid := r.Data["settlementTxid"]
+	if len(txid) != 64 || !strings.Contains(r.Text, txid) {
+		p.w.t.Fatalf("page %s: the call's result names no settlement: %q (data-settlement-txid %q)", p.name, r.Text, txid)
 	}
-	return m[1]
+	return txid
 }
 
 // TestBrowserPaysGoPayee: a browser pays `paysip payee --tone` for a
@@ -253,9 +251,9 @@ func TestBrowserPaysGoPayee(t *testing.T) {
 	// The price on the call screen (an error, not the end: the money is
 	// checked below whatever the screen shows).
 	if _, err := alice.b.call("until", map[string]any{"page": alice.name, "timeout": 10_000,
-		"expr": `Number(document.querySelector('[data-testid="call-price"]')?.dataset.sat) > 0`}); err != nil {
+		"expr": `Number(document.querySelector('[data-testid="call-price"]')?.dataset.satPerMin) > 0`}); err != nil {
 		t.Errorf("the call screen does not show the price while paying (call-price %q)", alice.one(tid("call-price")).Text)
-	} else if price := alice.one(tid("call-price")).int("sat"); price != pricePerMin {
+	} else if price := alice.one(tid("call-price")).int("satPerMin"); price != pricePerMin {
 		t.Errorf("the call screen shows %d sat/min, the payee asks %d", price, pricePerMin)
 	}
 	alice.elapsedAtLeast(10, 30*time.Second)
@@ -304,7 +302,7 @@ func TestBrowserToBrowser(t *testing.T) {
 	carol.goPremium(pricePerMin)
 	alice.until("carol's entry to appear in alice's directory (live, no reload)",
 		`!!document.querySelector(arg)`, entrySel(aor), 20*time.Second)
-	if p := alice.one(entrySel(aor)).int("price"); p != pricePerMin {
+	if p := alice.one(entrySel(aor)).int("priceSatPerMin"); p != pricePerMin {
 		t.Fatalf("directory shows carol at %d sat/min, she asked %d", p, pricePerMin)
 	}
 	alice.screenshot("directory-live")
@@ -356,8 +354,8 @@ func TestBrowserPayeeReload(t *testing.T) {
 
 	bob := w.goCall("bob", "sip:carol@"+domain, 60, fundSat)
 	carol.callState(60*time.Second, "paying")
-	carol.until("five seconds paid", `Number(document.querySelector('[data-testid="call-paid-sat"]')?.dataset.sat) >= arg`, 5*perSecond, 30*time.Second)
-	channel := carol.one(tid("call-channel")).Text
+	carol.until("five seconds paid", `Number(document.querySelector('[data-testid="call-paid"]')?.dataset.sat) >= arg`, 5*perSecond, 30*time.Second)
+	channel := carol.one(tid("call-channel")).Data["channelId"]
 	before := carol.paidShown()
 	carol.screenshot("before-reload")
 	carol.reload()
@@ -384,8 +382,10 @@ func TestBrowserPayeeReload(t *testing.T) {
 	deadline := time.Now().Add(60 * time.Second)
 	var txid string
 	for txid == "" {
-		if els := firstText(carol.query(row + " td:last-child")); els != "" {
-			txid = els
+		if els := carol.query(row); len(els) > 0 {
+			txid = els[0].Data["closeTxid"]
+		}
+		if txid != "" {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -395,6 +395,9 @@ func TestBrowserPayeeReload(t *testing.T) {
 		carol.click("channels-refresh")
 		time.Sleep(time.Second)
 	}
+	if n := carol.query(tid("notice")); len(n) > 0 {
+		t.Logf("the page says: %s", n[0].Text)
+	}
 	carol.screenshot("after-reload")
 	settled := w.settledPaid(txid)
 	t.Logf("payee page showed %d before the reload; payer acknowledged %d; settlement %s pays %d", before, acked, txid, settled)
@@ -402,14 +405,6 @@ func TestBrowserPayeeReload(t *testing.T) {
 		t.Fatalf("settled %d: the page had shown %d acknowledged, the payer had %d acknowledged (one %d sat payment may have been in flight)",
 			settled, before, acked, perSecond)
 	}
-}
-
-// firstText is the text of the first element, if any.
-func firstText(els []element) string {
-	if len(els) == 0 {
-		return ""
-	}
-	return els[0].Text
 }
 
 // TestGoPayerCallsBrowserPayee: `paysip call` pays a browser payee for a
