@@ -210,6 +210,12 @@ func (p *page) elapsedAtLeast(sec int, timeout time.Duration) {
 	p.until(fmt.Sprintf("%d s of call", sec), `Number(document.querySelector('[data-testid="call-elapsed"]')?.dataset.seconds) >= arg`, sec, timeout)
 }
 
+// paidAtLeast waits until the call screen shows sat paid (or earned).
+func (p *page) paidAtLeast(sat int64, timeout time.Duration) {
+	p.w.t.Helper()
+	p.until(fmt.Sprintf("%d sat paid", sat), `Number(document.querySelector('[data-testid="call-paid"]')?.dataset.sat) >= arg`, sat, timeout)
+}
+
 // paidShown is what the call screen shows as paid (payer) or earned
 // (payee) in this call, in satoshis.
 func (p *page) paidShown() int64 {
@@ -234,8 +240,10 @@ func (p *page) settlementShown() string {
 }
 
 // TestBrowserPaysGoPayee: a browser pays `paysip payee --tone` for a
-// 20-second call from the directory; the payee's settlement on chain is,
-// to the satoshi, what the page showed as paid.
+// 20-second call from the directory (the call screen's Seconds: the page
+// hangs up after 20 paid seconds, as `paysip call --seconds 20` does); the
+// page shows 20 seconds paid, and the payee's settlement on chain is, to
+// the satoshi, what the page showed.
 func TestBrowserPaysGoPayee(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t)
@@ -246,34 +254,31 @@ func TestBrowserPaysGoPayee(t *testing.T) {
 	alice.createWallet("")
 	alice.fund(fundSat)
 
+	alice.nav("call")
+	alice.fill("call-seconds", 20)
 	alice.callFromDirectory("sip:tutor@" + domain)
 	alice.callState(60*time.Second, "paying")
 	// The price on the call screen (an error, not the end: the money is
 	// checked below whatever the screen shows).
-	if _, err := alice.b.call("until", map[string]any{"page": alice.name, "timeout": 10_000,
-		"expr": `Number(document.querySelector('[data-testid="call-price"]')?.dataset.satPerMin) > 0`}); err != nil {
+	if err := alice.try(`Number(document.querySelector('[data-testid="call-price"]')?.dataset.satPerMin) > 0`, nil, 10*time.Second); err != nil {
 		t.Errorf("the call screen does not show the price while paying (call-price %q)", alice.one(tid("call-price")).Text)
 	} else if price := alice.one(tid("call-price")).int("satPerMin"); price != pricePerMin {
 		t.Errorf("the call screen shows %d sat/min, the payee asks %d", price, pricePerMin)
 	}
-	alice.elapsedAtLeast(10, 30*time.Second)
+	alice.paidAtLeast(10*perSecond, 30*time.Second)
 	alice.screenshot("call-10s")
-	alice.elapsedAtLeast(20, 30*time.Second)
-	alice.click("call-hangup")
-	alice.callState(30*time.Second, "ended")
+	alice.callState(60*time.Second, "ended")
 	alice.screenshot("call-ended")
 	shown := alice.paidShown()
 
 	paid, txid := w.payeeEnded(tutor, 60*time.Second)
 	settled := w.settledPaid(txid)
 	t.Logf("page showed %d sat paid; payee says %d; settlement %s pays %d", shown, paid, txid, settled)
+	if shown != 20*perSecond {
+		t.Errorf("a 20-second call at %d sat/s: the page shows %d sat paid", perSecond, shown)
+	}
 	if settled != shown || paid != shown {
 		t.Fatalf("page showed %d sat paid, the payee was paid %d and settled %d on chain", shown, paid, settled)
-	}
-	// 20 seconds paid as each starts: 20 or 21 seconds' worth when the
-	// hang-up lands at the turn of a second.
-	if shown < 20*perSecond || shown > 22*perSecond {
-		t.Fatalf("a 20-second call at %d sat/s paid %d sat", perSecond, shown)
 	}
 }
 
@@ -310,7 +315,8 @@ func TestBrowserToBrowser(t *testing.T) {
 	alice.clickSel(entrySel(aor) + " " + tid("directory-call"))
 	alice.callState(60*time.Second, "paying")
 	carol.callState(30*time.Second, "paying")
-	alice.elapsedAtLeast(8, 30*time.Second)
+	alice.elapsedAtLeast(3, 30*time.Second)
+	alice.paidAtLeast(8*perSecond, 30*time.Second)
 	alice.screenshot("call-payer")
 	carol.screenshot("call-payee")
 	alice.click("call-hangup")
@@ -354,7 +360,7 @@ func TestBrowserPayeeReload(t *testing.T) {
 
 	bob := w.goCall("bob", "sip:carol@"+domain, 60, fundSat)
 	carol.callState(60*time.Second, "paying")
-	carol.until("five seconds paid", `Number(document.querySelector('[data-testid="call-paid"]')?.dataset.sat) >= arg`, 5*perSecond, 30*time.Second)
+	carol.paidAtLeast(5*perSecond, 30*time.Second)
 	channel := carol.one(tid("call-channel")).Data["channelId"]
 	before := carol.paidShown()
 	carol.screenshot("before-reload")
@@ -421,7 +427,7 @@ func TestGoPayerCallsBrowserPayee(t *testing.T) {
 
 	bob := w.goCall("bob", "sip:carol@"+domain, 10, fundSat)
 	carol.callState(60*time.Second, "paying")
-	carol.elapsedAtLeast(5, 30*time.Second)
+	carol.paidAtLeast(5*perSecond, 30*time.Second)
 	carol.screenshot("call-payee")
 	m := bob.waitLine(t, reCallPaid, 60*time.Second)
 	carol.callState(30*time.Second, "ended")
