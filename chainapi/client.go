@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync/atomic"
+	"time"
 
 	"github.com/btcsuite/btcd/chaincfg"
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
@@ -68,8 +69,30 @@ var ErrUnreachable = errors.New("bitcoin API unreachable")
 // ErrBadAnswer wraps every answer that does not answer the request.
 var ErrBadAnswer = errors.New("bitcoin API: bad answer")
 
-// call sends r and returns the checked answer of r's type.
+// RateLimitRetries is how many times a request refused for the API's
+// rate (code rate_limit) is sent again, a second apart (not a faucet
+// request: the faucet's own limit is minutes).
+const RateLimitRetries = 3
+
+// call sends r and returns the checked answer of r's type, trying again a
+// rate-limited request.
 func (c *Client) call(ctx context.Context, r *Request) (*Response, error) {
+	for try := 0; ; try++ {
+		resp, err := c.callOnce(ctx, r)
+		var ae *APIError
+		if !errors.As(err, &ae) || ae.Code != "rate_limit" || r.Type == TypeFaucet || try == RateLimitRetries {
+			return resp, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// callOnce sends r once.
+func (c *Client) callOnce(ctx context.Context, r *Request) (*Response, error) {
 	r.V = 1
 	r.ID = strconv.FormatUint(c.seq.Add(1), 10)
 	body, err := json.Marshal(r)

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/btcsuite/btcd/btcutil"
@@ -43,11 +44,16 @@ type bitcoinAPI struct {
 	poll     time.Duration
 
 	// The regtest faucet (EnableFaucet): nil answers no_faucet.
-	faucet         Faucet
-	faucetMax      int64
-	faucetSources  *sourceLimiter  // faucet payments per source address
-	faucetAccounts *accountLimiter // faucet payments per account
-	faucetAll      *accountLimiter // faucet payments in all (one bucket)
+	faucet atomic.Pointer[faucetConf]
+}
+
+// faucetConf is an enabled faucet and its limits.
+type faucetConf struct {
+	pay      Faucet
+	max      int64
+	sources  *sourceLimiter  // faucet payments per source address
+	accounts *accountLimiter // faucet payments per account
+	all      *accountLimiter // faucet payments in all (one bucket)
 }
 
 // watch is a script watched for a user: notified by MESSAGE to the user's
@@ -100,7 +106,8 @@ var ErrFaucetNotRegtest = errors.New("sipserver: the faucet is for regtest only"
 
 // EnableFaucet makes the SIP API answer faucet requests from f, each at
 // most maxSat (DefaultFaucetMaxSat when 0), within the faucet limits. It
-// refuses unless the server's chain is regtest. Call it before Run.
+// refuses unless the server's chain is regtest. It may be called before
+// or after Run.
 func (s *Server) EnableFaucet(f Faucet, maxSat int64) error {
 	if s.cfg.Chain == nil || !chain.IsRegtest(s.cfg.Chain.Params()) {
 		return ErrFaucetNotRegtest
@@ -108,12 +115,11 @@ func (s *Server) EnableFaucet(f Faucet, maxSat int64) error {
 	if maxSat <= 0 {
 		maxSat = DefaultFaucetMaxSat
 	}
-	a := s.api
 	per := 1 / FaucetInterval.Seconds()
-	a.faucet, a.faucetMax = f, maxSat
-	a.faucetSources = newSourceLimiter(per, FaucetBurst, s.lim.MaxSources)
-	a.faucetAccounts = newAccountLimiter(per, FaucetBurst, s.lim.MaxSources)
-	a.faucetAll = newAccountLimiter(1, FaucetBurst, 1)
+	s.api.faucet.Store(&faucetConf{pay: f, max: maxSat,
+		sources:  newSourceLimiter(per, FaucetBurst, s.lim.MaxSources),
+		accounts: newAccountLimiter(per, FaucetBurst, s.lim.MaxSources),
+		all:      newAccountLimiter(1, FaucetBurst, 1)})
 	return nil
 }
 
@@ -242,9 +248,13 @@ func (a *bitcoinAPI) handle(req *sip.Request, tx sip.ServerTransaction) {
 	a.reply(tx, req, 200, "OK", resp)
 }
 
-// rateLimited answers 503 with Retry-After (RFC 3261 section 21.5.4).
+// rateLimited answers 503 with Retry-After (RFC 3261 section 21.5.4),
+// and a body with code rate_limit so that a client reading only bodies
+// (the page's chainRequest) can tell it from an unreachable node.
 func (a *bitcoinAPI) rateLimited(tx sip.ServerTransaction, req *sip.Request, wait time.Duration) {
-	a.s.respond(tx, req, 503, "Service Unavailable: rate limit", sip.NewHeader("Retry-After", strconv.Itoa(int(math.Ceil(max(1, wait.Seconds()))))))
+	secs := strconv.Itoa(int(math.Ceil(max(1, wait.Seconds()))))
+	a.reply(tx, req, 503, "Service Unavailable: rate limit", &chainapi.Response{Type: chainapi.TypeError, Code: "rate_limit",
+		Reason: "rate limit: retry after " + secs + " s"}, sip.NewHeader("Retry-After", secs))
 }
 
 // nodeError is the refusal for a failing node: logged at error (the
@@ -325,8 +335,11 @@ func (a *bitcoinAPI) answer(ctx context.Context, r *chainapi.Request, user, acco
 func (a *bitcoinAPI) scripts(ctx context.Context, r *chainapi.Request, resp *chainapi.Response) (*chainapi.Response, *refusal) {
 	var scripts [][]byte
 	if len(r.Scripts) > 0 {
-		for _, h := range r.Scripts {
+		for i, h := range r.Scripts {
 			b, _ := hex.DecodeString(h) // Decode checked the hex
+			if err := a.addressable(b); err != nil {
+				return nil, refuse(400, "bad_request", "scripts[%d]: %v", i, err)
+			}
 			scripts = append(scripts, b)
 		}
 	} else {
@@ -416,6 +429,9 @@ func (a *bitcoinAPI) spendOf(ctx context.Context, r *chainapi.Request, resp *cha
 		return nil, refuse(400, "bad_request", "outpoint: %v", err)
 	}
 	script, _ := hex.DecodeString(r.Script)
+	if err := a.addressable(script); err != nil {
+		return nil, refuse(400, "bad_request", "%v", err)
+	}
 	sp, err := a.s.cfg.Chain.SpendOf(ctx, *op, script)
 	if err != nil {
 		return nil, a.nodeError(err)
@@ -435,22 +451,28 @@ func (a *bitcoinAPI) spendOf(ctx context.Context, r *chainapi.Request, resp *cha
 // amount within the cap, and the faucet's own limits per source address,
 // per account and in all.
 func (a *bitcoinAPI) pay(ctx context.Context, r *chainapi.Request, script []byte, account string, req *sip.Request, resp *chainapi.Response) (*chainapi.Response, *refusal) {
-	if a.faucet == nil || !chain.IsRegtest(a.s.cfg.Chain.Params()) {
+	fc := a.faucet.Load()
+	if fc == nil || !chain.IsRegtest(a.s.cfg.Chain.Params()) {
 		return nil, refuse(403, "no_faucet", "this server has no faucet (regtest only)")
 	}
-	if r.AmountSat > a.faucetMax {
-		return nil, refuse(403, "limit", "the faucet pays at most %d sat a request", a.faucetMax)
+	if req.Transport() == "UDP" && !a.s.udp.proved(req.Source()) {
+		// A UDP source may be spoofed: the per-source limit would not
+		// hold (udpguard.go).
+		return nil, refuse(403, "limit", "faucet: ask over TCP, TLS or WebSocket, or authenticate from this address")
+	}
+	if r.AmountSat > fc.max {
+		return nil, refuse(403, "limit", "the faucet pays at most %d sat a request", fc.max)
 	}
 	now := a.s.now()
 	ip := sourceIP(req.Source())
 	for _, take := range []func() (bool, time.Duration){
-		func() (bool, time.Duration) { return a.faucetAll.take("", 1, now) },
-		func() (bool, time.Duration) { return a.faucetSources.take(ip, 1, now) },
+		func() (bool, time.Duration) { return fc.all.take("", 1, now) },
+		func() (bool, time.Duration) { return fc.sources.take(ip, 1, now) },
 		func() (bool, time.Duration) {
 			if account == "" {
 				return true, 0
 			}
-			return a.faucetAccounts.take(account, 1, now)
+			return fc.accounts.take(account, 1, now)
 		},
 	} {
 		if ok, wait := take(); !ok {
@@ -459,7 +481,7 @@ func (a *bitcoinAPI) pay(ctx context.Context, r *chainapi.Request, script []byte
 			return nil, f
 		}
 	}
-	txid, err := a.faucet.Pay(ctx, script, r.AmountSat)
+	txid, err := fc.pay.Pay(ctx, script, r.AmountSat)
 	if err != nil {
 		return nil, a.nodeError(err)
 	}
@@ -468,15 +490,28 @@ func (a *bitcoinAPI) pay(ctx context.Context, r *chainapi.Request, script []byte
 	return resp, nil
 }
 
+// script is the request's one script (or its address's), checked.
 func (a *bitcoinAPI) script(r *chainapi.Request) ([]byte, error) {
 	if r.Script != "" {
-		return hex.DecodeString(r.Script)
+		b, _ := hex.DecodeString(r.Script) // Decode checked the hex
+		return b, a.addressable(b)
 	}
 	addr, err := btcutil.DecodeAddress(r.Address, a.s.cfg.Chain.Params())
 	if err != nil || !addr.IsForNet(a.s.cfg.Chain.Params()) {
 		return nil, fmt.Errorf("address %q is not for %s", r.Address, a.s.cfg.Chain.Params().Name)
 	}
 	return txscript.PayToAddrScript(addr)
+}
+
+// addressable refuses a script that pays no single address: the node's
+// address index answers for addresses only, and one such script among a
+// poll's would fail the whole poll (every user's watches).
+func (a *bitcoinAPI) addressable(script []byte) error {
+	_, addrs, _, err := txscript.ExtractPkScriptAddrs(script, a.s.cfg.Chain.Params())
+	if err != nil || len(addrs) != 1 {
+		return fmt.Errorf("script %x pays no single address", script)
+	}
+	return nil
 }
 
 // apiCoins renders coins, each with its script when several were asked.

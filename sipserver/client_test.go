@@ -208,6 +208,15 @@ func TestBitcoinAPILimits(t *testing.T) {
 	if res, a := apiCall(t, ctx, alice, tooMany); res.StatusCode != 400 || a.Code != "bad_request" {
 		t.Fatalf("too many scripts: %d %+v", res.StatusCode, a)
 	}
+	// A script paying no address is the asker's mistake (400), never a
+	// node error; as a watch it would have failed every user's polls.
+	for _, body := range []string{`{"v":1,"type":"coins","scripts":["00"]}`, `{"v":1,"type":"watch","script":"6a0100"}`,
+		`{"v":1,"type":"spend_of","outpoint":"` + strings.Repeat("ab", 32) + `:0","script":"51"}`} {
+		time.Sleep(time.Second)
+		if res, a := apiCall(t, ctx, alice, body); res.StatusCode != 400 || a.Code != "bad_request" {
+			t.Fatalf("%s: %d %+v", body, res.StatusCode, a)
+		}
+	}
 	time.Sleep(time.Second)
 	if res, a := apiCall(t, ctx, alice, `{"v":1,"type":"faucet","script":"0014`+strings.Repeat("00", 20)+`","amount_sat":1000}`); res.StatusCode != 403 || a.Code != "no_faucet" {
 		t.Fatalf("faucet without one: %d %+v", res.StatusCode, a)
@@ -250,6 +259,16 @@ func TestBitcoinAPILimits(t *testing.T) {
 	w, _ := env.NewWallet("w", "")
 	addr, _ := w.NewAddress()
 	body, _ := json.Marshal(chainapi.Request{V: 1, Type: chainapi.TypeFaucet, Address: addr.EncodeAddress(), AmountSat: 10_000})
+	// Over UDP from an address nothing proved (it may be spoofed): no.
+	udp, err := sipua.New(sipua.Config{AOR: "sip:anonymous@anonymous.invalid", Proxy: r.proxy(), Transport: "udp"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer udp.Close()
+	time.Sleep(1100 * time.Millisecond)
+	if res, a := apiCall(t, ctx, udp, string(body)); res.StatusCode != 403 || a.Code != "limit" {
+		t.Fatalf("faucet over unproven UDP: %d %+v", res.StatusCode, a)
+	}
 	paid := 0
 	for i := 0; i < sipserver.FaucetBurst+2; i++ {
 		time.Sleep(1100 * time.Millisecond) // the API's own rate, and the faucet's global one

@@ -62,6 +62,20 @@ func (s *Server) serveDirectory(w http.ResponseWriter, r *http.Request) {
 	json.NewEncoder(w).Encode(s.directoryDoc(s.Directory()))
 }
 
+// unquoteParams strips the quotes of quoted parameter values that sipgo
+// quotes again when it writes them (those with a space or a tab): a
+// listing's +paysip.name="Maths tutor" came back to its registrant as
+// +paysip.name=""Maths tutor"", a Contact SIP.js cannot parse (so it
+// never saw its REGISTER answered). RFC 3261 section 25.1 quoted-string.
+func unquoteParams(params sip.HeaderParams) {
+	for i, kv := range params {
+		v := kv.V
+		if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' && strings.ContainsAny(v[1:len(v)-1], " \t") {
+			params[i].V = v[1 : len(v)-1]
+		}
+	}
+}
+
 // DirectoryEvent is the SUBSCRIBE event package (RFC 6665 section 7.2) of
 // the live directory: a SUBSCRIBE to sip:directory@DOMAIN with
 // "Event: paysip-directory" is answered 200, then NOTIFYs carry the whole

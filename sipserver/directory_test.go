@@ -250,3 +250,39 @@ func TestLiveDirectoryLimits(t *testing.T) {
 		t.Fatalf("presence SUBSCRIBE made a directory subscription: %d", n)
 	}
 }
+
+// TestDirectoryListingEchoedOnce: the REGISTER's 200 echoes a listing's
+// quoted name with a space as it was sent (sipgo re-quoted it as
+// ""Maths tutor"", which SIP.js cannot parse: the browser's listing timed out).
+func TestDirectoryListingEchoedOnce(t *testing.T) {
+	r := startServer(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, _, _ := wsClient(t, "", "ws", nil)
+	reg := sip.NewRequest(sip.REGISTER, sip.Uri{Scheme: "sip", Host: domain})
+	reg.AppendHeader(&sip.ToHeader{Address: sip.Uri{Scheme: "sip", User: "directory", Host: domain}})
+	from := &sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: "bob", Host: domain}, Params: sip.NewParams()}
+	from.Params.Add("tag", "ws2")
+	reg.AppendHeader(from)
+	reg.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "bob", Host: "ab12cd34.invalid", UriParams: sip.HeaderParams{{K: "transport", V: "ws"}}},
+		Params: sip.HeaderParams{{K: sipext.ParamAOR, V: `"sip:bob@` + domain + `"`}, {K: sipext.ParamPrice, V: "6000"}, {K: sipext.ParamName, V: "Maths tutor"}}})
+	reg.AppendHeader(sip.NewHeader("Expires", "300"))
+	reg.SetTransport("WS")
+	reg.SetDestination(fmt.Sprintf("127.0.0.1:%d", r.srv.HTTPPort()))
+	res, err := c.Do(ctx, reg)
+	if err == nil && res.StatusCode == 401 {
+		res, err = c.DoDigestAuth(ctx, reg, res, sipgo.DigestAuth{Username: "bob", Password: "bob-password"})
+	}
+	if err != nil || res.StatusCode != 200 {
+		t.Fatalf("REGISTER: %v %v", res, err)
+	}
+	// sipgo keeps a parameter's quotes in its value (and writes them
+	// again with another pair): the value read must be the one quoted
+	// string sent.
+	if v, _ := res.Contact().Params.Get(sipext.ParamName); v != `"Maths tutor"` {
+		t.Fatalf("+paysip.name echoed as %s", v)
+	}
+	if d := r.srv.Directory(); len(d) != 1 || d[0].Name != "Maths tutor" {
+		t.Fatalf("directory %+v", d)
+	}
+}

@@ -115,6 +115,7 @@ func (s *Server) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 	now := s.now()
 	for _, b := range bindings {
 		c := b.Contact.Clone()
+		unquoteParams(c.Params) // sipgo quotes them again: no ""doubled"" quotes
 		secs := int(b.Expires.Sub(now).Seconds() + 0.5)
 		c.Params.Add("expires", strconv.Itoa(secs))
 		res.AppendHeader(c)

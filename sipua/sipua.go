@@ -290,7 +290,13 @@ func (u *UA) register(ctx context.Context, aor sip.Uri, expires int, params [][2
 	req.AppendHeader(&sip.CSeqHeader{SeqNo: seq, MethodName: sip.REGISTER})
 	c := u.contact.Clone()
 	for _, p := range params {
-		c.Params.Add(p[0], p[1])
+		v := p[1]
+		if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' && strings.ContainsAny(v, " \t") {
+			// sipgo quotes a value with a space or a tab itself: a
+			// quoted one would go out ""doubled"".
+			v = v[1 : len(v)-1]
+		}
+		c.Params.Add(p[0], v)
 	}
 	req.AppendHeader(c)
 	req.AppendHeader(sip.NewHeader("Expires", strconv.Itoa(expires)))

@@ -55,10 +55,10 @@ type serveCmd struct {
 	TLSAddr    string `long:"tls-addr" default:"127.0.0.1:5061" description:"SIP over TLS listen address (with --tls-cert)"`
 	Open       bool   `long:"open" description:"no authentication at all (local development only)"`
 	NoAnon     bool   `long:"no-anonymous-calls" description:"refuse calls from callers without an account"`
+	Faucet     bool   `long:"faucet" description:"regtest only: answer the SIP API's faucet requests from the embedded node's faucet wallet (the web app's faucet button)"`
 	DigestAlgs string `long:"digest-algorithms" default:"MD5" description:"digest algorithms offered, in order (MD5, SHA-256); SHA-256 confuses many deployed clients"`
 	// TrustedEdges: see sipserver.Config.TrustedEdges.
 	TrustedEdges []string `long:"trusted-edge" value-name:"IP|CIDR" description:"an edge proxy (e.g. Kamailio) whose Path header the registrar accepts; repeat or separate with commas; a Path from anywhere else is refused"`
-	Faucet       bool     `long:"faucet" description:"regtest only: answer the SIP API's faucet requests from the embedded node's faucet wallet (the web app's faucet button)"`
 	limitOpts
 }
 
@@ -168,15 +168,15 @@ func (c *serveCmd) Execute(args []string) error {
 	if err != nil {
 		return err
 	}
-	if c.Faucet {
-		if err := enableFaucet(srv, nd); err != nil {
-			return err
-		}
-	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Run(ctx) }()
 	select {
 	case <-srv.Ready():
+		if c.Faucet {
+			if err := enableFaucet(srv, nd); err != nil {
+				return err
+			}
+		}
 		tip, _ := nd.chain.TipHeight(ctx)
 		fmt.Printf("paysip serving %s: SIP udp+tcp %s, ws http://127.0.0.1:%d/sip, directory http://127.0.0.1:%d/api/directory; %s at height %d\n",
 			c.a.Domain, c.SIPAddr, srv.HTTPPort(), srv.HTTPPort(), nf.Network, tip)

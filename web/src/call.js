@@ -47,11 +47,18 @@ function stateWatcher(session) {
   return { established: est, ended: end };
 }
 
+// newConn is paysip.conn(sendFn); an error comes back as __paysipError.
+function newConn(paysip, send) {
+  const c = paysip.conn(send);
+  if (c && c.__paysipError) throw c.__paysipError;
+  return c;
+}
+
 // dataChannelConn makes the payment protocol's agent.Conn on an open
 // DataChannel.
 function dataChannelConn(paysip, dc) {
   dc.binaryType = "arraybuffer";
-  const conn = paysip.conn((bytes) => {
+  const conn = newConn(paysip, (bytes) => {
     if (dc.readyState === "open") dc.send(bytes);
   });
   dc.addEventListener("message", (e) => conn.receive(typeof e.data === "string" ? e.data : new Uint8Array(e.data)));
@@ -144,6 +151,7 @@ export async function placeCall({ phone, paysip, view, target, paid, plan }) {
     throw new PaysipError(`the payment DataChannel with ${targetStr} did not open`, "call_dropped");
   }
   const conn = dataChannelConn(paysip, dc);
+  view.price(plan.priceSatPerMin || plan.maxPriceSatPerMin);
   const abort = new AbortController();
   let hungUp = false;
   view.onHangup(() => {
@@ -197,7 +205,7 @@ function reasonText(r) {
 // the transport the offer chose, paysip.serve until the caller closes,
 // goes away or falls behind; then hangs up (with the payment-late Reason
 // when it fell behind).
-export async function servePaidCall({ paysip, view, inv }) {
+export async function servePaidCall({ paysip, view, inv, priceSatPerMin }) {
   const from = inv.remoteIdentity.uri.toString();
   const transport = transportOf(inv.request.body);
   try {
@@ -229,6 +237,7 @@ export async function servePaidCall({ paysip, view, inv }) {
   });
   attachAudio(inv, view.audio);
   view.established();
+  view.price(priceSatPerMin);
   if (transport === "datachannel") {
     const dc = await Promise.race([dcP, ended.then(() => null)]);
     if (!dc || !(await whenOpen(dc, ended))) {
@@ -237,7 +246,7 @@ export async function servePaidCall({ paysip, view, inv }) {
     }
     conn = dataChannelConn(paysip, dc);
   } else {
-    conn = paysip.conn((bytes) => {
+    conn = newConn(paysip, (bytes) => {
       const content = typeof bytes === "string" ? bytes : new TextDecoder().decode(bytes);
       inv.message({ requestOptions: { body: { contentDisposition: "render", contentType: API_CONTENT_TYPE, content } } }).catch(() => {});
     });

@@ -205,7 +205,9 @@ async function walletReady() {
     .then((done) => done && done.length && notice(`settled ${done.length} channel(s) left open by a previous page`))
     .catch((e) => showError(e));
   if (app.paysip.watchRefunds) call(app.paysip.watchRefunds()).catch((e) => showError(e));
-  setInterval(() => app.phone && refreshWallet().catch(() => {}), 5000);
+  // Every 10 s, not during a call: the SIP API's rate is per source
+  // address, and the call's own chain requests come first.
+  setInterval(() => app.phone && !view.busy && refreshWallet().catch(() => {}), 10000);
 }
 
 async function refreshWallet() {
@@ -305,7 +307,11 @@ document.getElementById("send-form").addEventListener(
 // ---- directory ---------------------------------------------------------
 
 function renderDirectory(doc) {
-  app.directory = Array.isArray(doc.entries) ? doc.entries.filter((e) => e && e.aor && e.price_sat_per_min > 0) : [];
+  // One row per address (a payee in two tabs registers two contacts).
+  const seen = new Set();
+  app.directory = (Array.isArray(doc.entries) ? doc.entries : []).filter(
+    (e) => e && e.aor && e.price_sat_per_min > 0 && !seen.has(e.aor) && seen.add(e.aor),
+  );
   const tbody = $("directory-list");
   tbody.replaceChildren();
   for (const e of app.directory) {
@@ -435,9 +441,10 @@ function incoming(inv) {
     return;
   }
   if (app.premium && app.walletReady) {
+    clearError();
     location.hash = "call";
     view.busy = true;
-    servePaidCall({ paysip: app.paysip, view, inv })
+    servePaidCall({ paysip: app.paysip, view, inv, priceSatPerMin: app.premium.priceSatPerMin })
       .then((res) => {
         app.calls++;
         app.earned += Number(res.paidSat || 0);

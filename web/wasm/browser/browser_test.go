@@ -217,3 +217,72 @@ func TestPagesPayAndReload(t *testing.T) {
 		t.Fatalf("payer's channels after the settlement: %+v %v", chs, err)
 	}
 }
+
+// TestPageRefund: a payee page vanishes with the pool unsettled; once the
+// chain reaches the refund's lock time, the payer page's watchRefunds
+// takes its refund through the SIP API, and the channel ends refunded.
+func TestPageRefund(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a regtest node: skipped with -short")
+	}
+	env := regtest.New(t)
+	rt := sipAPI(t, env)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	payer := newApp(t, page{&memWallet{}, &kvstore.Mem{}}, rt)
+	if _, err := payer.CreateWallet(""); err != nil {
+		t.Fatal(err)
+	}
+	// An empty wallet cannot pay: refused before a word is sent.
+	c1, c2 := agent.Pipe()
+	defer c2.Close()
+	if _, err := payer.Pay(ctx, c1, browser.PayOptions{Peer: "sip:tutor@paysip.test", Plan: paidcall.Plan{PriceSatPerMin: 60_000, Seconds: 2}}); browser.Code(err) != browser.CodeNoFunds {
+		t.Fatalf("paying from an empty wallet: %v (%s)", err, browser.Code(err))
+	}
+	if _, err := payer.Faucet(ctx, 1_000_000); err != nil {
+		t.Fatal(err)
+	}
+	var gone atomic.Bool // the payee page's tab closed
+	payee := newApp(t, page{&memWallet{}, &kvstore.Mem{}}, func(ctx context.Context, b []byte) ([]byte, error) {
+		if gone.Load() {
+			return nil, errors.New("tab closed")
+		}
+		return rt(ctx, b)
+	})
+	if _, err := payee.CreateWallet(""); err != nil {
+		t.Fatal(err)
+	}
+	payee.Offer("", sipext.Offer{PriceSatPerMin: 60_000})
+	a, b := agent.Pipe()
+	go payee.Serve(ctx, b, "sip:alice@paysip.test", func(p browser.Payment) {
+		if p.PaidSat >= 2_000 {
+			gone.Store(true)
+		}
+	})
+	res, err := payer.Pay(ctx, a, browser.PayOptions{Peer: "sip:tutor@paysip.test", Plan: paidcall.Plan{PriceSatPerMin: 60_000, Seconds: 2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+	// Before the lock: nothing to take.
+	if got, err := payer.WatchRefunds(ctx); err != nil || len(got) != 0 {
+		t.Fatalf("refunds before the lock: %+v %v", got, err)
+	}
+	chs, _ := payer.Channels(ctx)
+	tip, _ := env.Chain.TipHeight(ctx)
+	env.Mine(chs[0].ExpiryHeight - uint32(tip))
+	got, err := payer.WatchRefunds(ctx)
+	if err != nil || len(got) != 1 || got[0].ChannelID != res.ChannelID {
+		t.Fatalf("refunds at the lock: %+v %v", got, err)
+	}
+	h, _ := chainhash.NewHashFromStr(got[0].TxID)
+	if st, err := env.Chain.TxStatus(ctx, *h); err != nil || !st.Known {
+		t.Fatalf("refund not on the node: %+v %v", st, err)
+	}
+	env.Mine(1)
+	payer.WatchRefunds(ctx)
+	chs, err = payer.Channels(ctx)
+	if err != nil || chs[0].State != string(store.StateRefunded) || chs[0].CloseTxID != got[0].TxID {
+		t.Fatalf("payer's channel after its refund: %+v %v", chs, err)
+	}
+}
