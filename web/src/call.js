@@ -259,10 +259,9 @@ export async function servePaidCall({ paysip, view, inv, priceSatPerMin }) {
     abort.abort();
     setTimeout(() => conn.close("hang-up"), 3000);
   });
-  ended.then(() => {
-    abort.abort();
-    setTimeout(() => conn.close("the call ended"), 500);
-  });
+  // The caller hung up: its last messages (close) may still be on their
+  // way; the session ends when its connection does, and settles then.
+  ended.then(() => setTimeout(() => conn.close("the caller hung up"), 1500));
   let res = null;
   let err = null;
   try {

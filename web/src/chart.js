@@ -32,7 +32,7 @@ export class BalanceChart {
     const g = c.getContext("2d");
     g.setTransform(dpr, 0, 0, dpr, 0, 0);
     g.clearRect(0, 0, w, h);
-    const pad = { l: 70, r: 70, t: 14, b: 24 };
+    const pad = { l: 70, r: 70, t: 24, b: 24 };
     const pw = w - pad.l - pad.r;
     const ph = h - pad.t - pad.b;
     const last = this.points[this.points.length - 1];

@@ -197,14 +197,16 @@ async function walletReady() {
   app.walletReady = true;
   walletState("ready", "ready");
   document.getElementById("faucet-box").hidden = cfg.network !== "regtest";
-  await newAddress();
+  await newAddress(false);
   await refreshWallet();
   // What a previous page left: a payee's open channels settle now, a
   // payer's refunds are taken when their lock has passed.
   call(app.paysip.settleOpen())
     .then((done) => done && done.length && notice(`settled ${done.length} channel(s) left open by a previous page`))
     .catch((e) => showError(e));
-  if (app.paysip.watchRefunds) call(app.paysip.watchRefunds()).catch((e) => showError(e));
+  const refunds = () => call(app.paysip.watchRefunds()).catch((e) => showError(e));
+  refunds();
+  setInterval(() => app.phone && refunds(), 180000);
   // Every 10 s, not during a call: the SIP API's rate is per source
   // address, and the call's own chain requests come first.
   setInterval(() => app.phone && !view.busy && refreshWallet().catch(() => {}), 10000);
@@ -223,8 +225,16 @@ async function refreshWallet() {
   return b;
 }
 
-async function newAddress() {
-  const addr = await call(app.paysip.wallet.receiveAddress());
+// The receive address is kept across loads (each receiveAddress() hands
+// out the next one: a restore looks 20 unused addresses ahead).
+const ADDRESS_KEY = "paysip.receiveAddress";
+
+async function newAddress(fresh = true) {
+  let addr = fresh ? "" : localStorage.getItem(ADDRESS_KEY) || "";
+  if (!addr) {
+    addr = await call(app.paysip.wallet.receiveAddress());
+    localStorage.setItem(ADDRESS_KEY, addr);
+  }
   figure("wallet-address", addr, { address: addr });
   drawQR($("wallet-qr"), `bitcoin:${addr}`);
 }
@@ -239,6 +249,7 @@ on(
   "click",
   guard(async () => {
     const { mnemonic } = await call(app.paysip.wallet.create($("wallet-passphrase").value));
+    localStorage.removeItem(ADDRESS_KEY);
     $("wallet-passphrase").value = "";
     showMnemonic(mnemonic);
     await walletReady();
@@ -263,13 +274,18 @@ on(
   guard(async () => {
     const words = $("wallet-restore-mnemonic").value.trim().split(/\s+/).join(" ");
     await call(app.paysip.wallet.restore(words, $("wallet-passphrase").value));
+    localStorage.removeItem(ADDRESS_KEY);
     $("wallet-restore-mnemonic").value = "";
     $("wallet-passphrase").value = "";
     await walletReady();
   }),
 );
 on("wallet-refresh", "click", guard(refreshWallet));
-on("wallet-new-address", "click", guard(newAddress));
+on(
+  "wallet-new-address",
+  "click",
+  guard(() => newAddress(true)),
+);
 on(
   "wallet-backup",
   "click",
@@ -286,7 +302,7 @@ on(
     if (cfg.network !== "regtest") throw new PaysipError("the faucet is for regtest only", "no_faucet");
     const amount = Number($("faucet-amount").value);
     if (!Number.isSafeInteger(amount) || amount <= 0) throw new PaysipError("the amount must be a whole number of satoshis", "bad_amount");
-    const r = await app.phone.chain({ type: "faucet", address: $("wallet-address").textContent, amount_sat: amount });
+    const r = await call(app.paysip.wallet.faucet(amount));
     figure("faucet-txid", r.txid || "");
     notice(`faucet paid ${fmtSat(amount)}: ${r.txid}`);
     await refreshWallet();
@@ -446,6 +462,10 @@ function incoming(inv) {
     view.busy = true;
     servePaidCall({ paysip: app.paysip, view, inv, priceSatPerMin: app.premium.priceSatPerMin })
       .then((res) => {
+        if (res.error && res.code !== "cancelled" && !/context canceled/.test(res.error)) {
+          // Paid, then ended badly: what was paid is kept (and settled).
+          showError(new PaysipError(res.error, res.code || ""), { target: from });
+        }
         app.calls++;
         app.earned += Number(res.paidSat || 0);
         figure("premium-earned", fmtSat(app.earned), { sat: app.earned });

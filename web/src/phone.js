@@ -131,6 +131,12 @@ export class Phone {
         requestDelegate: {
           onAccept: (res) => resolve(res.message.body),
           onReject: (res) => {
+            // An error answer's body says why ({"type":"error","code",...}):
+            // the wallet reads it (web/wasm/API.md). Without one, reject.
+            if (res.message.body) {
+              resolve(res.message.body);
+              return;
+            }
             const err = statusError(res, "SIP API to Bitcoin");
             try {
               const b = JSON.parse(err.body);
