@@ -237,3 +237,93 @@ func TestByeReason(t *testing.T) {
 		t.Fatalf("Reason %q", got)
 	}
 }
+
+// TestByeToAnonymousWebSocketCaller: a caller without an account, on a
+// WebSocket (a browser calling anonymously: its Contact is a .invalid host,
+// RFC 7118 section 5, and it is not registered), is reached by the callee's
+// BYE on the connection its INVITE came on; the proxy never looks the
+// .invalid name up (RFC 6761 section 6.4).
+func TestByeToAnonymousWebSocketCaller(t *testing.T) {
+	r := startServer(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	tutor := r.ua("tutor", true)
+	if _, err := tutor.Register(ctx, 300); err != nil {
+		t.Fatal(err)
+	}
+	answered := make(chan *sipua.Call, 1)
+	tutor.OnInvite(func(ic *sipua.IncomingCall) {
+		c, _ := ic.Answer([]byte("v=0\r\n"))
+		answered <- c
+	})
+	c, srv, _ := wsClient(t, "", "ws", nil)
+	byes := make(chan *sip.Request, 1)
+	srv.OnBye(func(req *sip.Request, tx sip.ServerTransaction) {
+		tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
+		byes <- req
+	})
+	dest := fmt.Sprintf("127.0.0.1:%d", r.srv.HTTPPort())
+	inv := sip.NewRequest(sip.INVITE, uri("sip:tutor@"+domain))
+	inv.AppendHeader(&sip.ToHeader{Address: uri("sip:tutor@" + domain)})
+	from := &sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: "anonymous", Host: "anonymous.invalid"}, Params: sip.NewParams()}
+	from.Params.Add("tag", "anon1")
+	inv.AppendHeader(from)
+	inv.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "x7", Host: "ab12cd34.invalid",
+		UriParams: sip.HeaderParams{{K: "transport", V: "ws"}}}})
+	inv.AppendHeader(sip.NewHeader("Supported", "paysip"))
+	inv.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+	inv.SetBody([]byte("v=0\r\n"))
+	inv.SetTransport("WS")
+	inv.SetDestination(dest)
+	tx, err := c.TransactionRequest(ctx, inv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Terminate()
+	var ok *sip.Response
+	for ok == nil {
+		select {
+		case res := <-tx.Responses():
+			if res.StatusCode >= 300 {
+				t.Fatalf("INVITE: %s", res.StartLine())
+			}
+			if res.StatusCode == 200 {
+				ok = res
+			}
+		case <-ctx.Done():
+			t.Fatal("no 200 to the INVITE")
+		}
+	}
+	// The ACK to the 2xx: to the callee's Contact along the reversed
+	// Record-Route (RFC 3261 section 12.1.2).
+	ack := sip.NewRequest(sip.ACK, ok.Contact().Address)
+	ack.AppendHeader(sip.HeaderClone(inv.From()))
+	ack.AppendHeader(sip.HeaderClone(ok.To()))
+	ack.AppendHeader(sip.HeaderClone(inv.CallID()))
+	ack.AppendHeader(&sip.CSeqHeader{SeqNo: inv.CSeq().SeqNo, MethodName: sip.ACK})
+	var rr []string
+	for _, h := range ok.GetHeaders("Record-Route") {
+		rr = append(rr, h.Value())
+	}
+	for i := len(rr) - 1; i >= 0; i-- {
+		ack.AppendHeader(sip.NewHeader("Route", rr[i]))
+	}
+	ack.SetTransport("WS")
+	ack.SetDestination(dest)
+	if err := c.WriteRequest(ack); err != nil {
+		t.Fatal(err)
+	}
+	tc := <-answered
+	time.Sleep(100 * time.Millisecond) // the ACK
+	if err := tc.Hangup(ctx); err != nil {
+		t.Fatalf("BYE to the anonymous WebSocket caller: %v", err)
+	}
+	select {
+	case bye := <-byes:
+		if bye.Recipient.Host != "ab12cd34.invalid" {
+			t.Fatalf("BYE to %s", bye.Recipient.String())
+		}
+	case <-ctx.Done():
+		t.Fatal("the BYE did not reach the caller's WebSocket")
+	}
+}

@@ -256,7 +256,37 @@ func (s *Server) onRequest(req *sip.Request, tx sip.ServerTransaction) {
 	if !s.cfg.Open && !inDialog && s.authenticate(req, tx, true) == "" {
 		return
 	}
-	s.fork(req, tx, loop, []target{{uri: u, dest: hostPort(u), transport: uriTransport(u)}})
+	t, ok := s.dialogTarget(req, u)
+	if !ok {
+		// RFC 6761 section 6.4: .invalid names are never looked up (a
+		// WebSocket client's Contact, RFC 7118 section 5); without the
+		// flow its dialog came on, it cannot be reached.
+		s.respond(tx, req, sip.StatusTemporarilyUnavailable, "Temporarily Unavailable: no flow to this .invalid contact")
+		return
+	}
+	s.fork(req, tx, loop, []target{t})
+}
+
+// dialogTarget is where an in-dialog request to the Contact u goes: back
+// on the flow that end's dialog came on when u cannot be dialled (a
+// WebSocket client, a .invalid host), else u itself. It is false for a
+// .invalid host without such a flow.
+func (s *Server) dialogTarget(req *sip.Request, u sip.Uri) (target, bool) {
+	t := target{uri: u, dest: hostPort(u), transport: uriTransport(u)}
+	invalid := isInvalidHost(u.Host)
+	if invalid || t.transport == "WS" || t.transport == "WSS" {
+		if f, ok := s.dialogs.flowTo(req, t.dest, s.now()); ok {
+			t.dest, t.transport = f.source, f.transport
+			return t, true
+		}
+	}
+	return t, !invalid
+}
+
+// isInvalidHost: the special-use name "invalid" (RFC 6761 section 6.4).
+func isInvalidHost(host string) bool {
+	h := strings.ToLower(strings.TrimSuffix(host, "."))
+	return h == "invalid" || strings.HasSuffix(h, ".invalid")
 }
 
 // onAck forwards an ACK for a 2xx (end to end, RFC 3261 section 16.6)
@@ -275,6 +305,10 @@ func (s *Server) onAck(req *sip.Request, tx sip.ServerTransaction) {
 		t = s.bindingTarget(b)
 		t.uri = req.Recipient
 		allowed = true
+	} else if dt, ok := s.dialogTarget(req, req.Recipient); ok {
+		t = dt
+	} else {
+		allowed = false
 	}
 	if !allowed || s.isSelf(t.dest) {
 		// No response to an ACK: drop it (no relay for an ACK either).

@@ -118,6 +118,7 @@ func keyOf(callID, a, b string) dialogKey {
 // dialog is what we keep of a dialog established through us.
 type dialog struct {
 	hops    map[string]bool // next hops allowed: both Contacts, the route set
+	flows   map[string]flow // each end's Contact (host:port) -> the flow it came on
 	early   bool            // from a provisional response: ends if the request fails
 	expires time.Time
 }
@@ -144,13 +145,21 @@ func (d *dialogs) established(req *sip.Request, res *sip.Response, isOurs func(s
 	if callID == "" || fromTag == "" || toTag == "" {
 		return false
 	}
-	dl := &dialog{hops: map[string]bool{}, early: early, expires: now.Add(maxDialogLifetime)}
+	dl := &dialog{hops: map[string]bool{}, flows: map[string]flow{}, early: early, expires: now.Add(maxDialogLifetime)}
 	if early {
 		dl.expires = now.Add(maxEarlyDialog)
 	}
-	for _, c := range []*sip.ContactHeader{req.Contact(), res.Contact()} {
-		if c != nil {
-			dl.hops[hostPort(c.Address)] = true
+	ends := [...]struct {
+		c *sip.ContactHeader
+		f flow
+	}{{req.Contact(), flow{req.Source(), req.Transport()}}, {res.Contact(), flow{res.Source(), res.Transport()}}}
+	for _, e := range ends {
+		if e.c != nil {
+			hp := hostPort(e.c.Address)
+			dl.hops[hp] = true
+			if e.f.source != "" && e.f.transport != "" {
+				dl.flows[hp] = e.f
+			}
 		}
 	}
 	for _, h := range res.GetHeaders("Record-Route") {
@@ -172,6 +181,9 @@ func (d *dialogs) established(req *sip.Request, res *sip.Response, isOurs func(s
 		// may not carry it all), and a 2xx extends it.
 		for h := range dl.hops {
 			old.hops[h] = true
+		}
+		for h, f := range dl.flows {
+			old.flows[h] = f
 		}
 		if !early {
 			old.expires = dl.expires
@@ -223,6 +235,30 @@ func (d *dialogs) allows(req *sip.Request, nextHop string, now time.Time) bool {
 	defer d.mu.Unlock()
 	dl, ok := d.m[keyOf(callID, fromTag, toTag)]
 	return ok && now.Before(dl.expires) && dl.hops[nextHop]
+}
+
+// flow is the connection (or UDP source) a dialog's end reached us on.
+type flow struct{ source, transport string }
+
+// flowTo returns the flow on which the end of req's dialog whose Contact
+// is nextHop reached us. A WebSocket client's Contact names a host that
+// does not exist (RFC 7118 section 5: "df7jal23ls0d.invalid"), and any
+// connection-oriented client behind NAT may not be reachable at its
+// Contact: the request goes back on the connection the dialog came on
+// (RFC 5626 section 5.3 in spirit, without Outbound).
+func (d *dialogs) flowTo(req *sip.Request, nextHop string, now time.Time) (flow, bool) {
+	callID, fromTag, toTag, _, _ := dialogEnds(req)
+	if toTag == "" {
+		return flow{}, false
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	dl, ok := d.m[keyOf(callID, fromTag, toTag)]
+	if !ok || !now.Before(dl.expires) {
+		return flow{}, false
+	}
+	f, ok := dl.flows[nextHop]
+	return f, ok
 }
 
 func (d *dialogs) sweep(now time.Time) {
