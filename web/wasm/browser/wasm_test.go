@@ -187,7 +187,7 @@ func TestWasmJSAPI(t *testing.T) {
 		t.Fatalf("settlement outputs %v: none returns %d - %d to the payer", tx.TxOut, res.CapacitySat, res.PaidSat)
 	}
 	env.Mine(1)
-	if st, err := env.Chain.TxStatus(ctx, *h); err != nil || st.Confirmations != 1 {
+	if st, err := env.Chain.TxStatus(ctx, *h); err != nil || st.Confirmations < 1 {
 		t.Fatalf("settlement not mined: %+v %v", st, err)
 	}
 }

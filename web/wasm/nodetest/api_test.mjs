@@ -52,7 +52,7 @@ const payee = await start();
 check(payer.version === "paysip-wasm/1", "version");
 await rejects(payer.wallet.exists(), "bad_request", "before init");
 for (const [p, db] of [[payer, "payer"], [payee, "payee"]]) {
-  await p.init({ network: "regtest", domain: "paysip.test", chainRequest, dbName: db });
+  await p.init({ network: "regtest", domain: "paysip.test", chainRequest, dbName: db, debug: !!process.env.PAYSIP_DEBUG });
 }
 check((await payer.wallet.exists()) === false, "no wallet yet");
 await rejects(payer.wallet.balance(), "no_wallet", "balance without a wallet");
@@ -107,6 +107,29 @@ const pc = (await payee.channels()).find((c) => c.channelId === result.channelId
 check(pc && pc.role === "payee" && pc.paidSat === result.paidSat && pc.closeTxid === serveResult.settlementTxid && pc.state !== "open", "payee channel " + JSON.stringify(pc));
 const rc = (await payer.channels()).find((c) => c.channelId === result.channelId);
 check(rc && rc.role === "payer" && rc.paidSat === result.paidSat, "payer channel " + JSON.stringify(rc));
+
+// Hanging up: an AbortSignal ends a call of no set length; with close
+// the payee settles what it was paid. A budget keeps the pool small (a
+// pool above 1,000,000 sat waits for a confirmation). (A faucet payment first mines a
+// block: the payee takes a funding at once only when its parents, here
+// the first funding's change, are confirmed.)
+await payer.wallet.faucet(10_000);
+{
+  let x, y;
+  x = payer.conn((m) => setTimeout(() => y.receive(m), 0));
+  y = payee.conn((m) => setTimeout(() => x.receive(m), 0));
+  const hang = new AbortController();
+  const served3 = payee.serve({ conn: y, peer: "sip:alice@paysip.test" });
+  const call = payer.pay({ conn: x, peer: "sip:tutor@paysip.test", priceSatPerMin: 60000, close: true, signal: hang.signal,
+    budgetSat: 20000,
+    onTick: (t) => { if (t.paidSat >= 2000) hang.abort(); } });
+  const r3 = await call;
+  const s3 = await served3;
+  check(r3.end === "hang-up" && r3.paidSat >= 2000 && r3.closed && r3.closed.settlementTxid === s3.settlementTxid && s3.paidSat === r3.paidSat,
+    "hang-up " + JSON.stringify(r3) + " " + JSON.stringify(s3));
+  x.close(); y.close();
+  out.hangupSettlementTxid = s3.settlementTxid;
+}
 
 // A payee asking more than the caller allows: refused before funding.
 let c1, c2;
