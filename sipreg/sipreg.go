@@ -122,7 +122,8 @@ type Registry struct {
 	byAOR  map[string][]*Binding
 	count  int // bindings held
 	peak   int // most AORs held since the map was last rebuilt
-	sync   *Persister // nil: memory only (persist.go)
+
+	sync *Persister // nil: memory only (persist.go)
 }
 
 // New returns an empty registry with the given limits (zero: defaults).
