@@ -17,7 +17,9 @@ import (
 func TestSharedSecretAcrossNodes(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
 	secret := NewSecret()
-	lookup := func(user, alg string) (string, bool) { return HA1(alg, "alice", "paysip.test", "s3cret"), user == "alice" }
+	lookup := func(user, alg string) (string, bool) {
+		return HA1(alg, "alice", "paysip.test", "s3cret"), user == "alice"
+	}
 	a := &Verifier{Realm: "paysip.test", Secret: secret, Lookup: lookup}
 	b := &Verifier{Realm: "paysip.test", Secret: append([]byte(nil), secret...), Lookup: lookup}
 	other := &Verifier{Realm: "paysip.test", Secret: NewSecret(), Lookup: lookup}
