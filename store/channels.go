@@ -80,7 +80,7 @@ func txBytes(tx *wire.MsgTx) []byte {
 func (d *DB) Insert(ctx context.Context, r Record) error {
 	now := time.Now().Unix()
 	ch := r.Channel
-	return d.write(ctx, func(tx *sql.Tx) error {
+	return d.write(ctx, func(tx *txn) error {
 		_, err := tx.Exec(`INSERT INTO channels (id, role, state, peer, key_index, capacity_sat, expiry_height,
 			payer_key, payee_key, payer_script, funding_tx, refund_tx, signed_sat, acked_sat, best_sat, best_sig,
 			close_txid, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
@@ -100,8 +100,8 @@ func (d *DB) PayerSigned(ctx context.Context, id string, signed int64, sig []byt
 
 // PayerAcked stores what the payee acknowledged.
 func (d *DB) PayerAcked(ctx context.Context, id string, acked int64) error {
-	return d.update(ctx, id, `UPDATE channels SET acked_sat = ?, signed_sat = max(signed_sat, ?), updated_at = ?
-		WHERE id = ? AND role = 'payer' AND acked_sat <= ?`, acked, acked, time.Now().Unix(), id, acked)
+	return d.update(ctx, id, `UPDATE channels SET acked_sat = ?, signed_sat = CASE WHEN signed_sat > ? THEN signed_sat ELSE ? END, updated_at = ?
+		WHERE id = ? AND role = 'payer' AND acked_sat <= ?`, acked, acked, acked, time.Now().Unix(), id, acked)
 }
 
 // PayeePayment stores the payee's new best payment before it is
@@ -115,21 +115,34 @@ func (d *DB) PayeePayment(ctx context.Context, id string, paid int64, sig []byte
 }
 
 // StartClosing moves an open channel to closing and returns it as stored,
-// in one transaction: from then on PayeePayment refuses new payments, so
-// the best payment read here is the last that can ever be acknowledged.
-// A channel already closing is returned as is (its settlement may be sent
-// again). This is the lock that keeps a settlement and a live session
-// apart, across processes sharing the database.
+// in one transaction that holds the channel's row lock (SELECT ... FOR
+// UPDATE on Postgres; SQLite's one writer): from then on PayeePayment
+// refuses new payments, so the best payment read here is the last that
+// can ever be acknowledged. A payment racing it is either stored before
+// (and is in the record returned) or refused.
+//
+// The caller becomes the channel's closer (its owner, claims.go): a
+// channel already closing is returned again to the handle that closes it
+// (its settlement may be sent again), or to another once that one is gone
+// (closed, or its process dead); while it lives, another handle gets
+// ErrClaimed, so that of several processes sharing the database exactly
+// one settles each channel.
 func (d *DB) StartClosing(ctx context.Context, id string) (*Record, error) {
 	var rec *Record
-	err := d.write(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.Exec(`UPDATE channels SET state = 'closing', updated_at = ? WHERE id = ? AND state = 'open'`, time.Now().Unix(), id); err != nil {
-			return err
-		}
-		r, err := scan(tx.QueryRow("SELECT "+columns+" FROM channels WHERE id = ?", id))
+	err := d.write(ctx, func(tx *txn) error {
+		var state string
+		var closer int64
+		err := tx.QueryRow("SELECT state, closing_owner FROM channels WHERE id = ?"+d.dialect.forUpdate(), id).Scan(&state, &closer)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("%w: %s", ErrNotFound, id)
 		}
+		if err != nil {
+			return err
+		}
+		if err := d.claim(tx, id, State(state), closer); err != nil {
+			return err
+		}
+		r, err := scan(tx.QueryRow("SELECT "+columns+" FROM channels WHERE id = ?", id))
 		rec = r
 		return err
 	})
@@ -144,7 +157,7 @@ func (d *DB) SetState(ctx context.Context, id string, state State, closeTxID str
 
 // update runs one UPDATE in the group commit and fails if no row matched.
 func (d *DB) update(ctx context.Context, id string, query string, args ...any) error {
-	return d.write(ctx, func(tx *sql.Tx) error {
+	return d.write(ctx, func(tx *txn) error {
 		res, err := tx.Exec(query, args...)
 		if err != nil {
 			return err
@@ -247,7 +260,7 @@ func checkRow(r *Record, capacity, keyIndex, expiry int64) error {
 
 // Get returns one channel.
 func (d *DB) Get(ctx context.Context, id string) (*Record, error) {
-	r, err := scan(d.db.QueryRowContext(ctx, "SELECT "+columns+" FROM channels WHERE id = ?", id))
+	r, err := scan(d.queryRow(ctx, "SELECT "+columns+" FROM channels WHERE id = ?", id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
 	}
@@ -256,7 +269,7 @@ func (d *DB) Get(ctx context.Context, id string) (*Record, error) {
 
 // List returns every channel, newest first; with states given, only those.
 func (d *DB) List(ctx context.Context, states ...State) ([]*Record, error) {
-	rows, err := d.db.QueryContext(ctx, "SELECT "+columns+" FROM channels ORDER BY created_at DESC, id")
+	rows, err := d.query(ctx, "SELECT "+columns+" FROM channels ORDER BY created_at DESC, id")
 	if err != nil {
 		return nil, err
 	}

@@ -36,24 +36,49 @@ var (
 
 // DB is an open store. It is safe for concurrent use.
 type DB struct {
-	db     *sql.DB
-	writes chan *writeReq
-	stop   chan struct{}
-	done   chan struct{}
-	once   sync.Once
+	db      *sql.DB
+	dialect *dialect
+	writes  chan *writeReq
+	stop    chan struct{}
+	done    chan struct{}
+	once    sync.Once
 	// MaxBatch bounds a group commit.
 	maxBatch int
+	// owner is this handle's claim on the channels it closes (Postgres:
+	// a session advisory lock held while the handle is open).
+	owner *owner
 }
 
 type writeReq struct {
-	op   func(*sql.Tx) error
+	op   func(*txn) error
 	done chan error
 }
 
-// Open opens (creating if absent) the store at path and brings its schema
-// up to date. A file that is not SQLite, is another application's database,
-// or comes from a newer paysip is refused and left untouched.
-func Open(path string) (*DB, error) {
+// Open opens (creating if absent) the store named by dsn and brings its
+// schema up to date:
+//   - a postgres:// or postgresql:// URL: a PostgreSQL database (see
+//     postgres.go); the database must exist, its tables are created;
+//   - anything else is the path of an SQLite file ("sqlite:" before it is
+//     allowed and dropped).
+//
+// A file that is not SQLite, a database holding another application's
+// tables, or one from a newer paysip is refused and left untouched.
+func Open(dsn string) (*DB, error) {
+	if IsPostgres(dsn) {
+		return openPostgres(dsn)
+	}
+	return openSQLite(strings.TrimPrefix(dsn, "sqlite:"))
+}
+
+// IsPostgres says whether dsn names a PostgreSQL database.
+func IsPostgres(dsn string) bool {
+	return strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://")
+}
+
+// Backend is the store's database: "sqlite" or "postgres".
+func (d *DB) Backend() string { return d.dialect.name }
+
+func openSQLite(path string) (*DB, error) {
 	if fi, err := os.Stat(path); err == nil && fi.Size() > 0 {
 		if err := checkHeader(path); err != nil {
 			return nil, err
@@ -71,9 +96,7 @@ func Open(path string) (*DB, error) {
 		db.Close()
 		return nil, err
 	}
-	d := &DB{db: db, writes: make(chan *writeReq, 4096), stop: make(chan struct{}), done: make(chan struct{}), maxBatch: 512}
-	go d.writer()
-	return d, nil
+	return start(db, sqliteDialect, nil), nil
 }
 
 // dsn is the SQLite URI of path, with the pragmas every connection gets.
@@ -115,20 +138,30 @@ func checkHeader(path string) error {
 	return nil
 }
 
-// Close stops the writer (after the writes under way) and closes the file.
-// Calling it again is harmless.
+// start runs the writer of an opened, migrated database.
+func start(db *sql.DB, dl *dialect, o *owner) *DB {
+	d := &DB{db: db, dialect: dl, writes: make(chan *writeReq, 4096), stop: make(chan struct{}), done: make(chan struct{}), maxBatch: 512, owner: o}
+	go d.writer()
+	return d
+}
+
+// Close stops the writer (after the writes under way) and closes the
+// database. Calling it again is harmless.
 func (d *DB) Close() error {
 	var err error
 	d.once.Do(func() {
 		close(d.stop)
 		<-d.done
+		if d.owner != nil {
+			d.owner.release()
+		}
 		err = d.db.Close()
 	})
 	return err
 }
 
 // write queues op for the next group commit and waits until it is durable.
-func (d *DB) write(ctx context.Context, op func(*sql.Tx) error) error {
+func (d *DB) write(ctx context.Context, op func(*txn) error) error {
 	r := &writeReq{op: op, done: make(chan error, 1)}
 	select {
 	case d.writes <- r:
@@ -187,27 +220,43 @@ func (d *DB) writer() {
 	}
 }
 
+// maxRetries bounds the attempts of a write that lost a lock conflict
+// (Postgres: deadlock or serialization failure with another process).
+const maxRetries = 5
+
 func (d *DB) commit(batch []*writeReq) {
 	errs := make([]error, len(batch))
-	tx, err := d.db.Begin()
+	sqltx, err := d.db.Begin()
 	if err != nil {
 		for _, r := range batch {
 			r.done <- notStored(err)
 		}
 		return
 	}
+	tx := &txn{tx: sqltx, d: d.dialect}
 	for i, r := range batch {
-		if _, err := tx.Exec("SAVEPOINT w"); err != nil {
-			errs[i] = err
-			continue
-		}
-		if err := r.op(tx); err != nil {
-			errs[i] = notStored(err)
+		for attempt := 1; ; attempt++ {
+			if _, err := tx.Exec("SAVEPOINT w"); err != nil {
+				errs[i] = notStored(err)
+				break
+			}
+			err := r.op(tx)
+			if err == nil {
+				tx.Exec("RELEASE w")
+				break
+			}
+			// Undo this write only (Postgres: and leave the aborted
+			// state, so the others in the batch go on).
 			tx.Exec("ROLLBACK TO w")
+			tx.Exec("RELEASE w")
+			if d.dialect.retryable(err) && attempt < maxRetries {
+				continue
+			}
+			errs[i] = notStored(err)
+			break
 		}
-		tx.Exec("RELEASE w")
 	}
-	if err := tx.Commit(); err != nil {
+	if err := sqltx.Commit(); err != nil {
 		for _, r := range batch {
 			r.done <- notStored(err)
 		}
@@ -220,7 +269,7 @@ func (d *DB) commit(batch []*writeReq) {
 
 // notStored wraps a failed write, with a hint when the disk is the cause.
 func notStored(err error) error {
-	if errors.Is(err, ErrNotStored) || errors.Is(err, ErrNotFound) {
+	if errors.Is(err, ErrNotStored) || errors.Is(err, ErrNotFound) || errors.Is(err, ErrClaimed) {
 		return err
 	}
 	msg := err.Error()
@@ -231,9 +280,10 @@ func notStored(err error) error {
 }
 
 // migrations bring the schema from version i to i+1. Append only: a
-// released migration never changes. The SQL stays portable (plain types,
-// no SQLite-only constructs beyond what Postgres also accepts) so that a
-// server database can follow.
+// released migration never changes what it does. The SQL is portable:
+// it runs on SQLite and PostgreSQL alike, with {bytes} standing for the
+// byte-string type native to each (BLOB, BYTEA); statements end with ";"
+// and a newline.
 var migrations = []string{
 	// 0 -> 1: channels.
 	`CREATE TABLE channels (
@@ -244,15 +294,15 @@ var migrations = []string{
 		key_index       BIGINT NOT NULL,       -- wallet channel key index
 		capacity_sat    BIGINT NOT NULL,
 		expiry_height   BIGINT NOT NULL,
-		payer_key       BLOB NOT NULL,
-		payee_key       BLOB NOT NULL,
-		payer_script    BLOB NOT NULL,
-		funding_tx      BLOB NOT NULL,
-		refund_tx       BLOB,                  -- payer: complete refund
+		payer_key       {bytes} NOT NULL,
+		payee_key       {bytes} NOT NULL,
+		payer_script    {bytes} NOT NULL,
+		funding_tx      {bytes} NOT NULL,
+		refund_tx       {bytes},               -- payer: complete refund
 		signed_sat      BIGINT NOT NULL DEFAULT 0, -- payer: highest signed
 		acked_sat       BIGINT NOT NULL DEFAULT 0, -- payer: highest acknowledged
 		best_sat        BIGINT NOT NULL DEFAULT 0, -- payee: best held
-		best_sig        BLOB,                  -- payee: its signature; payer: signature of signed_sat
+		best_sig        {bytes},               -- payee: its signature; payer: signature of signed_sat
 		close_txid      TEXT NOT NULL DEFAULT '',
 		created_at      BIGINT NOT NULL,
 		updated_at      BIGINT NOT NULL
@@ -282,6 +332,20 @@ var migrations = []string{
 		SELECT name, realm, ha1_md5, ha1_sha256, created_at FROM users;
 	DROP TABLE users;
 	ALTER TABLE users_by_realm RENAME TO users;`,
+	// 3 -> 4: SIP registrations (bindings.go), opaque to the store, and
+	// the owner of a closing channel (the store handle that settles it,
+	// 0 for none).
+	`CREATE TABLE bindings (
+		aor         TEXT NOT NULL,
+		bkey        TEXT NOT NULL,
+		expires_us  BIGINT NOT NULL,           -- unix microseconds
+		data        {bytes},                   -- NULL: deleted (kept until reclaimed)
+		updated_us  BIGINT NOT NULL,           -- unix microseconds, set by the store
+		PRIMARY KEY (aor, bkey)
+	);
+	CREATE INDEX bindings_expires ON bindings (expires_us);
+	CREATE INDEX bindings_updated ON bindings (updated_us);
+	ALTER TABLE channels ADD COLUMN closing_owner BIGINT NOT NULL DEFAULT 0;`,
 }
 
 // SchemaVersion is the version this paysip writes.
@@ -289,50 +353,146 @@ var SchemaVersion = len(migrations)
 
 func migrate(db *sql.DB) error { return migrateTo(db, SchemaVersion) }
 
-// migrateTo applies the migrations up to version target.
-func migrateTo(db *sql.DB, target int) error {
-	var appID, version int
-	if err := db.QueryRow("PRAGMA application_id").Scan(&appID); err != nil {
-		return fmt.Errorf("%w: %v", ErrForeign, err)
-	}
-	if err := db.QueryRow("PRAGMA user_version").Scan(&version); err != nil {
-		return err
+// migrateTo applies the migrations up to version target on an SQLite
+// database.
+func migrateTo(db *sql.DB, target int) error { return migrateDialect(db, sqliteDialect, target) }
+
+// meta is where a database keeps paysip's marks: the application id and
+// the schema version.
+type meta struct {
+	appID, version int64
+	// empty: no table at all (a new database).
+	empty bool
+}
+
+// readMeta reads the marks inside tx.
+func (dl *dialect) readMeta(tx *sql.Tx) (meta, error) {
+	var m meta
+	if dl == sqliteDialect {
+		if err := tx.QueryRow("PRAGMA application_id").Scan(&m.appID); err != nil {
+			return m, fmt.Errorf("%w: %v", ErrForeign, err)
+		}
+		if err := tx.QueryRow("PRAGMA user_version").Scan(&m.version); err != nil {
+			return m, err
+		}
+		var tables int
+		if err := tx.QueryRow("SELECT count(*) FROM sqlite_master").Scan(&tables); err != nil {
+			return m, fmt.Errorf("%w: %v", ErrForeign, err)
+		}
+		m.empty = tables == 0
+		return m, nil
 	}
 	var tables int
-	if err := db.QueryRow("SELECT count(*) FROM sqlite_master").Scan(&tables); err != nil {
-		return fmt.Errorf("%w: %v", ErrForeign, err)
+	if err := tx.QueryRow("SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema()").Scan(&tables); err != nil {
+		return m, err
 	}
-	switch {
-	case appID == 0 && tables == 0 && version == 0:
-		if _, err := db.Exec(fmt.Sprintf("PRAGMA application_id = %d", ApplicationID)); err != nil {
-			return err
-		}
-	case appID != ApplicationID:
-		return fmt.Errorf("%w: application id %#x", ErrForeign, appID)
-	case version > SchemaVersion:
-		return fmt.Errorf("%w: schema version %d, this paysip knows up to %d", ErrTooNew, version, SchemaVersion)
+	m.empty = tables == 0
+	var hasMeta bool
+	if err := tx.QueryRow("SELECT EXISTS (SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = 'paysip_meta')").Scan(&hasMeta); err != nil {
+		return m, err
 	}
-	for v := version; v < target; v++ {
+	if !hasMeta {
+		return m, nil
+	}
+	if err := tx.QueryRow("SELECT application_id, schema_version FROM paysip_meta").Scan(&m.appID, &m.version); err != nil {
+		return m, fmt.Errorf("%w: paysip_meta: %v", ErrForeign, err)
+	}
+	return m, nil
+}
+
+// initMeta marks a new database as paysip's, at version 0.
+func (dl *dialect) initMeta(tx *sql.Tx) error {
+	if dl == sqliteDialect {
+		_, err := tx.Exec(fmt.Sprintf("PRAGMA application_id = %d", ApplicationID))
+		return err
+	}
+	if _, err := tx.Exec("CREATE TABLE paysip_meta (application_id BIGINT NOT NULL, schema_version BIGINT NOT NULL)"); err != nil {
+		return err
+	}
+	_, err := tx.Exec("INSERT INTO paysip_meta (application_id, schema_version) VALUES ($1, 0)", ApplicationID)
+	return err
+}
+
+// setVersion records the schema version inside tx.
+func (dl *dialect) setVersion(tx *sql.Tx, v int) error {
+	var err error
+	if dl == sqliteDialect {
+		_, err = tx.Exec(fmt.Sprintf("PRAGMA user_version = %d", v))
+	} else {
+		_, err = tx.Exec("UPDATE paysip_meta SET schema_version = $1", v)
+	}
+	return err
+}
+
+// lockSchema serialises migrations between processes (Postgres: an
+// advisory lock held until the transaction ends; SQLite: the writer lock
+// the first write takes).
+func (dl *dialect) lockSchema(tx *sql.Tx) error {
+	if dl == sqliteDialect {
+		return nil
+	}
+	_, err := tx.Exec("SELECT pg_advisory_xact_lock($1)", ApplicationID)
+	return err
+}
+
+// migrateDialect applies the migrations up to version target, one
+// transaction per migration (both databases have transactional DDL), the
+// version read again under the schema lock each time, so two processes
+// starting at once do not apply one twice.
+func migrateDialect(db *sql.DB, dl *dialect, target int) error {
+	for {
 		tx, err := db.Begin()
 		if err != nil {
 			return err
 		}
-		for _, stmt := range strings.Split(migrations[v], ";\n") {
-			if strings.TrimSpace(stmt) == "" {
-				continue
-			}
-			if _, err := tx.Exec(stmt); err != nil {
-				tx.Rollback()
-				return fmt.Errorf("migration %d: %w", v+1, err)
-			}
-		}
-		if _, err := tx.Exec(fmt.Sprintf("PRAGMA user_version = %d", v+1)); err != nil {
+		done, err := migrateStep(tx, dl, target)
+		if err != nil {
 			tx.Rollback()
 			return err
 		}
+		if done {
+			return tx.Rollback()
+		}
 		if err := tx.Commit(); err != nil {
-			return fmt.Errorf("migration %d: %w", v+1, err)
+			return fmt.Errorf("migration: %w", err)
 		}
 	}
-	return nil
+}
+
+// migrateStep applies the next migration in tx, or reports that the schema
+// is at target.
+func migrateStep(tx *sql.Tx, dl *dialect, target int) (done bool, err error) {
+	if err := dl.lockSchema(tx); err != nil {
+		return false, err
+	}
+	m, err := dl.readMeta(tx)
+	if err != nil {
+		return false, err
+	}
+	switch {
+	case m.appID == 0 && m.empty && m.version == 0:
+		if err := dl.initMeta(tx); err != nil {
+			return false, err
+		}
+	case m.appID != ApplicationID:
+		return false, fmt.Errorf("%w: application id %#x", ErrForeign, m.appID)
+	case m.version > int64(SchemaVersion):
+		return false, fmt.Errorf("%w: schema version %d, this paysip knows up to %d", ErrTooNew, m.version, SchemaVersion)
+	}
+	v := int(m.version)
+	if v >= target {
+		return true, nil
+	}
+	for _, stmt := range strings.Split(dl.schema(migrations[v]), ";\n") {
+		if strings.TrimSpace(stmt) == "" {
+			continue
+		}
+		if _, err := tx.Exec(stmt); err != nil {
+			return false, fmt.Errorf("migration %d: %w", v+1, err)
+		}
+	}
+	if err := dl.setVersion(tx, v+1); err != nil {
+		return false, err
+	}
+	return false, nil
 }

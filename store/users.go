@@ -42,7 +42,7 @@ func (d *DB) AddUser(ctx context.Context, name, realm, password string) error {
 	}
 	md5 := sipauth.HA1("MD5", name, realm, password)
 	sha := sipauth.HA1("SHA-256", name, realm, password)
-	return d.write(ctx, func(tx *sql.Tx) error {
+	return d.write(ctx, func(tx *txn) error {
 		var exists int
 		if err := tx.QueryRow("SELECT count(*) FROM users WHERE name = ? AND realm = ?", name, realm).Scan(&exists); err != nil {
 			return err
@@ -63,7 +63,7 @@ func (d *DB) SetPassword(ctx context.Context, name, realm, password string) erro
 	}
 	md5 := sipauth.HA1("MD5", name, realm, password)
 	sha := sipauth.HA1("SHA-256", name, realm, password)
-	return d.write(ctx, func(tx *sql.Tx) error {
+	return d.write(ctx, func(tx *txn) error {
 		r, err := tx.Exec("UPDATE users SET ha1_md5 = ?, ha1_sha256 = ? WHERE name = ? AND realm = ?", md5, sha, name, realm)
 		return affected(r, err, name, realm)
 	})
@@ -71,7 +71,7 @@ func (d *DB) SetPassword(ctx context.Context, name, realm, password string) erro
 
 // RemoveUser deletes the account name in realm.
 func (d *DB) RemoveUser(ctx context.Context, name, realm string) error {
-	return d.write(ctx, func(tx *sql.Tx) error {
+	return d.write(ctx, func(tx *txn) error {
 		r, err := tx.Exec("DELETE FROM users WHERE name = ? AND realm = ?", name, realm)
 		return affected(r, err, name, realm)
 	})
@@ -94,7 +94,7 @@ func (d *DB) UserHA1(ctx context.Context, name, realm, algorithm string) (string
 		col = "ha1_sha256"
 	}
 	var ha1 string
-	err := d.db.QueryRowContext(ctx, "SELECT "+col+" FROM users WHERE name = ? AND realm = ?", name, realm).Scan(&ha1)
+	err := d.queryRow(ctx, "SELECT "+col+" FROM users WHERE name = ? AND realm = ?", name, realm).Scan(&ha1)
 	return ha1, err == nil
 }
 
@@ -106,7 +106,7 @@ type User struct {
 // Users lists the accounts of realm ("" for every realm), by realm and
 // name.
 func (d *DB) Users(ctx context.Context, realm string) ([]User, error) {
-	rows, err := d.db.QueryContext(ctx, "SELECT name, realm FROM users WHERE ? = '' OR realm = ? ORDER BY realm, name", realm, realm)
+	rows, err := d.query(ctx, "SELECT name, realm FROM users WHERE ? = '' OR realm = ? ORDER BY realm, name", realm, realm)
 	if err != nil {
 		return nil, err
 	}

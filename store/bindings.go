@@ -1,0 +1,162 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// StoredBinding is one SIP registration binding (RFC 3261 section 10.3),
+// kept so that a restarted node, and every node sharing a Postgres store,
+// still routes to it. Data is opaque to the store (the registrar encodes
+// the binding itself).
+//
+// Bindings and AllBindings return live bindings only. BindingsChangedSince
+// also returns the deleted ones (DeleteBinding), with Data nil and Expires
+// the time of the deletion, so that a node following the changes of
+// another learns of the deletion; expired bindings come back as they were
+// (their Expires says they are gone).
+type StoredBinding struct {
+	AOR, Key string
+	Expires  time.Time
+	Data     []byte
+	// Updated is stamped by the store when the binding is written: by the
+	// database's clock on Postgres (one clock for every node), by the
+	// process's on SQLite.
+	Updated time.Time
+}
+
+// Deleted says whether b is the trace of a deleted binding.
+func (b StoredBinding) Deleted() bool { return b.Data == nil }
+
+// Binding limits: what the outside can make the store hold.
+const (
+	MaxBindingData = 64 << 10
+	MaxBindingKey  = 1024
+	// BindingTombstoneKeep is how long a deleted binding's trace stays for
+	// BindingsChangedSince before ReclaimBindings removes it.
+	BindingTombstoneKeep = 10 * time.Minute
+)
+
+// ErrBadBinding: a binding the store refuses to keep.
+var ErrBadBinding = errors.New("bad binding")
+
+// nowMicros is the store's clock for Updated, in unix microseconds, as SQL:
+// the database server's on Postgres.
+func (dl *dialect) nowMicros() string {
+	if dl == postgresDialect {
+		return "CAST(extract(epoch from clock_timestamp()) * 1000000 AS BIGINT)"
+	}
+	return "?"
+}
+
+// nowArgs is the argument nowMicros takes (none on Postgres).
+func (dl *dialect) nowArgs() []any {
+	if dl == postgresDialect {
+		return nil
+	}
+	return []any{time.Now().UnixMicro()}
+}
+
+// PutBinding stores b, replacing the binding of the same (AOR, Key). Its
+// Updated is set by the store. Durable when it returns.
+func (d *DB) PutBinding(ctx context.Context, b StoredBinding) error {
+	switch {
+	case b.AOR == "" || b.Key == "":
+		return fmt.Errorf("%w: empty AOR or key", ErrBadBinding)
+	case len(b.AOR) > MaxBindingKey || len(b.Key) > MaxBindingKey:
+		return fmt.Errorf("%w: AOR or key longer than %d bytes", ErrBadBinding, MaxBindingKey)
+	case len(b.Data) > MaxBindingData:
+		return fmt.Errorf("%w: %d bytes of data, at most %d", ErrBadBinding, len(b.Data), MaxBindingData)
+	}
+	data := b.Data
+	if data == nil {
+		data = []byte{} // nil is a deletion's mark
+	}
+	q := `INSERT INTO bindings (aor, bkey, expires_us, data, updated_us) VALUES (?, ?, ?, ?, ` + d.dialect.nowMicros() + `)
+		ON CONFLICT (aor, bkey) DO UPDATE SET expires_us = excluded.expires_us, data = excluded.data, updated_us = excluded.updated_us`
+	args := append([]any{b.AOR, b.Key, b.Expires.UnixMicro(), data}, d.dialect.nowArgs()...)
+	return d.write(ctx, func(tx *txn) error {
+		_, err := tx.Exec(q, args...)
+		return err
+	})
+}
+
+// DeleteBinding removes the binding (aor, key), leaving a trace for
+// BindingsChangedSince. Deleting a binding that is not there is not an
+// error.
+func (d *DB) DeleteBinding(ctx context.Context, aor, key string) error {
+	now := d.dialect.nowMicros()
+	q := `UPDATE bindings SET data = NULL, expires_us = ` + now + `, updated_us = ` + now + `
+		WHERE aor = ? AND bkey = ? AND data IS NOT NULL`
+	args := append(append(d.dialect.nowArgs(), d.dialect.nowArgs()...), aor, key)
+	return d.write(ctx, func(tx *txn) error {
+		_, err := tx.Exec(q, args...)
+		return err
+	})
+}
+
+const bindingColumns = "aor, bkey, expires_us, data, updated_us, data IS NULL"
+
+func (d *DB) bindings(ctx context.Context, where string, args ...any) ([]StoredBinding, error) {
+	rows, err := d.query(ctx, "SELECT "+bindingColumns+" FROM bindings WHERE "+where, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []StoredBinding
+	for rows.Next() {
+		var b StoredBinding
+		var expires, updated int64
+		var deleted bool
+		if err := rows.Scan(&b.AOR, &b.Key, &expires, &b.Data, &updated, &deleted); err != nil {
+			return nil, err
+		}
+		b.Expires, b.Updated = time.UnixMicro(expires), time.UnixMicro(updated)
+		switch {
+		case deleted:
+			b.Data = nil
+		case b.Data == nil:
+			b.Data = []byte{}
+		}
+		out = append(out, b)
+	}
+	return out, rows.Err()
+}
+
+// Bindings returns the bindings of aor unexpired at now, by key.
+func (d *DB) Bindings(ctx context.Context, aor string, now time.Time) ([]StoredBinding, error) {
+	return d.bindings(ctx, "aor = ? AND expires_us > ? AND data IS NOT NULL ORDER BY bkey", aor, now.UnixMicro())
+}
+
+// AllBindings returns every binding unexpired at now, by AOR and key.
+func (d *DB) AllBindings(ctx context.Context, now time.Time) ([]StoredBinding, error) {
+	return d.bindings(ctx, "expires_us > ? AND data IS NOT NULL ORDER BY aor, bkey", now.UnixMicro())
+}
+
+// BindingsChangedSince returns the bindings written or deleted after since
+// (Updated > since), oldest change first, deletions included (Data nil).
+// Updated is stamped when a write runs, a moment before it commits: a
+// follower should ask again from a little before its previous answer's
+// time (a few seconds of overlap), and apply the answers as the upserts
+// they are.
+func (d *DB) BindingsChangedSince(ctx context.Context, since time.Time) ([]StoredBinding, error) {
+	return d.bindings(ctx, "updated_us > ? ORDER BY updated_us, aor, bkey", since.UnixMicro())
+}
+
+// ReclaimBindings deletes the bindings expired at now, and the traces of
+// deleted ones older than BindingTombstoneKeep, and says how many rows went.
+func (d *DB) ReclaimBindings(ctx context.Context, now time.Time) (int, error) {
+	var n int64
+	err := d.write(ctx, func(tx *txn) error {
+		res, err := tx.Exec(`DELETE FROM bindings WHERE expires_us <= ? AND (data IS NOT NULL OR updated_us <= ?)`,
+			now.UnixMicro(), now.Add(-BindingTombstoneKeep).UnixMicro())
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	return int(n), err
+}

@@ -1,0 +1,142 @@
+package store
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestBindings: upsert by (AOR, key), only unexpired bindings read back,
+// deletions and expiries reclaimed, changes followed with deletions
+// included; on every backend, surviving a reopen.
+func TestBindings(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b backend) {
+		d, dsn := b.open(t)
+		now := time.Now().Truncate(time.Microsecond)
+		start := now.Add(-time.Second)
+		put := func(aor, key string, ttl time.Duration, data string) {
+			t.Helper()
+			if err := d.PutBinding(ctx, StoredBinding{AOR: aor, Key: key, Expires: now.Add(ttl), Data: []byte(data)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		put("sip:tutor@paysip.test", "c1", time.Hour, `{"contact":"a"}`)
+		put("sip:tutor@paysip.test", "c2", time.Minute, `{"contact":"b"}`)
+		put("sip:other@paysip.test", "c1", -time.Second, `{"contact":"gone"}`) // already expired
+		put("sip:empty@paysip.test", "c1", time.Hour, "")
+
+		got, err := d.Bindings(ctx, "sip:tutor@paysip.test", now)
+		if err != nil || len(got) != 2 || got[0].Key != "c1" || string(got[1].Data) != `{"contact":"b"}` ||
+			!got[0].Expires.Equal(now.Add(time.Hour)) || got[0].Updated.Before(start) {
+			t.Fatalf("bindings of tutor: %+v %v", got, err)
+		}
+		// Upsert: the same key replaces, not adds.
+		put("sip:tutor@paysip.test", "c2", 2*time.Hour, `{"contact":"b2"}`)
+		got, _ = d.Bindings(ctx, "sip:tutor@paysip.test", now.Add(90*time.Minute))
+		if len(got) != 1 || got[0].Key != "c2" || string(got[0].Data) != `{"contact":"b2"}` {
+			t.Fatalf("after upsert, at +90 min: %+v", got)
+		}
+		all, err := d.AllBindings(ctx, now)
+		if err != nil || len(all) != 3 || all[0].AOR != "sip:empty@paysip.test" || all[0].Data == nil || all[0].Deleted() {
+			t.Fatalf("all: %+v %v", all, err)
+		}
+		if got, _ := d.Bindings(ctx, "sip:other@paysip.test", now); len(got) != 0 {
+			t.Fatalf("expired binding read back: %+v", got)
+		}
+
+		// Changes: everything written since start, then the deletion.
+		ch, err := d.BindingsChangedSince(ctx, start)
+		if err != nil || len(ch) != 4 {
+			t.Fatalf("changed since start: %d %v", len(ch), err)
+		}
+		mark := ch[len(ch)-1].Updated
+		for i := 1; i < len(ch); i++ {
+			if ch[i].Updated.Before(ch[i-1].Updated) {
+				t.Fatalf("changes out of order: %+v", ch)
+			}
+		}
+		if err := d.DeleteBinding(ctx, "sip:tutor@paysip.test", "c1"); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.DeleteBinding(ctx, "sip:tutor@paysip.test", "nonesuch"); err != nil {
+			t.Fatalf("deleting an absent binding: %v", err)
+		}
+		ch, err = d.BindingsChangedSince(ctx, mark)
+		if err != nil || len(ch) != 1 || ch[0].Key != "c1" || !ch[0].Deleted() || ch[0].Expires.After(ch[0].Updated) {
+			t.Fatalf("changes after the deletion: %+v %v", ch, err)
+		}
+		if got, _ := d.Bindings(ctx, "sip:tutor@paysip.test", now); len(got) != 1 || got[0].Key != "c2" {
+			t.Fatalf("deleted binding read back: %+v", got)
+		}
+		// Deleting again leaves the trace as it was.
+		if err := d.DeleteBinding(ctx, "sip:tutor@paysip.test", "c1"); err != nil {
+			t.Fatal(err)
+		}
+		if again, _ := d.BindingsChangedSince(ctx, mark); len(again) != 1 || !again[0].Updated.Equal(ch[0].Updated) {
+			t.Fatalf("second delete moved the trace: %+v", again)
+		}
+		// A deleted binding put again is live again.
+		put("sip:tutor@paysip.test", "c1", time.Hour, `{"contact":"a2"}`)
+		if got, _ := d.Bindings(ctx, "sip:tutor@paysip.test", now); len(got) != 2 || string(got[0].Data) != `{"contact":"a2"}` {
+			t.Fatalf("binding put after delete: %+v", got)
+		}
+		d.DeleteBinding(ctx, "sip:tutor@paysip.test", "c1")
+
+		// Survives a reopen.
+		d.Close()
+		d, err = Open(dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer d.Close()
+		if got, _ := d.AllBindings(ctx, now); len(got) != 2 {
+			t.Fatalf("after reopen: %+v", got)
+		}
+
+		// Reclaim: the expired binding goes now; the deletion's trace
+		// stays for followers, and goes once older than the keep time.
+		n, err := d.ReclaimBindings(ctx, now)
+		if err != nil || n != 1 {
+			t.Fatalf("reclaim at now: %d %v", n, err)
+		}
+		if ch, _ := d.BindingsChangedSince(ctx, mark); len(ch) == 0 || !ch[len(ch)-1].Deleted() {
+			t.Fatalf("deletion trace reclaimed early: %+v", ch)
+		}
+		n, err = d.ReclaimBindings(ctx, now.Add(3*time.Hour))
+		if err != nil || n != 3 { // c2, empty, and the trace of c1
+			t.Fatalf("reclaim at +3 h: %d %v", n, err)
+		}
+		if all, _ := d.BindingsChangedSince(ctx, time.Time{}); len(all) != 0 {
+			t.Fatalf("left after reclaiming everything: %+v", all)
+		}
+	})
+}
+
+// TestBindingLimits: what a registrar might pass from the outside is
+// bounded.
+func TestBindingLimits(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b backend) {
+		d, _ := b.open(t)
+		exp := time.Now().Add(time.Hour)
+		for _, bad := range []StoredBinding{
+			{AOR: "", Key: "k", Expires: exp},
+			{AOR: "sip:a@b", Key: "", Expires: exp},
+			{AOR: strings.Repeat("a", MaxBindingKey+1), Key: "k", Expires: exp},
+			{AOR: "sip:a@b", Key: "k", Expires: exp, Data: make([]byte, MaxBindingData+1)},
+		} {
+			if err := d.PutBinding(ctx, bad); !errors.Is(err, ErrBadBinding) {
+				t.Errorf("stored %q/%q with %d bytes: %v", bad.AOR[:min(len(bad.AOR), 10)], bad.Key, len(bad.Data), err)
+			}
+		}
+		// Unicode, quotes and SQL in keys and data are data.
+		odd := StoredBinding{AOR: "sip:o'neil@paysip.test", Key: `"; DROP TABLE bindings; --`, Expires: exp, Data: []byte{0, 1, 0xff, '\''}}
+		if err := d.PutBinding(ctx, odd); err != nil {
+			t.Fatal(err)
+		}
+		got, err := d.Bindings(ctx, odd.AOR, time.Now())
+		if err != nil || len(got) != 1 || got[0].Key != odd.Key || string(got[0].Data) != string(odd.Data) {
+			t.Fatalf("%+v %v", got, err)
+		}
+	})
+}

@@ -1,0 +1,19 @@
+//go:build js && wasm
+
+package store
+
+import "errors"
+
+// A browser build keeps its channels elsewhere (IndexedDB): no
+// PostgreSQL there.
+func openPostgres(string) (*DB, error) {
+	return nil, errors.New("postgres store not available in this build")
+}
+
+func (dl *dialect) retryable(error) bool { return false }
+
+type owner struct{ id int32 }
+
+func (o *owner) release() {}
+
+func ownerAlive(*txn, int64) (bool, error) { return false, nil }
