@@ -36,14 +36,18 @@ import (
 //     registration within about FlushEvery + PollEvery.
 //   - read-through: a Lookup that finds nothing asks the store for that
 //     address at once (bounded: MaxReadThrough at a time, each address at
-//     most once per PollEvery), so a call right after a registration on
+//     most once per FlushEvery), so a call right after a registration on
 //     another node does not wait for the feed.
 //   - reclaim: every ReclaimEvery, expired bindings and old tombstones are
 //     deleted from the store (idempotent: any node may do it).
 //
 // Merging keeps, for each binding (address, owner, key), the version with
-// the latest Updated: a late batch cannot undo a newer refresh taken by
-// another node. Nodes' clocks must agree within Overlap (NTP).
+// the latest Updated of the node that took the REGISTER: a late batch
+// cannot undo a newer refresh or a removal taken by another node (a node
+// that sees the store hold an older version than its own writes its own
+// again; removals are remembered for TombstoneKeep). The feed follows the
+// store's own clock (Record.Updated); nodes' clocks need only agree well
+// within a registration's lifetime (NTP).
 
 // Record is a binding as a Store keeps it: opaque Data (this package's
 // JSON), keyed by (AOR, Key).
@@ -57,15 +61,15 @@ type Record struct {
 // Store keeps the bindings of every node of a domain (package store
 // implements it on SQLite and PostgreSQL: Contract C).
 type Store interface {
-	// PutBindings upserts records by (AOR, Key), in one transaction,
-	// keeping a stored row whose Updated is later.
+	// PutBindings upserts records by (AOR, Key), stamping their Updated
+	// (the store's clock: one clock for every node on PostgreSQL).
 	PutBindings(ctx context.Context, recs []Record) error
 	// Bindings returns the records of aor that expire after now.
 	Bindings(ctx context.Context, aor string, now time.Time) ([]Record, error)
 	// AllBindings returns every record that expires after now.
 	AllBindings(ctx context.Context, now time.Time) ([]Record, error)
 	// BindingsChangedSince returns the records updated after since,
-	// expired or not.
+	// expired or not, and the traces of deleted ones (Data nil).
 	BindingsChangedSince(ctx context.Context, since time.Time) ([]Record, error)
 	// ReclaimBindings deletes the records expired at now.
 	ReclaimBindings(ctx context.Context, now time.Time) (int, error)
@@ -102,6 +106,7 @@ type Persister struct {
 	pending map[string]Record    // AOR + "\x00" + Key -> latest change
 	asked   map[string]time.Time // AOR -> last read-through
 	dropped int                  // changes not persisted (pending full)
+	tombs   map[string]Record    // AOR + "\x00" + Key -> recent removal (TombstoneKeep)
 
 	fmu   sync.Mutex           // the feed's state (Run's goroutine, and Poll)
 	since time.Time            // the feed's position (latest Updated seen)
@@ -140,7 +145,8 @@ func (r *Registry) Persist(cfg PersistConfig) *Persister {
 		log = slog.New(slog.DiscardHandler)
 	}
 	p := &Persister{reg: r, cfg: cfg, log: log.With("component", "sipreg"), sem: make(chan struct{}, cfg.MaxReadThrough),
-		pending: map[string]Record{}, asked: map[string]time.Time{}, seen: map[string]time.Time{}}
+		pending: map[string]Record{}, asked: map[string]time.Time{}, seen: map[string]time.Time{},
+		tombs: map[string]Record{}}
 	r.mu.Lock()
 	r.sync = p
 	r.mu.Unlock()
@@ -188,11 +194,12 @@ func (p *Persister) queue(b *Binding, removed bool, now time.Time) {
 	k := rec.AOR + "\x00" + rec.Key
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if _, ok := p.pending[k]; !ok && len(p.pending) >= p.cfg.MaxPending {
-		p.dropped++
-		return
+	if removed {
+		p.tombs[k] = rec
+	} else {
+		delete(p.tombs, k)
 	}
-	p.pending[k] = rec
+	p.put(k, rec)
 }
 
 // storedBinding is a Binding as Record.Data holds it (JSON, version 1).
@@ -288,26 +295,48 @@ func (p *Persister) Load(ctx context.Context) error {
 }
 
 // merge applies store records to the registry: a newer version of a
-// binding replaces the one held, a tombstone or an expired record removes
-// it. It returns how many bindings changed. Merged changes are not queued
-// back to the store.
+// binding (by the Updated of the node that wrote it) replaces the one
+// held, a tombstone or an expired record removes it. It returns how many
+// bindings changed. Merged changes are not queued back to the store,
+// except to repair it: a record older than what this node holds (a late
+// batch of another node overwrote a newer row) makes this node write its
+// newer version again, so the store converges on the latest.
 func (p *Persister) merge(recs []Record, now time.Time) int {
 	r := p.reg
 	changed, full := 0, 0
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	for _, rec := range recs {
+		if rec.Data == nil {
+			changed += p.mergeDeleted(rec)
+			continue
+		}
 		b, removed, err := decodeBinding(rec)
 		if err != nil {
 			p.log.Warn("stored binding skipped", "aor", rec.AOR, "key", rec.Key, "err", err)
 			continue
 		}
+		k := rec.AOR + "\x00" + rec.Key
 		cur := r.byAOR[b.AOR]
 		idx := find(cur, b.Owner, b.Key)
 		if idx >= 0 && !cur[idx].Updated.Before(b.Updated) {
+			if cur[idx].Updated.After(b.Updated) {
+				p.repair(k, cur[idx], now)
+			}
 			continue // ours is as new
 		}
+		if t, ok := p.tombs[k]; ok && !removedAt(t).Before(b.Updated) {
+			if removedAt(t).After(b.Updated) {
+				p.put(k, t)
+			}
+			continue // removed since
+		}
 		if removed || !now.Before(b.Expires) {
+			if removed {
+				p.tombs[k] = rec
+			}
 			if idx >= 0 {
 				next := append(append([]*Binding(nil), cur[:idx]...), cur[idx+1:]...)
 				r.set(b.AOR, cur, next)
@@ -334,11 +363,65 @@ func (p *Persister) merge(recs []Record, now time.Time) int {
 	return changed
 }
 
+// removedAt is when a tombstone's binding was removed (by the clock of
+// the node that removed it).
+func removedAt(rec Record) time.Time {
+	var sb storedBinding
+	json.Unmarshal(rec.Data, &sb)
+	return sb.Updated
+}
+
+// repair queues b again after the store was seen holding an older
+// version of it (with p.mu held).
+func (p *Persister) repair(k string, b *Binding, now time.Time) {
+	if _, queued := p.pending[k]; queued {
+		return
+	}
+	if rec, err := encodeBinding(b, false, now, p.cfg.TombstoneKeep); err == nil {
+		p.put(k, rec)
+	}
+}
+
+// put queues rec under k, within MaxPending (with p.mu held).
+func (p *Persister) put(k string, rec Record) {
+	if _, ok := p.pending[k]; !ok && len(p.pending) >= p.cfg.MaxPending {
+		p.dropped++
+		return
+	}
+	p.pending[k] = rec
+}
+
+// mergeDeleted applies a row the store deleted (Store.DeleteBinding; this
+// package writes tombstones instead): the binding goes.
+func (p *Persister) mergeDeleted(rec Record) int {
+	owner, rest, err := splitStoreKey(rec.Key)
+	if err != nil {
+		return 0
+	}
+	r := p.reg
+	cur := r.byAOR[rec.AOR]
+	idx := find(cur, owner, rest)
+	if idx < 0 {
+		return 0
+	}
+	r.set(rec.AOR, cur, append(append([]*Binding(nil), cur[:idx]...), cur[idx+1:]...))
+	return 1
+}
+
+func splitStoreKey(k string) (owner, key string, err error) {
+	q, err := strconv.QuotedPrefix(k)
+	if err != nil || len(k) <= len(q) || k[len(q)] != ' ' {
+		return "", "", fmt.Errorf("%w: key %q", errStored, k)
+	}
+	owner, err = strconv.Unquote(q)
+	return owner, k[len(q)+1:], err
+}
+
 // readThrough asks the store for aor after a Lookup miss and merges what
 // it finds; it reports whether anything was merged.
 func (p *Persister) readThrough(aor string, now time.Time) bool {
 	p.mu.Lock()
-	if t, ok := p.asked[aor]; ok && now.Sub(t) < p.cfg.PollEvery && !now.Before(t) {
+	if t, ok := p.asked[aor]; ok && now.Sub(t) < p.cfg.FlushEvery && !now.Before(t) {
 		p.mu.Unlock()
 		return false
 	}
@@ -437,6 +520,13 @@ func (p *Persister) Poll(ctx context.Context) (int, error) {
 			delete(p.seen, k)
 		}
 	}
+	p.mu.Lock()
+	for k, t := range p.tombs {
+		if !now.Before(t.Expires) {
+			delete(p.tombs, k)
+		}
+	}
+	p.mu.Unlock()
 	return p.merge(fresh, now), nil
 }
 

@@ -12,17 +12,21 @@ import (
 	"github.com/emiago/sipgo/sip"
 )
 
-// memStore is a Store in memory with Contract C's rules (the later
-// Updated wins an upsert; the feed returns expired rows too). The real
-// backends are checked by internal/clustertest through paysip serve.
+// memStore is a Store in memory with Contract C's rules as package store
+// implements them: an upsert replaces, Updated is the store's clock, the
+// feed returns expired rows too. The real backends are checked by
+// TestPersistRealStore and by internal/clustertest through paysip serve.
 type memStore struct {
 	mu    sync.Mutex
 	rows  map[[2]string]Record
+	stamp time.Time // the store's clock
 	fail  error
 	reads int
 }
 
-func newMemStore() *memStore { return &memStore{rows: map[[2]string]Record{}} }
+func newMemStore() *memStore {
+	return &memStore{rows: map[[2]string]Record{}, stamp: time.Unix(1_700_000_000, 0)}
+}
 
 func (m *memStore) PutBindings(_ context.Context, recs []Record) error {
 	m.mu.Lock()
@@ -31,11 +35,9 @@ func (m *memStore) PutBindings(_ context.Context, recs []Record) error {
 		return m.fail
 	}
 	for _, r := range recs {
-		k := [2]string{r.AOR, r.Key}
-		if old, ok := m.rows[k]; ok && old.Updated.After(r.Updated) {
-			continue
-		}
-		m.rows[k] = r
+		m.stamp = m.stamp.Add(time.Microsecond)
+		r.Updated = m.stamp
+		m.rows[[2]string{r.AOR, r.Key}] = r
 	}
 	return nil
 }
@@ -209,8 +211,8 @@ func (m *memStore) Pending(t *testing.T) int {
 }
 
 // TestPersistLatestWins: a batch written late by one node does not undo
-// a newer refresh of the same binding taken by another, in the store or
-// in a registry that merges both.
+// a newer refresh, or a removal, of the same binding taken by another:
+// the registries keep the newer, and the store converges on it.
 func TestPersistLatestWins(t *testing.T) {
 	ctx := context.Background()
 	st := newMemStore()
@@ -221,17 +223,42 @@ func TestPersistLatestWins(t *testing.T) {
 	c.Add(time.Second)
 	register(t, b, c.Now(), "tutor", "2", `<sip:tutor@192.0.2.7:5060>;expires=3600`)
 	pb.Flush(ctx)
-	pa.Flush(ctx) // late
-	recs, _ := st.AllBindings(ctx, c.Now())
-	if len(recs) != 1 || !recs[0].Expires.Equal(c.Now().Add(time.Hour)) {
-		t.Fatalf("store kept %+v", recs)
-	}
+	pa.Flush(ctx) // late: the store holds the older version
 	pa.Poll(ctx)
-	pb.Poll(ctx)
+	pb.Poll(ctx) // B sees the older version: writes its own again
+	pb.Flush(ctx)
+	pa.Poll(ctx)
 	for _, r := range []*Registry{a, b} {
 		if bs := r.Lookup("sip:tutor@example.org", c.Now()); len(bs) != 1 || bs[0].CSeq != 2 {
 			t.Fatalf("registry holds %+v", bs)
 		}
+	}
+	recs, _ := st.AllBindings(ctx, c.Now())
+	if len(recs) != 1 || !recs[0].Expires.Equal(c.Now().Add(time.Hour)) {
+		t.Fatalf("store kept %+v", recs)
+	}
+	// A removal on B, then a late refresh written by A: the binding stays
+	// removed everywhere.
+	c.Add(time.Second)
+	register(t, a, c.Now().Add(-time.Millisecond), "tutor", "3", `<sip:tutor@192.0.2.7:5060>;expires=3600`)
+	register(t, b, c.Now(), "tutor", "4", `<sip:tutor@192.0.2.7:5060>;expires=0`)
+	pb.Flush(ctx)
+	pa.Flush(ctx)
+	for i := 0; i < 2; i++ {
+		pa.Poll(ctx)
+		pb.Poll(ctx)
+		pa.Flush(ctx)
+		pb.Flush(ctx)
+	}
+	for name, r := range map[string]*Registry{"A": a, "B": b} {
+		if bs := r.Lookup("sip:tutor@example.org", c.Now()); len(bs) != 0 {
+			t.Fatalf("%s resurrected %+v", name, bs)
+		}
+	}
+	fresh, _ := node(st, c)
+	fresh.sync.Load(ctx)
+	if bs := fresh.Lookup("sip:tutor@example.org", c.Now()); len(bs) != 0 {
+		t.Fatalf("a new node loads %+v", bs)
 	}
 }
 
@@ -273,7 +300,7 @@ func TestPersistReadThroughBounded(t *testing.T) {
 	c.Add(time.Second)
 	r.Lookup("sip:nobody@example.org", c.Now())
 	if st.reads != 2 {
-		t.Fatalf("%d store reads after a poll period", st.reads)
+		t.Fatalf("%d store reads after a flush period", st.reads)
 	}
 }
 
