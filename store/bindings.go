@@ -21,9 +21,11 @@ type StoredBinding struct {
 	AOR, Key string
 	Expires  time.Time
 	Data     []byte
-	// Updated is stamped by the store when the binding is written: by the
+	// Updated orders the writes of one binding (the later stays). Given
+	// zero, the store stamps it when the binding is written: by the
 	// database's clock on Postgres (one clock for every node), by the
-	// process's on SQLite.
+	// process's on SQLite. Times are kept to the microsecond, read back
+	// in UTC.
 	Updated time.Time
 }
 
@@ -59,27 +61,58 @@ func (dl *dialect) nowArgs() []any {
 	return []any{time.Now().UnixMicro()}
 }
 
-// PutBinding stores b, replacing the binding of the same (AOR, Key). Its
-// Updated is set by the store. Durable when it returns.
+// PutBinding stores b, replacing the binding of the same (AOR, Key)
+// unless that one was updated later: of two writes of one binding, the one
+// with the later Updated stays, whatever order they arrive in (nodes may
+// write behind). A zero Updated is stamped by the store. Durable when it
+// returns.
 func (d *DB) PutBinding(ctx context.Context, b StoredBinding) error {
-	switch {
-	case b.AOR == "" || b.Key == "":
-		return fmt.Errorf("%w: empty AOR or key", ErrBadBinding)
-	case len(b.AOR) > MaxBindingKey || len(b.Key) > MaxBindingKey:
-		return fmt.Errorf("%w: AOR or key longer than %d bytes", ErrBadBinding, MaxBindingKey)
-	case len(b.Data) > MaxBindingData:
-		return fmt.Errorf("%w: %d bytes of data, at most %d", ErrBadBinding, len(b.Data), MaxBindingData)
+	return d.PutBindings(ctx, []StoredBinding{b})
+}
+
+// PutBindings stores several bindings as PutBinding does, in one
+// transaction (one commit for a registrar's write-behind batch): all are
+// stored, or none.
+func (d *DB) PutBindings(ctx context.Context, bs []StoredBinding) error {
+	type put struct {
+		q    string
+		args []any
 	}
-	data := b.Data
-	if data == nil {
-		data = []byte{} // nil is a deletion's mark
+	puts := make([]put, 0, len(bs))
+	for _, b := range bs {
+		switch {
+		case b.AOR == "" || b.Key == "":
+			return fmt.Errorf("%w: empty AOR or key", ErrBadBinding)
+		case len(b.AOR) > MaxBindingKey || len(b.Key) > MaxBindingKey:
+			return fmt.Errorf("%w: AOR or key longer than %d bytes", ErrBadBinding, MaxBindingKey)
+		case len(b.Data) > MaxBindingData:
+			return fmt.Errorf("%w: %d bytes of data, at most %d", ErrBadBinding, len(b.Data), MaxBindingData)
+		}
+		data := b.Data
+		if data == nil {
+			data = []byte{} // nil is a deletion's mark
+		}
+		updated, updArgs := "?", []any{b.Updated.UnixMicro()}
+		if b.Updated.IsZero() {
+			updated, updArgs = d.dialect.nowMicros(), d.dialect.nowArgs()
+		}
+		puts = append(puts, put{
+			q: `INSERT INTO bindings (aor, bkey, expires_us, data, updated_us) VALUES (?, ?, ?, ?, ` + updated + `)
+				ON CONFLICT (aor, bkey) DO UPDATE SET expires_us = excluded.expires_us, data = excluded.data, updated_us = excluded.updated_us
+				WHERE excluded.updated_us >= bindings.updated_us`,
+			args: append([]any{b.AOR, b.Key, b.Expires.UnixMicro(), data}, updArgs...),
+		})
 	}
-	q := `INSERT INTO bindings (aor, bkey, expires_us, data, updated_us) VALUES (?, ?, ?, ?, ` + d.dialect.nowMicros() + `)
-		ON CONFLICT (aor, bkey) DO UPDATE SET expires_us = excluded.expires_us, data = excluded.data, updated_us = excluded.updated_us`
-	args := append([]any{b.AOR, b.Key, b.Expires.UnixMicro(), data}, d.dialect.nowArgs()...)
+	if len(puts) == 0 {
+		return nil
+	}
 	return d.write(ctx, func(tx *txn) error {
-		_, err := tx.Exec(q, args...)
-		return err
+		for _, p := range puts {
+			if _, err := tx.Exec(p.q, p.args...); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 }
 
@@ -113,7 +146,7 @@ func (d *DB) bindings(ctx context.Context, where string, args ...any) ([]StoredB
 		if err := rows.Scan(&b.AOR, &b.Key, &expires, &b.Data, &updated, &deleted); err != nil {
 			return nil, err
 		}
-		b.Expires, b.Updated = time.UnixMicro(expires), time.UnixMicro(updated)
+		b.Expires, b.Updated = time.UnixMicro(expires).UTC(), time.UnixMicro(updated).UTC()
 		switch {
 		case deleted:
 			b.Data = nil

@@ -140,3 +140,61 @@ func TestBindingLimits(t *testing.T) {
 		}
 	})
 }
+
+// TestPutBindingsKeepsLater: of two writes of one binding the later
+// Updated stays, whichever arrives last; a batch is stored whole; times
+// come back in UTC to the microsecond.
+func TestPutBindingsKeepsLater(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b backend) {
+		d, _ := b.open(t)
+		t0 := time.Date(2026, 11, 26, 1, 2, 3, 456789000, time.FixedZone("X", 3600))
+		exp := time.Now().Add(time.Hour)
+		newer := StoredBinding{AOR: "sip:a@x", Key: "k", Expires: exp, Data: []byte("newer"), Updated: t0.Add(time.Second)}
+		older := StoredBinding{AOR: "sip:a@x", Key: "k", Expires: exp, Data: []byte("older"), Updated: t0}
+		if err := d.PutBindings(ctx, []StoredBinding{newer, {AOR: "sip:b@x", Key: "k", Expires: exp, Data: []byte("b"), Updated: t0}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.PutBinding(ctx, older); err != nil {
+			t.Fatal(err)
+		}
+		got, err := d.Bindings(ctx, "sip:a@x", time.Now())
+		if err != nil || len(got) != 1 || string(got[0].Data) != "newer" || !got[0].Updated.Equal(newer.Updated) || got[0].Updated.Location() != time.UTC {
+			t.Fatalf("late older write won: %+v %v", got, err)
+		}
+		// A batch with one bad binding stores nothing.
+		if err := d.PutBindings(ctx, []StoredBinding{{AOR: "sip:c@x", Key: "k", Expires: exp}, {AOR: "", Key: "k"}}); !errors.Is(err, ErrBadBinding) {
+			t.Fatalf("bad batch: %v", err)
+		}
+		if all, _ := d.AllBindings(ctx, time.Now()); len(all) != 2 {
+			t.Fatalf("after a refused batch: %+v", all)
+		}
+	})
+}
+
+// TestSharedSecret: two handles on one database get the same secret, made
+// once; another name is another secret.
+func TestSharedSecret(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b backend) {
+		d1, dsn := b.open(t)
+		d2, err := Open(dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer d2.Close()
+		s1, err := d1.SharedSecret(ctx, "sip-nonce", 32)
+		if err != nil || len(s1) != 32 {
+			t.Fatalf("%x %v", s1, err)
+		}
+		s2, err := d2.SharedSecret(ctx, "sip-nonce", 32)
+		if err != nil || string(s1) != string(s2) {
+			t.Fatalf("second handle: %x vs %x %v", s2, s1, err)
+		}
+		other, _ := d2.SharedSecret(ctx, "other", 32)
+		if string(other) == string(s1) {
+			t.Fatal("two names, one secret")
+		}
+		if _, err := d1.SharedSecret(ctx, "tiny", 4); err == nil {
+			t.Fatal("4-byte secret made")
+		}
+	})
+}

@@ -332,9 +332,10 @@ var migrations = []string{
 		SELECT name, realm, ha1_md5, ha1_sha256, created_at FROM users;
 	DROP TABLE users;
 	ALTER TABLE users_by_realm RENAME TO users;`,
-	// 3 -> 4: SIP registrations (bindings.go), opaque to the store, and
-	// the owner of a closing channel (the store handle that settles it,
-	// 0 for none).
+	// 3 -> 4: SIP registrations (bindings.go), opaque to the store;
+	// secrets shared by the nodes of a cluster (secrets.go); the owner of
+	// a closing channel (the store handle that settles it, 0 for none;
+	// claims.go).
 	`CREATE TABLE bindings (
 		aor         TEXT NOT NULL,
 		bkey        TEXT NOT NULL,
@@ -345,6 +346,11 @@ var migrations = []string{
 	);
 	CREATE INDEX bindings_expires ON bindings (expires_us);
 	CREATE INDEX bindings_updated ON bindings (updated_us);
+	CREATE TABLE secrets (
+		name        TEXT PRIMARY KEY,
+		value       {bytes} NOT NULL,
+		created_at  BIGINT NOT NULL
+	);
 	ALTER TABLE channels ADD COLUMN closing_owner BIGINT NOT NULL DEFAULT 0;`,
 }
 
