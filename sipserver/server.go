@@ -85,6 +85,10 @@ type Config struct {
 	Log    *slog.Logger
 	// HTTPHandler, if set, serves every other HTTP path (the web UI).
 	HTTPHandler http.Handler
+	// Secret keys digest nonces, Record-Route tokens and loop hashes
+	// (random when empty). Every node of a domain behind one edge needs
+	// the same (sipauth: shared secrets).
+	Secret []byte
 }
 
 // Server is a running SIP server.
@@ -178,8 +182,11 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	secret := make([]byte, 32)
-	rand.Read(secret)
+	secret := cfg.Secret
+	if len(secret) == 0 {
+		secret = make([]byte, 32)
+		rand.Read(secret)
+	}
 	s := &Server{cfg: cfg, log: log, ua: ua, srv: srv, client: client, reg: sipreg.New(sipreg.Limits{MaxContacts: cfg.MaxContacts, MaxBindings: cfg.MaxBindings}), now: cfg.Now,
 		ready: make(chan struct{}), host: host, branches: map[string]*forkState{}, lim: lim}
 	s.conns = newConnLimiter(lim, log)
