@@ -5,7 +5,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,22 +20,11 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 type dbStore struct{ db *store.DB }
 
 func (s dbStore) PutBindings(ctx context.Context, recs []sipreg.Record) error {
-	var wg sync.WaitGroup
-	errs := make([]error, len(recs))
-	for i, r := range recs { // concurrent: the store commits them as one group
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = s.db.PutBinding(ctx, store.StoredBinding{AOR: r.AOR, Key: r.Key, Expires: r.Expires, Data: r.Data})
-		}()
+	bs := make([]store.StoredBinding, len(recs))
+	for i, r := range recs { // Updated zero: stamped by the store
+		bs[i] = store.StoredBinding{AOR: r.AOR, Key: r.Key, Expires: r.Expires, Data: r.Data}
 	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+	return s.db.PutBindings(ctx, bs)
 }
 
 func recs(bs []store.StoredBinding, err error) ([]sipreg.Record, error) {

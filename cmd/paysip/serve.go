@@ -6,7 +6,6 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -57,6 +56,10 @@ type serveCmd struct {
 	DigestAlgs string `long:"digest-algorithms" default:"MD5" description:"digest algorithms offered, in order (MD5, SHA-256); SHA-256 confuses many deployed clients"`
 	// TrustedEdges: see sipserver.Config.TrustedEdges.
 	TrustedEdges []string `long:"trusted-edge" value-name:"IP|CIDR" description:"an edge proxy (e.g. Kamailio) whose Path header the registrar accepts; repeat or separate with commas; a Path from anywhere else is refused"`
+	// The digest nonce secret: every node of a domain needs the same
+	// (default: kept in the store, shared by the nodes that share it).
+	NonceSecret     string `long:"nonce-secret" env:"PAYSIP_NONCE_SECRET" description:"digest nonce HMAC secret, hex or base64, at least 32 bytes (better PAYSIP_NONCE_SECRET or --nonce-secret-file; default: made once and kept in the store)"`
+	NonceSecretFile string `long:"nonce-secret-file" description:"file holding the digest nonce secret (mode 600)"`
 	limitOpts
 }
 
@@ -139,11 +142,15 @@ func (c *serveCmd) Execute(args []string) error {
 		return err
 	}
 	defer nd.close()
-	db, err := store.Open(filepath.Join(nf.netDir(), "paysip.db"))
+	db, err := store.Open(nf.serverStorePath())
 	if err != nil {
 		return err
 	}
 	defer db.Close()
+	secret, err := nonceSecret(ctx, c.NonceSecret, c.NonceSecretFile, db)
+	if err != nil {
+		return err
+	}
 	users, err := db.Users(ctx, c.a.Domain)
 	if err != nil {
 		return err
@@ -158,10 +165,15 @@ func (c *serveCmd) Execute(args []string) error {
 	}
 	srv, err := sipserver.New(sipserver.Config{Domain: c.a.Domain, SIPAddr: c.SIPAddr, HTTPAddr: c.HTTPAddr,
 		TLSCert: c.TLSCert, TLSKey: c.TLSKey, TLSAddr: c.TLSAddr, Open: c.Open, NoAnonymousInbound: c.NoAnon, DigestAlgorithms: strings.Split(c.DigestAlgs, ","),
-		TrustedEdges: splitEdges(c.TrustedEdges), Accounts: db, Chain: nd.chain, Log: log, Limits: limits, APIRate: apiRate})
+		TrustedEdges: splitEdges(c.TrustedEdges), Accounts: db, Chain: nd.chain, Log: log, Limits: limits, APIRate: apiRate, Secret: secret})
 	if err != nil {
 		return err
 	}
+	stopPersist, err := persistBindings(ctx, srv.Registry(), db, log)
+	if err != nil {
+		return err
+	}
+	defer stopPersist()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Run(ctx) }()
 	select {
@@ -199,7 +211,7 @@ func (c *userCmd) accounts() (*store.DB, error) {
 	if err := os.MkdirAll(nf.netDir(), 0o700); err != nil {
 		return nil, err
 	}
-	return store.Open(filepath.Join(nf.netDir(), "paysip.db"))
+	return store.Open(nf.serverStorePath())
 }
 
 // Execute adds, changes or removes the account.
