@@ -239,7 +239,7 @@ func (w *world) restart(n *serveNode) {
 // registeredHere reports whether this node's registrar took a REGISTER
 // for aor (its debug log).
 func (n *serveNode) registeredHere(aor string) bool {
-	return regexp.MustCompile(`msg=registered aor=` + regexp.QuoteMeta(aor) + ` bindings=[1-9]`).MatchString(n.out.String())
+	return regexp.MustCompile(`msg=registered [^\n]*aor=` + regexp.QuoteMeta(aor) + ` bindings=[1-9]`).MatchString(n.out.String())
 }
 
 // directory is the node's directory (GET /api/directory), as JSON.
