@@ -125,4 +125,3 @@ func nonceAcrossNodes(t *testing.T, first, second *serveNode) {
 		t.Fatalf("replayed to %s: %d %s", second.name, res.StatusCode, res.Reason)
 	}
 }
-
