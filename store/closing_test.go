@@ -12,9 +12,11 @@ import (
 // TestOutputIndexFromID: the channel's output is the one its id names,
 // not one found by searching the funding (a funding paying the pool twice
 // was recorded at the wrong output, and every settlement was refused).
-func TestOutputIndexFromID(t *testing.T) {
+func TestOutputIndexFromID(t *testing.T) { eachBackend(t, testOutputIndexFromID) }
+
+func testOutputIndexFromID(t *testing.T, b backend) {
 	ctx := context.Background()
-	d, _ := open(t)
+	d, _ := b.open(t)
 	r := record(t, Payee, 1)
 	// Output 0 pays someone else; the pool is output 1.
 	pool := r.FundingTx.TxOut[0]
@@ -44,9 +46,11 @@ func TestOutputIndexFromID(t *testing.T) {
 // TestStartClosingStopsPayments: once a channel starts closing, no payment
 // is stored any more, so none can be acknowledged after the settlement's
 // amount was read.
-func TestStartClosingStopsPayments(t *testing.T) {
+func TestStartClosingStopsPayments(t *testing.T) { eachBackend(t, testStartClosingStopsPayments) }
+
+func testStartClosingStopsPayments(t *testing.T, b backend) {
 	ctx := context.Background()
-	d, _ := open(t)
+	d, _ := b.open(t)
 	r := record(t, Payee, 1)
 	if err := d.Insert(ctx, r); err != nil {
 		t.Fatal(err)
@@ -74,9 +78,15 @@ func TestStartClosingStopsPayments(t *testing.T) {
 // TestWriteRacingClose: writes that race the store's Close all return
 // (stored, or ErrClosed), never wait forever: one queued after the
 // writer's last drain was found hanging a payee's watcher in the soak.
-func TestWriteRacingClose(t *testing.T) {
+func TestWriteRacingClose(t *testing.T) { eachBackend(t, testWriteRacingClose) }
+
+func testWriteRacingClose(t *testing.T, b backend) {
+	name := b.fresh(t)
 	for round := 0; round < 20; round++ {
-		d, _ := open(t)
+		d, err := Open(name)
+		if err != nil {
+			t.Fatal(err)
+		}
 		ctx := context.Background()
 		r := record(t, Payee, round)
 		if err := d.Insert(ctx, r); err != nil {

@@ -28,7 +28,7 @@ func corrupt(t testing.TB, d *DB, id string, col uint8, kind uint8, b []byte, n 
 		v = nil
 	}
 	// A CHECK or NOT NULL refusal is the schema holding: nothing to read.
-	d.db.Exec(fmt.Sprintf("UPDATE channels SET %s = ? WHERE id = ?", name), v, id)
+	d.exec(context.Background(), fmt.Sprintf("UPDATE channels SET %s = ? WHERE id = ?", name), v, id)
 }
 
 // FuzzStoredChannel: a channel row with a corrupted column is read back
@@ -47,32 +47,50 @@ func FuzzStoredChannel(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Cleanup(func() { d.Close() })
-	ctx := context.Background()
-	f.Fuzz(func(t *testing.T, col, kind uint8, b []byte, n int64) {
-		d.db.Exec("DELETE FROM channels")
-		r := record(t, Payer, 1)
-		if err := d.Insert(ctx, r); err != nil {
-			t.Fatal(err)
-		}
-		id := r.ID()
-		corrupt(t, d, id, col, kind, b, n)
-		got, err := d.Get(ctx, id)
-		if err == nil {
-			if got.ID() != id {
-				t.Fatalf("row %s read back as channel %s", id, got.ID())
-			}
-			if got.Role != Payer && got.Role != Payee {
-				t.Fatalf("role %q", got.Role)
-			}
-		}
-		recs, lerr := d.List(ctx)
-		if (lerr == nil) != (err == nil) {
-			t.Fatalf("Get: %v, List: %v", err, lerr)
-		}
-		if lerr == nil && (len(recs) != 1 || recs[0].ID() != id) {
-			t.Fatalf("List read %d records", len(recs))
+	f.Fuzz(func(t *testing.T, col, kind uint8, b []byte, n int64) { storedChannel(t, d, col, kind, b, n) })
+}
+
+// TestStoredChannelSeeds runs FuzzStoredChannel's seeds on every backend
+// (the fuzzer itself runs on SQLite).
+func TestStoredChannelSeeds(t *testing.T) {
+	eachBackend(t, func(t *testing.T, be backend) {
+		d, _ := be.open(t)
+		for col := range corruptible {
+			storedChannel(t, d, uint8(col), 0, []byte{}, -1)
+			storedChannel(t, d, uint8(col), 2, []byte{0x02, 0x00, 0x01}, 0)
+			storedChannel(t, d, uint8(col), 1, []byte("payee"), 1<<40)
+			storedChannel(t, d, uint8(col), 3, nil, 0)
+			storedChannel(t, d, uint8(col), 1, []byte("\x00\xff"), 1<<62)
 		}
 	})
+}
+
+// storedChannel is one run of FuzzStoredChannel.
+func storedChannel(t *testing.T, d *DB, col, kind uint8, b []byte, n int64) {
+	ctx := context.Background()
+	d.exec(ctx, "DELETE FROM channels")
+	r := record(t, Payer, 1)
+	if err := d.Insert(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	id := r.ID()
+	corrupt(t, d, id, col, kind, b, n)
+	got, err := d.Get(ctx, id)
+	if err == nil {
+		if got.ID() != id {
+			t.Fatalf("row %s read back as channel %s", id, got.ID())
+		}
+		if got.Role != Payer && got.Role != Payee {
+			t.Fatalf("role %q", got.Role)
+		}
+	}
+	recs, lerr := d.List(ctx)
+	if (lerr == nil) != (err == nil) {
+		t.Fatalf("Get: %v, List: %v", err, lerr)
+	}
+	if lerr == nil && (len(recs) != 1 || recs[0].ID() != id) {
+		t.Fatalf("List read %d records", len(recs))
+	}
 }
 
 // TestStoredChannelCorruptions: corruptions the store once read back
@@ -80,8 +98,10 @@ func FuzzStoredChannel(f *testing.F) {
 // matches the funding's pool output (it read back as channel 000...:0), a
 // negative or oversized amount, expiry or key index (they wrapped to
 // uint32), a state no code knows.
-func TestStoredChannelCorruptions(t *testing.T) {
-	d, _ := open(t)
+func TestStoredChannelCorruptions(t *testing.T) { eachBackend(t, testStoredChannelCorruptions) }
+
+func testStoredChannelCorruptions(t *testing.T, b backend) {
+	d, _ := b.open(t)
 	ctx := context.Background()
 	var bad []string
 	for _, c := range []struct {
@@ -97,12 +117,12 @@ func TestStoredChannelCorruptions(t *testing.T) {
 		{"expiry_height", int64(-1), func(r *Record) bool { return r.Channel.ExpiryHeight != 1<<32-1 }},
 		{"state", "garbage", func(r *Record) bool { return r.State != "garbage" }},
 	} {
-		d.db.Exec("DELETE FROM channels")
+		d.exec(ctx, "DELETE FROM channels")
 		r := record(t, Payer, 1)
 		if err := d.Insert(ctx, r); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := d.db.Exec("UPDATE channels SET "+c.col+" = ? WHERE id = ?", c.v, r.ID()); err != nil {
+		if _, err := d.exec(ctx, "UPDATE channels SET "+c.col+" = ? WHERE id = ?", c.v, r.ID()); err != nil {
 			continue
 		}
 		got, err := d.Get(ctx, r.ID())

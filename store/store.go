@@ -100,11 +100,15 @@ func openSQLite(path string) (*DB, error) {
 }
 
 // dsn is the SQLite URI of path, with the pragmas every connection gets.
+// Transactions begin IMMEDIATE: they take the write lock first (waiting
+// for it up to the busy timeout), so a transaction that reads, then writes
+// what it read (StartClosing), never fails to upgrade its lock when
+// another process shares the file.
 // The path is percent-escaped: a '#' or '?' in it would otherwise end the
 // file name, and drop the pragmas with it.
 func dsn(path string) string {
 	esc := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
-	return "file:" + esc + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)"
+	return "file:" + esc + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)&_txlock=immediate"
 }
 
 // checkDurability refuses to run without WAL and synchronous=FULL: the

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -53,8 +54,10 @@ func open(t testing.TB) (*DB, string) {
 	return d, path
 }
 
-func TestChannelRoundTrip(t *testing.T) {
-	d, path := open(t)
+func TestChannelRoundTrip(t *testing.T) { eachBackend(t, testChannelRoundTrip) }
+
+func testChannelRoundTrip(t *testing.T, b backend) {
+	d, path := b.open(t)
 	r := record(t, Payee, 1)
 	if err := d.Insert(ctx, r); err != nil {
 		t.Fatal(err)
@@ -119,8 +122,10 @@ func TestChannelRoundTrip(t *testing.T) {
 
 // TestConcurrentWrites: many channels writing at once all land, through
 // group commits.
-func TestConcurrentWrites(t *testing.T) {
-	d, _ := open(t)
+func TestConcurrentWrites(t *testing.T) { eachBackend(t, testConcurrentWrites) }
+
+func testConcurrentWrites(t *testing.T, b backend) {
+	d, _ := b.open(t)
 	const n = 50
 	var wg sync.WaitGroup
 	for i := 0; i < n; i++ {
@@ -192,34 +197,97 @@ func TestRefusesForeignAndNewer(t *testing.T) {
 	}
 }
 
-// TestMigrationsFromEmpty runs each migration in order on an empty
-// database and checks the version and the tables after each.
-func TestMigrationsFromEmpty(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "m.db")
-	d, err := Open(path)
+// raw opens the database dsn names behind the store's back, in its
+// dialect.
+func raw(t testing.TB, name string) (*sql.DB, *dialect) {
+	t.Helper()
+	driver, source, dl := "sqlite", dsn(name), sqliteDialect
+	if IsPostgres(name) {
+		driver, source, dl = "pgx", name, postgresDialect
+	}
+	db, err := sql.Open(driver, source)
 	if err != nil {
 		t.Fatal(err)
 	}
-	d.Close()
-	db, _ := sql.Open("sqlite", path)
-	defer db.Close()
-	var v, app int
-	db.QueryRow("PRAGMA user_version").Scan(&v)
-	db.QueryRow("PRAGMA application_id").Scan(&app)
-	if v != SchemaVersion || app != ApplicationID {
-		t.Fatalf("version %d app %#x", v, app)
-	}
-	var mode string
-	db.QueryRow("PRAGMA journal_mode").Scan(&mode)
-	if mode != "wal" {
-		t.Fatalf("journal mode %s", mode)
-	}
-	// Migration 1 made the channels table with its columns.
-	rows, err := db.Query("SELECT " + columns + " FROM channels")
+	t.Cleanup(func() { db.Close() })
+	return db, dl
+}
+
+// schemaMeta reads the application id and schema version of a database.
+func schemaMeta(t testing.TB, db *sql.DB, dl *dialect) meta {
+	t.Helper()
+	tx, err := db.Begin()
 	if err != nil {
-		t.Fatalf("schema v1: %v", err)
+		t.Fatal(err)
 	}
-	rows.Close()
+	defer tx.Rollback()
+	m, err := dl.readMeta(tx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// TestMigrationsFromEmpty runs every migration in order on an empty
+// database and checks the marks and the tables after.
+func TestMigrationsFromEmpty(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b backend) {
+		d, name := b.open(t)
+		d.Close()
+		db, dl := raw(t, name)
+		if m := schemaMeta(t, db, dl); m.version != int64(SchemaVersion) || m.appID != ApplicationID {
+			t.Fatalf("version %d app %#x", m.version, m.appID)
+		}
+		if dl == sqliteDialect {
+			var mode string
+			db.QueryRow("PRAGMA journal_mode").Scan(&mode)
+			if mode != "wal" {
+				t.Fatalf("journal mode %s", mode)
+			}
+		}
+		for _, q := range []string{"SELECT " + columns + " FROM channels", "SELECT " + bindingColumns + " FROM bindings",
+			"SELECT name, realm, ha1_md5, ha1_sha256 FROM users", "SELECT closing_owner FROM channels", "SELECT name, value FROM secrets"} {
+			rows, err := db.Query(q)
+			if err != nil {
+				t.Fatalf("schema: %s: %v", q, err)
+			}
+			rows.Close()
+		}
+		// The byte columns are the native type.
+		if dl == postgresDialect {
+			var typ string
+			db.QueryRow("SELECT data_type FROM information_schema.columns WHERE table_name = 'channels' AND column_name = 'funding_tx'").Scan(&typ)
+			if typ != "bytea" {
+				t.Fatalf("funding_tx is %q, want bytea", typ)
+			}
+		}
+	})
+}
+
+// TestConcurrentOpen: processes starting together on a new database
+// migrate it once (the schema lock), and all open.
+func TestConcurrentOpen(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b backend) {
+		if b.name == "sqlite" {
+			t.Skip("one process opens an SQLite file at a time (its node's data directory)")
+		}
+		name := b.fresh(t)
+		errs := make(chan error, 4)
+		for i := 0; i < 4; i++ {
+			go func() {
+				d, err := Open(name)
+				if err == nil {
+					d.Close()
+				}
+				errs <- err
+			}()
+		}
+		for i := 0; i < 4; i++ {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
 }
 
 // TestPathWithURICharacters: a data directory whose name holds '#' or '?'
@@ -271,51 +339,111 @@ func TestRefusesCorrupt(t *testing.T) {
 // TestMigration1To2: a database left at schema 1 with a channel in it is
 // brought to the current schema; the channel survives and accounts work.
 func TestMigration1To2(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "v1.db")
-	db, err := sql.Open("sqlite", dsn(path))
+	eachBackend(t, func(t *testing.T, b backend) {
+		name := b.fresh(t)
+		db, dl := raw(t, name)
+		if err := migrateDialect(db, dl, 1); err != nil {
+			t.Fatal(err)
+		}
+		// Write a channel with schema 1 only.
+		r := record(t, Payee, 7)
+		ch := r.Channel
+		_, err := db.Exec(dl.rebind(`INSERT INTO channels (id, role, state, key_index, capacity_sat, expiry_height, payer_key, payee_key,
+			payer_script, funding_tx, best_sat, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`),
+			ch.ID(), "payee", "open", 7, ch.CapacitySat, int64(ch.ExpiryHeight), ch.PayerKey.SerializeCompressed(),
+			ch.PayeeKey.SerializeCompressed(), ch.PayerScript, txBytes(r.FundingTx), 4242, 1, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		db.Close()
+		st, err := Open(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		db, _ = raw(t, name)
+		if m := schemaMeta(t, db, dl); m.version != int64(SchemaVersion) {
+			t.Fatalf("version %d", m.version)
+		}
+		got, err := st.Get(ctx, ch.ID())
+		if err != nil || got.BestSat != 4242 {
+			t.Fatalf("channel after migration: %+v %v", got, err)
+		}
+		if err := st.AddUser(ctx, "alice", "paysip.test", "correct horse"); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.AddUser(ctx, "alice", "paysip.test", "correct horse"); !errors.Is(err, ErrUserExists) {
+			t.Fatalf("duplicate user: %v", err)
+		}
+		if ha1, ok := st.UserHA1(ctx, "alice", "paysip.test", "SHA-256"); !ok || len(ha1) != 64 {
+			t.Fatalf("ha1 %q %v", ha1, ok)
+		}
+		if _, ok := st.UserHA1(ctx, "bob", "paysip.test", "MD5"); ok {
+			t.Fatal("unknown user found")
+		}
+	})
+}
+
+// TestPostgresRefusesForeignAndNewer: a database holding another
+// application's tables, or marked by a newer paysip, is refused and left
+// as it was.
+func TestPostgresRefusesForeignAndNewer(t *testing.T) {
+	b := backendList[1]
+	foreign := b.fresh(t)
+	db, _ := raw(t, foreign)
+	if _, err := db.Exec("CREATE TABLE t (x int)"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(foreign); !errors.Is(err, ErrForeign) {
+		t.Fatalf("foreign: %v", err)
+	}
+	var n int
+	db.QueryRow("SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema()").Scan(&n)
+	if n != 1 {
+		t.Fatalf("foreign database touched: %d tables", n)
+	}
+	newer := b.fresh(t)
+	d, err := Open(newer)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := migrateTo(db, 1); err != nil {
+	d.Close()
+	db, dl := raw(t, newer)
+	db.Exec("UPDATE paysip_meta SET schema_version = $1", SchemaVersion+1)
+	if _, err := Open(newer); !errors.Is(err, ErrTooNew) {
+		t.Fatalf("newer: %v", err)
+	}
+	if m := schemaMeta(t, db, dl); m.version != int64(SchemaVersion+1) {
+		t.Fatalf("version rewritten to %d", m.version)
+	}
+	db.Exec("UPDATE paysip_meta SET schema_version = $1, application_id = 7", SchemaVersion)
+	if _, err := Open(newer); !errors.Is(err, ErrForeign) {
+		t.Fatalf("other application id: %v", err)
+	}
+}
+
+// TestPostgresRefusesNotDurable: a server (or a connection) where a
+// commit may return before it is on disk is refused.
+func TestPostgresRefusesNotDurable(t *testing.T) {
+	name := backendList[1].fresh(t)
+	for _, opt := range []string{"synchronous_commit%3Doff"} {
+		if _, err := Open(name + "&options=-c%20" + opt); err == nil || !strings.Contains(err.Error(), "not durable") {
+			t.Fatalf("opened with %s: %v", opt, err)
+		}
+	}
+	db, _ := raw(t, name)
+	if _, err := db.Exec("ALTER DATABASE " + dbName(t, db) + " SET synchronous_commit = off"); err != nil {
 		t.Fatal(err)
 	}
-	db.Close()
-	// Write a channel with schema 1 only.
-	raw, _ := sql.Open("sqlite", dsn(path))
-	r := record(t, Payee, 7)
-	ch := r.Channel
-	_, err = raw.Exec(`INSERT INTO channels (id, role, state, key_index, capacity_sat, expiry_height, payer_key, payee_key,
-		payer_script, funding_tx, best_sat, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`,
-		ch.ID(), "payee", "open", 7, ch.CapacitySat, ch.ExpiryHeight, ch.PayerKey.SerializeCompressed(),
-		ch.PayeeKey.SerializeCompressed(), ch.PayerScript, txBytes(r.FundingTx), 4242, 1, 1)
-	raw.Close()
-	if err != nil {
+	if _, err := Open(name); err == nil || !strings.Contains(err.Error(), "synchronous_commit=off") {
+		t.Fatalf("opened a database set to synchronous_commit=off: %v", err)
+	}
+}
+
+func dbName(t testing.TB, db *sql.DB) string {
+	var n string
+	if err := db.QueryRow("SELECT current_database()").Scan(&n); err != nil {
 		t.Fatal(err)
 	}
-	st, err := Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	var v int
-	st.db.QueryRow("PRAGMA user_version").Scan(&v)
-	if v != SchemaVersion {
-		t.Fatalf("version %d", v)
-	}
-	got, err := st.Get(ctx, ch.ID())
-	if err != nil || got.BestSat != 4242 {
-		t.Fatalf("channel after migration: %+v %v", got, err)
-	}
-	if err := st.AddUser(ctx, "alice", "paysip.test", "correct horse"); err != nil {
-		t.Fatal(err)
-	}
-	if err := st.AddUser(ctx, "alice", "paysip.test", "correct horse"); !errors.Is(err, ErrUserExists) {
-		t.Fatalf("duplicate user: %v", err)
-	}
-	if ha1, ok := st.UserHA1(ctx, "alice", "paysip.test", "SHA-256"); !ok || len(ha1) != 64 {
-		t.Fatalf("ha1 %q %v", ha1, ok)
-	}
-	if _, ok := st.UserHA1(ctx, "bob", "paysip.test", "MD5"); ok {
-		t.Fatal("unknown user found")
-	}
+	return n
 }

@@ -1,9 +1,7 @@
 package store
 
 import (
-	"database/sql"
 	"errors"
-	"path/filepath"
 	"testing"
 )
 
@@ -11,13 +9,12 @@ import (
 // domains) survive the move to accounts per (name, realm); then the same
 // name may exist in another domain, and one can be removed or given a new
 // password without touching the other.
-func TestMigration2To3(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "v2.db")
-	db, err := sql.Open("sqlite", dsn(path))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := migrateTo(db, 2); err != nil {
+func TestMigration2To3(t *testing.T) { eachBackend(t, testMigration2To3) }
+
+func testMigration2To3(t *testing.T, b backend) {
+	path := b.fresh(t)
+	db, dl := raw(t, path)
+	if err := migrateDialect(db, dl, 2); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := db.Exec(`INSERT INTO users (name, realm, ha1_md5, ha1_sha256, created_at) VALUES ('tutor', 'paysip.local', 'm', 's', 1)`); err != nil {
