@@ -152,4 +152,3 @@ func openStore(t *testing.T, dsn string) *store.DB {
 	t.Cleanup(func() { db.Close() })
 	return db
 }
-
