@@ -1,6 +1,7 @@
 package sipreg
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -31,8 +32,9 @@ import (
 //   - load: at start, every live binding of the store (a restarted node
 //     routes to everyone registered before).
 //   - change feed: every PollEvery, the bindings changed since the last
-//     poll (less Overlap, for clocks a little apart and batches still in
-//     flight on other nodes) are merged: a node sees another's
+//     poll (less Overlap: a row's Updated is stamped a moment before its
+//     transaction commits) are merged; this node's own writes are
+//     recognised by their bytes and skipped without decoding: a node sees another's
 //     registration within about FlushEvery + PollEvery.
 //   - read-through: a Lookup that finds nothing asks the store for that
 //     address at once (bounded: MaxReadThrough at a time, each address at
@@ -80,7 +82,7 @@ type PersistConfig struct {
 	Store        Store
 	FlushEvery   time.Duration // write-behind batch window (20 ms)
 	PollEvery    time.Duration // change feed period (250 ms)
-	Overlap      time.Duration // the feed reads this far behind its last record (2 s)
+	Overlap      time.Duration // the feed reads this far behind its last record (1 s)
 	ReclaimEvery time.Duration // store clean-up period (1 min)
 	// TombstoneKeep is how long a removal stays in the store for other
 	// nodes to see (1 min; at least a few PollEvery).
@@ -111,6 +113,9 @@ type Persister struct {
 	fmu   sync.Mutex           // the feed's state (Run's goroutine, and Poll)
 	since time.Time            // the feed's position (latest Updated seen)
 	seen  map[string]time.Time // AOR + "\x00" + Key -> Updated merged, within Overlap
+	// written: AOR + "\x00" + Key -> the Data this node wrote last (its
+	// own rows coming back in the feed), kept like seen.
+	written map[string]writtenData
 }
 
 // Persist attaches a Persister to r: from now on Apply's changes are
@@ -123,7 +128,7 @@ func (r *Registry) Persist(cfg PersistConfig) *Persister {
 		cfg.PollEvery = 250 * time.Millisecond
 	}
 	if cfg.Overlap <= 0 {
-		cfg.Overlap = 2 * time.Second
+		cfg.Overlap = time.Second
 	}
 	if cfg.ReclaimEvery <= 0 {
 		cfg.ReclaimEvery = time.Minute
@@ -145,7 +150,7 @@ func (r *Registry) Persist(cfg PersistConfig) *Persister {
 		log = slog.New(slog.DiscardHandler)
 	}
 	p := &Persister{reg: r, cfg: cfg, log: log.With("component", "sipreg"), sem: make(chan struct{}, cfg.MaxReadThrough),
-		pending: map[string]Record{}, asked: map[string]time.Time{}, seen: map[string]time.Time{},
+		pending: map[string]Record{}, asked: map[string]time.Time{}, seen: map[string]time.Time{}, written: map[string]writtenData{},
 		tombs: map[string]Record{}}
 	r.mu.Lock()
 	r.sync = p
@@ -446,6 +451,11 @@ func (p *Persister) readThrough(aor string, now time.Time) bool {
 	return len(recs) > 0 && p.merge(recs, now) > 0
 }
 
+type writtenData struct {
+	data []byte
+	at   time.Time
+}
+
 // Flush writes the queued changes now, in one batch. On failure they stay
 // queued (unless newer ones replaced them) for the next Flush.
 func (p *Persister) Flush(ctx context.Context) error {
@@ -467,6 +477,12 @@ func (p *Persister) Flush(ctx context.Context) error {
 	}
 	err := p.cfg.Store.PutBindings(ctx, batch)
 	if err == nil {
+		at := p.cfg.Now()
+		p.fmu.Lock()
+		for _, rec := range batch {
+			p.written[rec.AOR+"\x00"+rec.Key] = writtenData{rec.Data, at}
+		}
+		p.fmu.Unlock()
 		return nil
 	}
 	p.mu.Lock()
@@ -505,6 +521,9 @@ func (p *Persister) Poll(ctx context.Context) (int, error) {
 			continue // merged at an earlier poll (the overlap reads it again)
 		}
 		p.seen[k] = rec.Updated
+		if w, ok := p.written[k]; ok && bytes.Equal(w.data, rec.Data) {
+			continue // our own write
+		}
 		fresh = append(fresh, rec)
 		if rec.Updated.After(p.since) {
 			// A node whose clock runs ahead must not carry the feed
@@ -518,6 +537,11 @@ func (p *Persister) Poll(ctx context.Context) (int, error) {
 	for k, u := range p.seen {
 		if u.Before(from) {
 			delete(p.seen, k)
+		}
+	}
+	for k, w := range p.written {
+		if now.Sub(w.at) > 2*(p.cfg.Overlap+p.cfg.PollEvery) {
+			delete(p.written, k)
 		}
 	}
 	p.mu.Lock()

@@ -218,12 +218,16 @@ func (n *serveNode) sipAddr() string { return fmt.Sprintf("127.0.0.1:%d", n.sipP
 
 // startServe starts a serve node on the store db (behind the edge at
 // 127.0.0.1: its Path trusted, its address exempt from per-source limits).
-func (w *world) startServe(name, db string) *serveNode {
+func (w *world) startServe(name, db string, extra ...string) *serveNode {
 	w.t.Helper()
 	n := &serveNode{sipPort: freePort(w.t), httpPort: freePort(w.t), db: db, dir: w.t.TempDir()}
-	n.args = append([]string{"serve", "-v", "--domain", domain, "--db", db, "--datadir", n.dir,
+	n.args = append([]string{"serve", "--domain", domain, "--db", db, "--datadir", n.dir,
 		"--sip-addr", n.sipAddr(), "--http-addr", fmt.Sprintf("127.0.0.1:%d", n.httpPort),
 		"--trusted-edge", "127.0.0.1", "--limit-exempt", "127.0.0.1"}, w.node...)
+	if len(extra) == 0 {
+		extra = []string{"-v"} // registeredHere reads the debug log
+	}
+	n.args = append(n.args, extra...)
 	n.proc = start(w.t, name, w.bin, n.args...)
 	n.waitFor(w.t, "paysip serving", 60*time.Second)
 	return n
