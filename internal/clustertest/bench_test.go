@@ -20,6 +20,9 @@ import (
 func BenchmarkRegisterCluster(b *testing.B) {
 	requireTool(b, "sipp", "sip-tester")
 	requireTool(b, "kamailio", "kamailio")
+	if b.N == 1 {
+		return // the testing package's first probe run: the real one follows
+	}
 	w := newWorld(b)
 	open := []string{"--open", "--max-transactions", "1000000"}
 	alone := w.startServe("alone", pgURL(b), open...)
@@ -46,11 +49,11 @@ func BenchmarkRegisterCluster(b *testing.B) {
 var failedRe = regexp.MustCompile(`Failed call\s+\|\s+\d+\s+\|\s+(\d+)`)
 
 // sippRegister sends n REGISTERs (users distinct per round) at up to
-// 6,000/s and returns the rate and sipp's failed count.
+// 3,000/s and returns the rate and sipp's failed count.
 func sippRegister(b *testing.B, addr string, n, round int) (float64, int) {
 	start := time.Now()
 	cmd := exec.Command("sipp", "-sf", "../../interop/testdata/register_load.xml", "-i", "127.0.0.1", "-p", fmt.Sprint(freePort(b)),
-		"-t", "u1", "-m", fmt.Sprint(n), "-r", "6000", "-timeout", "120s", "-timeout_error", "-nostdin",
+		"-t", "u1", "-m", fmt.Sprint(n), "-r", "3000", "-timeout", "120s", "-timeout_error", "-nostdin",
 		"-base_cseq", fmt.Sprint(round+1), addr)
 	out, _ := cmd.CombinedOutput()
 	elapsed := time.Since(start)
