@@ -1,8 +1,11 @@
 package store
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/paysip/paysip/internal/pgtest"
@@ -41,4 +44,50 @@ func (b backend) open(t testing.TB) (*DB, string) {
 	}
 	t.Cleanup(func() { d.Close() })
 	return d, dsn
+}
+
+// BenchmarkBackendPayments stores payee payments durably from many
+// channels at once on each backend, and reports payments/s: each call
+// returns only once its payment is committed (SQLite: WAL, synchronous
+// FULL; Postgres: fsync and synchronous_commit on), as the ack requires.
+// batch=1 turns the group commit off, to show what it is worth.
+func BenchmarkBackendPayments(b *testing.B) {
+	for _, be := range backendList {
+		for _, channels := range []int{1, 100} {
+			for _, batch := range []int{1, 512} {
+				b.Run(fmt.Sprintf("%s/channels=%d/batch=%d", be.name, channels, batch), func(b *testing.B) {
+					d, _ := be.open(b)
+					d.maxBatch = batch
+					ids := make([]string, channels)
+					for i := range ids {
+						r := record(b, Payee, i)
+						if err := d.Insert(ctx, r); err != nil {
+							b.Fatal(err)
+						}
+						ids[i] = r.ID()
+					}
+					var stored atomic.Int64
+					sig := make([]byte, 72)
+					b.ResetTimer()
+					var wg sync.WaitGroup
+					per := b.N/channels + 1
+					for _, id := range ids {
+						wg.Add(1)
+						go func() {
+							defer wg.Done()
+							for v := 1; v <= per; v++ {
+								if err := d.PayeePayment(ctx, id, int64(v), sig); err != nil {
+									b.Error(err)
+									return
+								}
+								stored.Add(1)
+							}
+						}()
+					}
+					wg.Wait()
+					b.ReportMetric(float64(stored.Load())/b.Elapsed().Seconds(), "payments/s")
+				})
+			}
+		}
+	}
 }

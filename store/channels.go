@@ -116,7 +116,8 @@ func (d *DB) PayeePayment(ctx context.Context, id string, paid int64, sig []byte
 
 // StartClosing moves an open channel to closing and returns it as stored,
 // in one transaction that holds the channel's row lock (SELECT ... FOR
-// UPDATE on Postgres; SQLite's one writer): from then on PayeePayment
+// UPDATE on Postgres; on SQLite the database's write lock, taken when the
+// transaction begins): from then on PayeePayment
 // refuses new payments, so the best payment read here is the last that
 // can ever be acknowledged. A payment racing it is either stored before
 // (and is in the record returned) or refused.
@@ -128,6 +129,11 @@ func (d *DB) PayeePayment(ctx context.Context, id string, paid int64, sig []byte
 // ErrClaimed, so that of several processes sharing the database exactly
 // one settles each channel.
 func (d *DB) StartClosing(ctx context.Context, id string) (*Record, error) {
+	if d.owner != nil {
+		if err := d.owner.ensure(ctx); err != nil {
+			return nil, err
+		}
+	}
 	var rec *Record
 	err := d.write(ctx, func(tx *txn) error {
 		var state string

@@ -1,10 +1,26 @@
 package store
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
 )
+
+// owner is a store handle's identity among the processes sharing its
+// database, alive exactly as long as the handle is open and its process
+// runs: a Postgres session advisory lock (postgres.go), or a lock on a
+// byte of a file beside the SQLite database (owner_linux.go). Whoever
+// holds a closing channel's claim settles it; a claim whose owner is gone
+// is void.
+type owner interface {
+	ID() int64
+	// Alive says whether owner id still holds its lock, read inside tx.
+	Alive(tx *txn, id int64) (bool, error)
+	// ensure takes the handle's own lock again if it was lost.
+	ensure(ctx context.Context) error
+	release()
+}
 
 // ErrClaimed: the channel is being closed by another store handle (another
 // member of a payee fleet sharing a Postgres store) that is still alive.
@@ -12,8 +28,8 @@ import (
 var ErrClaimed = errors.New("channel is being closed by another paysip process")
 
 // forUpdate is the row lock clause of a read that decides a write.
-// SQLite has none: its one writer per database already serialises the
-// transactions that write.
+// SQLite has none: its transactions begin IMMEDIATE (dsn), holding the
+// database's write lock from their first statement.
 func (dl *dialect) forUpdate() string {
 	if dl == postgresDialect {
 		return " FOR UPDATE"
@@ -29,12 +45,12 @@ func (dl *dialect) forUpdate() string {
 // transaction, not by a flag read earlier. Settled and refunded channels
 // are left as they are (the caller finds them spent on chain).
 //
-// SQLite stores have no owners (one machine, one process writes): every
-// handle may close.
+// A store without owners (SQLite where the platform has no open file
+// description locks) lets every handle close.
 func (d *DB) claim(tx *txn, id string, state State, closer int64) error {
 	var me int64
 	if d.owner != nil {
-		me = int64(d.owner.id)
+		me = d.owner.ID()
 	}
 	switch state {
 	case StateOpen:
@@ -45,7 +61,7 @@ func (d *DB) claim(tx *txn, id string, state State, closer int64) error {
 			return nil
 		}
 		if closer != 0 && d.owner != nil {
-			alive, err := ownerAlive(tx, closer)
+			alive, err := d.owner.Alive(tx, closer)
 			if err != nil {
 				return err
 			}

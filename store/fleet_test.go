@@ -36,9 +36,6 @@ func members(t *testing.T, b backend) (*DB, *DB, string) {
 // takes over.
 func TestSettleExactlyOnce(t *testing.T) {
 	eachBackend(t, func(t *testing.T, b backend) {
-		if b.name == "sqlite" {
-			t.Skip("settlement owners are a Postgres feature: an SQLite file belongs to one node")
-		}
 		d1, d2, _ := members(t, b)
 		const rounds = 200
 		wins := map[*DB]int{}
@@ -118,9 +115,6 @@ func TestSettlerDiesMidSettlement(t *testing.T) {
 		return
 	}
 	eachBackend(t, func(t *testing.T, b backend) {
-		if b.name == "sqlite" {
-			t.Skip("settlement owners are a Postgres feature: an SQLite file belongs to one node")
-		}
 		d, name := b.open(t)
 		r := record(t, Payee, 1)
 		if err := d.Insert(ctx, r); err != nil {
@@ -147,8 +141,9 @@ func TestSettlerDiesMidSettlement(t *testing.T) {
 		}
 		cmd.Process.Signal(syscall.SIGKILL)
 		cmd.Wait()
-		// The server notices the dead client's connection at once (its
-		// socket closes); give it a moment to end that session.
+		// The kernel drops a dead process's locks at once; Postgres
+		// notices the dead client's connection (its socket closes) and
+		// ends its session within a moment.
 		deadline := time.Now().Add(10 * time.Second)
 		for {
 			rec, err := d.StartClosing(ctx, r.ID())
@@ -232,6 +227,50 @@ func TestPaymentRacingSettlement(t *testing.T) {
 			if got.BestSat != rec.BestSat {
 				t.Fatalf("round %d: stored %d after the settlement read %d", i, got.BestSat, rec.BestSat)
 			}
+		}
+	})
+}
+
+// TestOwnerLockLost: a member whose owner session dies (the server
+// restarted, its connection broke) loses its claims to the other member,
+// which takes them over; it takes its lock again before its next claim,
+// and is then refused the channel the other one now settles.
+func TestOwnerLockLost(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b backend) {
+		if b.name == "sqlite" {
+			t.Skip("an SQLite owner's lock is the kernel's: it is lost only with its process")
+		}
+		d1, d2, _ := members(t, b)
+		a, c := record(t, Payee, 1), record(t, Payee, 2)
+		for _, r := range []Record{a, c} {
+			if err := d1.Insert(ctx, r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := d1.StartClosing(ctx, a.ID()); err != nil {
+			t.Fatal(err)
+		}
+		var killed int
+		if err := d2.queryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = 'advisory'
+			AND objid::bigint = ?`, d1.owner.ID()).Scan(&killed); err != nil || killed != 1 {
+			t.Fatalf("terminating member 1's owner session: %d %v", killed, err)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			_, err := d2.StartClosing(ctx, a.ID())
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, ErrClaimed) || time.Now().After(deadline) {
+				t.Fatalf("taking over a dead session's claim: %v", err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if _, err := d1.StartClosing(ctx, c.ID()); err != nil {
+			t.Fatalf("member 1 after losing its session: %v", err)
+		}
+		if _, err := d1.StartClosing(ctx, a.ID()); !errors.Is(err, ErrClaimed) {
+			t.Fatalf("member 1 took back a channel member 2 settles: %v", err)
 		}
 	})
 }

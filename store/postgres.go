@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -48,7 +49,7 @@ func openPostgres(dsn string) (*DB, error) {
 		db.Close()
 		return nil, err
 	}
-	o, err := newOwner(ctx, db)
+	o, err := newPgOwner(ctx, db)
 	if err != nil {
 		db.Close()
 		return nil, err
@@ -97,47 +98,96 @@ func (dl *dialect) retryable(err error) bool {
 // ownerLockClass is the first key of the owner advisory locks ("PSIP").
 const ownerLockClass = int32(ApplicationID)
 
-// owner is a Postgres store handle's identity among the processes sharing
-// the database: a number held as a session advisory lock on a connection
-// of its own for as long as the handle is open. Postgres drops the lock
-// when that session ends, and so when the process dies, at once: a claim
-// by an owner whose lock nobody holds is void (claims.go).
-type owner struct {
+// pgOwner is a Postgres store handle's identity among the processes
+// sharing the database: a number held as a session advisory lock on a
+// connection of its own for as long as the handle is open. Postgres drops
+// the lock when that session ends, and so when the process dies, at once:
+// a claim by an owner whose lock nobody holds is void (claims.go).
+type pgOwner struct {
+	mu   sync.Mutex
+	db   *sql.DB
 	id   int32
 	conn *sql.Conn
 }
 
-func newOwner(ctx context.Context, db *sql.DB) (*owner, error) {
-	conn, err := db.Conn(ctx)
-	if err != nil {
-		return nil, err
-	}
+func newPgOwner(ctx context.Context, db *sql.DB) (*pgOwner, error) {
+	o := &pgOwner{db: db}
 	for range 100 {
-		id := rand.Int32N(1<<31-1) + 1
-		var ok bool
-		if err := conn.QueryRowContext(ctx, "SELECT pg_try_advisory_lock($1, $2)", ownerLockClass, id).Scan(&ok); err != nil {
-			conn.Close()
+		o.id = rand.Int32N(1<<31-1) + 1
+		ok, err := o.lock(ctx)
+		if err != nil {
 			return nil, err
 		}
 		if ok {
-			return &owner{id: id, conn: conn}, nil
+			return o, nil
 		}
 	}
-	conn.Close()
 	return nil, errors.New("postgres: no free owner id")
 }
 
-func (o *owner) release() {
+// lock takes the owner lock on a new connection of its own.
+func (o *pgOwner) lock(ctx context.Context) (bool, error) {
+	conn, err := o.db.Conn(ctx)
+	if err != nil {
+		return false, err
+	}
+	var ok bool
+	if err := conn.QueryRowContext(ctx, "SELECT pg_try_advisory_lock($1, $2)", ownerLockClass, o.id).Scan(&ok); err != nil || !ok {
+		conn.Close()
+		return false, err
+	}
+	o.conn = conn
+	return true, nil
+}
+
+// ensure checks that the owner lock is still held (its connection may
+// have broken, or the server restarted: the lock went with the session),
+// and takes it again if not, before the handle claims a channel. Claims
+// made under the lost lock were void meanwhile: another member may have
+// taken them over, and claim will see it.
+func (o *pgOwner) ensure(ctx context.Context) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var held bool
+	if o.conn != nil {
+		err := o.conn.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted
+			AND pid = pg_backend_pid() AND classid::bigint = $1 AND objid::bigint = $2 AND objsubid = 2)`,
+			int64(uint32(ownerLockClass)), int64(o.id)).Scan(&held)
+		if err == nil && held {
+			return nil
+		}
+		o.conn.Close()
+		o.conn = nil
+	}
+	ok, err := o.lock(ctx)
+	if err != nil {
+		return fmt.Errorf("postgres owner lock: %w", err)
+	}
+	if !ok {
+		return fmt.Errorf("postgres owner lock %d is held by another session", o.id)
+	}
+	return nil
+}
+
+func (o *pgOwner) release() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.conn == nil {
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	o.conn.ExecContext(ctx, "SELECT pg_advisory_unlock($1, $2)", ownerLockClass, o.id)
 	o.conn.Close()
+	o.conn = nil
 }
 
-// ownerAlive says whether the store handle id still holds its owner lock.
+func (o *pgOwner) ID() int64 { return int64(o.id) }
+
+// Alive says whether the store handle id still holds its owner lock.
 // Read from pg_locks inside the claiming transaction, under the channel's
 // row lock.
-func ownerAlive(tx *txn, id int64) (bool, error) {
+func (o *pgOwner) Alive(tx *txn, id int64) (bool, error) {
 	var alive bool
 	err := tx.QueryRow(`SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted
 		AND classid::bigint = ? AND objid::bigint = ? AND objsubid = 2)`, int64(uint32(ownerLockClass)), id).Scan(&alive)

@@ -11,9 +11,3 @@ func openPostgres(string) (*DB, error) {
 }
 
 func (dl *dialect) retryable(error) bool { return false }
-
-type owner struct{ id int32 }
-
-func (o *owner) release() {}
-
-func ownerAlive(*txn, int64) (bool, error) { return false, nil }

@@ -2,13 +2,14 @@ package store
 
 import (
 	"context"
+	"crypto/md5"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"regexp"
 	"time"
-
-	"github.com/paysip/paysip/sipauth"
 )
 
 // Account errors.
@@ -40,8 +41,7 @@ func (d *DB) AddUser(ctx context.Context, name, realm, password string) error {
 	if err := checkAccount(name, password); err != nil {
 		return err
 	}
-	md5 := sipauth.HA1("MD5", name, realm, password)
-	sha := sipauth.HA1("SHA-256", name, realm, password)
+	md5, sha := ha1MD5(name, realm, password), ha1SHA256(name, realm, password)
 	return d.write(ctx, func(tx *txn) error {
 		var exists int
 		if err := tx.QueryRow("SELECT count(*) FROM users WHERE name = ? AND realm = ?", name, realm).Scan(&exists); err != nil {
@@ -61,8 +61,7 @@ func (d *DB) SetPassword(ctx context.Context, name, realm, password string) erro
 	if err := checkAccount(name, password); err != nil {
 		return err
 	}
-	md5 := sipauth.HA1("MD5", name, realm, password)
-	sha := sipauth.HA1("SHA-256", name, realm, password)
+	md5, sha := ha1MD5(name, realm, password), ha1SHA256(name, realm, password)
 	return d.write(ctx, func(tx *txn) error {
 		r, err := tx.Exec("UPDATE users SET ha1_md5 = ?, ha1_sha256 = ? WHERE name = ? AND realm = ?", md5, sha, name, realm)
 		return affected(r, err, name, realm)
@@ -120,4 +119,19 @@ func (d *DB) Users(ctx context.Context, realm string) ([]User, error) {
 		out = append(out, u)
 	}
 	return out, rows.Err()
+}
+
+// ha1MD5 and ha1SHA256 are the digest HA1 of an account (RFC 2617 section
+// 3.2.2.2, RFC 7616 section 3.4.2): H(username ":" realm ":" password),
+// hex. Computed here rather than with sipauth.HA1 (the same function, a
+// test checks) so that the store does not pull the SIP stack into the
+// browser build.
+func ha1MD5(user, realm, password string) string {
+	h := md5.Sum([]byte(user + ":" + realm + ":" + password))
+	return hex.EncodeToString(h[:])
+}
+
+func ha1SHA256(user, realm, password string) string {
+	h := sha256.Sum256([]byte(user + ":" + realm + ":" + password))
+	return hex.EncodeToString(h[:])
 }

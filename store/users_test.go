@@ -3,6 +3,8 @@ package store
 import (
 	"errors"
 	"testing"
+
+	"github.com/paysip/paysip/sipauth"
 )
 
 // TestMigration2To3: accounts made under schema 2 (names unique across
@@ -58,5 +60,18 @@ func testMigration2To3(t *testing.T, b backend) {
 	}
 	if err := st.SetPassword(ctx, "nobody", "example.test", "battery staple"); !errors.Is(err, ErrNoSuchUser) {
 		t.Fatalf("password of nobody: %v", err)
+	}
+}
+
+// TestHA1MatchesSipauth: the store's HA1 values are sipauth's, which the
+// registrar checks digests against.
+func TestHA1MatchesSipauth(t *testing.T) {
+	for _, c := range [][3]string{{"tutor", "paysip.test", "correct horse"}, {"a", "b", ""}, {"ü", "x.y", "p:w"}} {
+		if got, want := ha1MD5(c[0], c[1], c[2]), sipauth.HA1("MD5", c[0], c[1], c[2]); got != want {
+			t.Errorf("MD5 %v: %s, sipauth %s", c, got, want)
+		}
+		if got, want := ha1SHA256(c[0], c[1], c[2]), sipauth.HA1("SHA-256", c[0], c[1], c[2]); got != want {
+			t.Errorf("SHA-256 %v: %s, sipauth %s", c, got, want)
+		}
 	}
 }

@@ -11,10 +11,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/paysip/paysip/internal/pgtest"
 	"github.com/paysip/paysip/internal/regtest"
 	"github.com/paysip/paysip/store"
 	"github.com/paysip/paysip/wallet"
 )
+
+// TestMain stops the throwaway PostgreSQL, if the tests started one.
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 
 var (
 	buildOnce sync.Once
@@ -40,11 +44,21 @@ func agentproc(t *testing.T) string {
 	return procPath
 }
 
-// node is one side: a data directory with a wallet, run as agentproc.
+// node is one side: a data directory with a wallet, run as agentproc,
+// and its store: paysip.db in the directory, or a Postgres database.
 type node struct {
 	role string
 	dir  string
+	db   string // a postgres:// URL, or "" for the SQLite file
 	w    *wallet.Wallet
+}
+
+// store is what store.Open takes for n's store.
+func (n node) store() string {
+	if n.db != "" {
+		return n.db
+	}
+	return filepath.Join(n.dir, "paysip.db")
 }
 
 type rig struct {
@@ -60,7 +74,7 @@ type rig struct {
 
 func (r *rig) args(n node, extra ...string) []string {
 	e := r.env.Node
-	return append([]string{"-role", n.role, "-dir", n.dir, "-rpc", e.RPCAddr, "-user", e.RPCUser, "-pass", e.RPCPass, "-addr-file", r.addrFile}, extra...)
+	return append([]string{"-role", n.role, "-dir", n.dir, "-db", n.db, "-rpc", e.RPCAddr, "-user", e.RPCUser, "-pass", e.RPCPass, "-addr-file", r.addrFile}, extra...)
 }
 
 func (r *rig) cmd(n node, failpoint string, extra ...string) *exec.Cmd {
@@ -104,16 +118,22 @@ func (r *rig) stopPayee() {
 	}
 }
 
-func newRig(t *testing.T) *rig {
+// newRig makes a payer and a payee with funds; on Postgres each gets a
+// database of its own.
+func newRig(t *testing.T, backend string) *rig {
+	var dbs [2]string
+	if backend == "postgres" {
+		dbs = [2]string{pgtest.DSN(t), pgtest.DSN(t)}
+	}
 	env := regtest.New(t)
 	r := &rig{t: t, env: env, addrFile: filepath.Join(t.TempDir(), "payee.addr")}
-	for _, role := range []string{"payer", "payee"} {
+	for i, role := range []string{"payer", "payee"} {
 		dir := filepath.Join(env.Dir, role)
 		w, _, err := wallet.Create(filepath.Join(dir, "wallet.json"), env.Chain, "")
 		if err != nil {
 			t.Fatal(err)
 		}
-		n := node{role: role, dir: dir, w: w}
+		n := node{role: role, dir: dir, db: dbs[i], w: w}
 		if role == "payer" {
 			r.payer = n
 		} else {
@@ -158,18 +178,20 @@ func TestCrashAtEachStep(t *testing.T) {
 	if testing.Short() {
 		runs = 1
 	}
-	for _, p := range points {
-		for run := 1; run <= runs; run++ {
-			t.Run(fmt.Sprintf("%s/run%d", p.point, run), func(t *testing.T) {
-				t.Parallel()
-				crashOnce(t, p.who, p.point)
-			})
+	for _, backend := range []string{"sqlite", "postgres"} {
+		for _, p := range points {
+			for run := 1; run <= runs; run++ {
+				t.Run(fmt.Sprintf("%s/%s/run%d", backend, p.point, run), func(t *testing.T) {
+					t.Parallel()
+					crashOnce(t, backend, p.who, p.point)
+				})
+			}
 		}
 	}
 }
 
-func crashOnce(t *testing.T, who, point string) {
-	r := newRig(t)
+func crashOnce(t *testing.T, backend, who, point string) {
+	r := newRig(t, backend)
 	defer func() {
 		if t.Failed() {
 			t.Logf("process logs:\n%s", r.logs.String())
@@ -226,7 +248,7 @@ func crashOnce(t *testing.T, who, point string) {
 	}
 
 	// The outcome, channel by channel, read from the chain.
-	db, err := store.Open(filepath.Join(r.payer.dir, "paysip.db"))
+	db, err := store.Open(r.payer.store())
 	if err != nil {
 		t.Fatal(err)
 	}

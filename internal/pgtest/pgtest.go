@@ -7,7 +7,8 @@
 // as the unprivileged "postgres" user (or "nobody"), since initdb refuses
 // root. One server serves a whole test binary: call Main from TestMain so
 // that it is stopped when the tests end; it is also stopped if the test
-// binary dies (the server is its child, with a parent-death signal).
+// binary dies (the server is its child, with a parent-death signal). New
+// starts a server for one test instead.
 //
 // Without the programs a test skips with one line, unless
 // PAYSIP_REQUIRE_INTEROP=1, which makes it fail.
@@ -75,6 +76,22 @@ func DSN(t testing.TB) string {
 	t.Helper()
 	s := Shared(t)
 	return s.NewDatabase(t)
+}
+
+// New starts a server of t's own, stopped and removed when t ends (for a
+// package without a TestMain calling Main; a few seconds per server).
+func New(t testing.TB) *Server {
+	t.Helper()
+	bin, err := FindBin()
+	if err != nil {
+		Skip(t, err)
+	}
+	s, err := Start(bin)
+	if err != nil {
+		t.Fatalf("starting postgres: %v", err)
+	}
+	t.Cleanup(s.Stop)
+	return s
 }
 
 // Shared returns the test binary's server, starting it if needed.

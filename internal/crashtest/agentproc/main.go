@@ -29,6 +29,7 @@ const price = 60_000
 func main() {
 	role := flag.String("role", "", "payer or payee")
 	dir := flag.String("dir", "", "data directory (wallet.json, paysip.db)")
+	dbURL := flag.String("db", "", "store: a postgres:// URL (default: paysip.db in -dir)")
 	rpc := flag.String("rpc", "", "btcd host:port")
 	user := flag.String("user", "", "btcd user")
 	pass := flag.String("pass", "", "btcd password")
@@ -37,13 +38,13 @@ func main() {
 	recoverOnly := flag.Bool("recover-only", false, "run recovery (settle or refund what is due) and exit")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).With("proc", *role)
-	if err := run(log, *role, *dir, *rpc, *user, *pass, *addrFile, *seconds, *recoverOnly); err != nil {
+	if err := run(log, *role, *dir, *dbURL, *rpc, *user, *pass, *addrFile, *seconds, *recoverOnly); err != nil {
 		log.Error("exit", "err", err)
 		os.Exit(1)
 	}
 }
 
-func run(log *slog.Logger, role, dir, rpc, user, pass, addrFile string, seconds int64, recoverOnly bool) error {
+func run(log *slog.Logger, role, dir, dbURL, rpc, user, pass, addrFile string, seconds int64, recoverOnly bool) error {
 	ctx := context.Background()
 	c, err := btcdrpc.New(btcdrpc.Config{Host: rpc, User: user, Pass: pass, Params: &chaincfg.RegressionNetParams})
 	if err != nil {
@@ -53,7 +54,10 @@ func run(log *slog.Logger, role, dir, rpc, user, pass, addrFile string, seconds 
 	if err != nil {
 		return err
 	}
-	db, err := store.Open(filepath.Join(dir, "paysip.db"))
+	if dbURL == "" {
+		dbURL = filepath.Join(dir, "paysip.db")
+	}
+	db, err := store.Open(dbURL)
 	if err != nil {
 		return err
 	}
