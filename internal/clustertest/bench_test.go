@@ -52,14 +52,14 @@ func BenchmarkRegisterCluster(b *testing.B) {
 var failedRe = regexp.MustCompile(`Failed call\s+\|\s+\d+\s+\|\s+(\d+)`)
 
 // sippRegister sends n REGISTERs (users distinct per round) at up to
-// 1,500/s and returns the rate at which they were answered, from sipp's
+// 5,000/s and returns the rate at which they were answered, from sipp's
 // statistics every second (successful calls over the seconds in which
 // they came: a few REGISTERs lost on a loaded machine would otherwise
 // make the run last until sipp's timeout), and sipp's failed count.
 func sippRegister(b *testing.B, addr string, n, round int) (float64, int) {
 	stats := filepath.Join(b.TempDir(), "stats.csv")
 	cmd := exec.Command("sipp", "-sf", "../../interop/testdata/register_load.xml", "-i", "127.0.0.1", "-p", fmt.Sprint(freePort(b)),
-		"-t", "u1", "-m", fmt.Sprint(n), "-r", "1500", "-timeout", "40s", "-nostdin",
+		"-t", "u1", "-m", fmt.Sprint(n), "-r", "5000", "-timeout", "40s", "-timeout_error", "-nostdin",
 		"-trace_stat", "-stf", stats, "-fd", "1", "-base_cseq", fmt.Sprint(round+1), addr)
 	out, _ := cmd.CombinedOutput()
 	failed := -1
