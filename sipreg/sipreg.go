@@ -122,6 +122,8 @@ type Registry struct {
 	byAOR  map[string][]*Binding
 	count  int // bindings held
 	peak   int // most AORs held since the map was last rebuilt
+
+	sync *Persister // nil: memory only (persist.go)
 }
 
 // New returns an empty registry with the given limits (zero: defaults).
@@ -189,6 +191,7 @@ func (r *Registry) Apply(req Request, now time.Time) ([]Binding, error) {
 			}
 		}
 		r.set(req.AOR, cur, kept)
+		r.changed(cur, kept, now)
 		return nil, nil
 	}
 	// Check every contact first: a REGISTER applies whole or not at all.
@@ -245,6 +248,7 @@ func (r *Registry) Apply(req Request, now time.Time) ([]Binding, error) {
 		}
 	}
 	r.set(req.AOR, cur, next)
+	r.changed(cur, next, now)
 	return r.snapshot(req.AOR, req.Owner, true), nil
 }
 
@@ -333,11 +337,19 @@ func (r *Registry) snapshot(aor, owner string, mine bool) []Binding {
 }
 
 // Lookup returns the live bindings of an AOR, most recent first.
+// With a Persister, a miss asks the store (another node may have taken
+// the registration since the last change feed poll).
 func (r *Registry) Lookup(aor string, now time.Time) []Binding {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	r.expire(aor, now)
-	return r.snapshot(aor, "", false)
+	out := r.snapshot(aor, "", false)
+	r.mu.Unlock()
+	if len(out) == 0 && r.sync != nil && r.sync.readThrough(aor, now) {
+		r.mu.Lock()
+		out = r.snapshot(aor, "", false)
+		r.mu.Unlock()
+	}
+	return out
 }
 
 // FindContact is FindContactIn over every address: for requests the

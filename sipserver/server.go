@@ -88,6 +88,10 @@ type Config struct {
 	// Metrics serves the Prometheus metrics (metrics.go) at GET /metrics
 	// on the HTTP server.
 	Metrics bool
+	// Secret keys digest nonces, Record-Route tokens and loop hashes
+	// (random when empty). Every node of a domain behind one edge needs
+	// the same (sipauth: shared secrets).
+	Secret []byte
 }
 
 // Server is a running SIP server.
@@ -187,8 +191,11 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	secret := make([]byte, 32)
-	rand.Read(secret)
+	secret := cfg.Secret
+	if len(secret) == 0 {
+		secret = make([]byte, 32)
+		rand.Read(secret)
+	}
 	s := &Server{cfg: cfg, log: log, ua: ua, srv: srv, client: client, reg: sipreg.New(sipreg.Limits{MaxContacts: cfg.MaxContacts, MaxBindings: cfg.MaxBindings}), now: cfg.Now,
 		ready: make(chan struct{}), host: host, branches: map[string]*forkState{}, lim: lim, parser: parser}
 	s.conns = newConnLimiter(lim, log)

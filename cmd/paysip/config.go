@@ -29,6 +29,7 @@ type nodeFlags struct {
 	RPCCert          string        `long:"btcd-cert" description:"external btcd RPC TLS certificate (empty: plain HTTP, loopback only)"`
 	WalletPassphrase string        `long:"wallet-passphrase" description:"wallet encryption passphrase (better PAYSIP_WALLET_PASSPHRASE)"`
 	WalletName       string        `long:"wallet" description:"name of the wallet (and channel store) in the data directory, for several agents on one machine"`
+	DB               string        `long:"db" value-name:"PATH|URL" description:"the store: a SQLite file, or postgres://... shared by several serve nodes or payee members (default: paysip.db in the data directory)"`
 	Verbose          bool          `short:"v" long:"verbose" description:"log at debug level"`
 	BlockInterval    time.Duration `long:"block-interval" default:"5s" description:"the embedded regtest node mines a block this often (0: never on its own)"`
 	FallbackFee      int64         `long:"fallback-fee" value-name:"SAT_PER_VB" description:"fee rate when the node has no estimate (0: refuse, except on regtest: 2)"`
@@ -76,6 +77,9 @@ func (n *nodeFlags) walletPath() string {
 }
 
 func (n *nodeFlags) storePath() string {
+	if n.DB != "" {
+		return n.DB
+	}
 	if n.WalletName == "" {
 		return filepath.Join(n.netDir(), "paysip.db")
 	}
@@ -86,6 +90,14 @@ func (n *nodeFlags) storePath() string {
 type rpcInfo struct {
 	Host, User, Pass string
 	Pid              int
+}
+
+// serverStorePath is the store of serve and user: --db, or paysip.db.
+func (n *nodeFlags) serverStorePath() string {
+	if n.DB != "" {
+		return n.DB
+	}
+	return filepath.Join(n.netDir(), "paysip.db")
 }
 
 func (n *nodeFlags) rpcInfoPath() string { return filepath.Join(n.netDir(), "btcd", "rpc.json") }

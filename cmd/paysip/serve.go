@@ -6,7 +6,6 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"syscall"
@@ -63,6 +62,10 @@ type serveCmd struct {
 	NoMetrics    bool     `long:"no-metrics" description:"do not serve Prometheus metrics at GET /metrics on the HTTP server"`
 	GCPercent    int      `long:"gc-percent" default:"400" description:"Go garbage collector target (GOGC), unless the GOGC environment variable is set: the SIP stack allocates per message, and the default 100 spends ~15% of the CPU collecting (docs/performance.md)"`
 	GCSoftLimit  int      `long:"gc-soft-limit" value-name:"MiB" description:"heap size above which the collector works as hard as it must to stay there, whatever --gc-percent says (GOMEMLIMIT, unless that variable is set; default 64 MiB + 4 KiB per --max-transactions; -1: none): --gc-percent saves CPU, never memory under attack"`
+	// The digest nonce secret: every node of a domain needs the same
+	// (default: kept in the store, shared by the nodes that share it).
+	NonceSecret     string `long:"nonce-secret" env:"PAYSIP_NONCE_SECRET" description:"digest nonce HMAC secret, hex or base64, at least 32 bytes (better PAYSIP_NONCE_SECRET or --nonce-secret-file; default: made once and kept in the store)"`
+	NonceSecretFile string `long:"nonce-secret-file" description:"file holding the digest nonce secret (mode 600)"`
 	limitOpts
 }
 
@@ -154,11 +157,15 @@ func (c *serveCmd) Execute(args []string) error {
 		return err
 	}
 	defer nd.close()
-	db, err := store.Open(filepath.Join(nf.netDir(), "paysip.db"))
+	db, err := store.Open(nf.serverStorePath())
 	if err != nil {
 		return err
 	}
 	defer db.Close()
+	secret, err := nonceSecret(ctx, c.NonceSecret, c.NonceSecretFile, db)
+	if err != nil {
+		return err
+	}
 	users, err := db.Users(ctx, c.a.Domain)
 	if err != nil {
 		return err
@@ -177,11 +184,16 @@ func (c *serveCmd) Execute(args []string) error {
 	}
 	srv, err := sipserver.New(sipserver.Config{HTTPHandler: webApp, Domain: c.a.Domain, SIPAddr: c.SIPAddr, HTTPAddr: c.HTTPAddr,
 		TLSCert: c.TLSCert, TLSKey: c.TLSKey, TLSAddr: c.TLSAddr, Open: c.Open, NoAnonymousInbound: c.NoAnon, DigestAlgorithms: strings.Split(c.DigestAlgs, ","),
-		TrustedEdges: splitEdges(c.TrustedEdges), Accounts: db, Chain: nd.chain, Log: log, Limits: limits, APIRate: apiRate,
+		TrustedEdges: splitEdges(c.TrustedEdges), Accounts: db, Chain: nd.chain, Log: log, Limits: limits, APIRate: apiRate, Secret: secret,
 		Metrics: !c.NoMetrics})
 	if err != nil {
 		return err
 	}
+	stopPersist, err := persistBindings(ctx, srv.Registry(), db, log)
+	if err != nil {
+		return err
+	}
+	defer stopPersist()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Run(ctx) }()
 	select {
@@ -225,7 +237,7 @@ func (c *userCmd) accounts() (*store.DB, error) {
 	if err := os.MkdirAll(nf.netDir(), 0o700); err != nil {
 		return nil, err
 	}
-	return store.Open(filepath.Join(nf.netDir(), "paysip.db"))
+	return store.Open(nf.serverStorePath())
 }
 
 // Execute adds, changes or removes the account.
