@@ -1,15 +1,14 @@
+//go:build !(js && wasm)
+
 package agent
 
 import (
-	"errors"
-	"time"
-
-	"github.com/paysip/paysip/channel"
-	"github.com/paysip/paysip/store"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// The payee's Prometheus metrics, in the default registry (served at
+// The payee's Prometheus metrics (metrics_wasm.go: none in the browser's
+// build, where nothing scrapes them and client_golang would double the
+// WebAssembly's size), in the default registry (served at
 // /metrics by 'paysip payee --metrics ADDR'). They count what every Payee
 // of the process did: one process normally runs one payee.
 var (
@@ -52,23 +51,4 @@ var (
 func init() {
 	prometheus.MustRegister(metricPaymentsReceived, metricPaymentsAcked, metricPaymentsRefused,
 		metricVerifySeconds, metricStoreSeconds, metricSettlements, metricSettlementFees, metricOpenChannels)
-}
-
-// refusedReason is the label of a refused payment: the paywire code of a
-// protocol refusal, or what went wrong storing it.
-func refusedReason(err error) string {
-	var pe *channel.ProtocolError
-	switch {
-	case errors.As(err, &pe):
-		return pe.Code
-	case errors.Is(err, store.ErrNotStored):
-		return "not_stored"
-	default:
-		return "store_error"
-	}
-}
-
-// observeSince records the seconds since start in h.
-func observeSince(h prometheus.Histogram, start time.Time) {
-	h.Observe(time.Since(start).Seconds())
 }

@@ -108,7 +108,7 @@ func TestWasmSize(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, banned := range []string{"github.com/pion/", "modernc.org/sqlite", "github.com/jackc/pgx", "github.com/emiago/sipgo\n", "github.com/btcsuite/btcd/mempool"} {
+	for _, banned := range []string{"github.com/pion/", "modernc.org/sqlite", "github.com/jackc/pgx", "github.com/emiago/sipgo\n", "github.com/btcsuite/btcd/mempool", "github.com/prometheus/", "google.golang.org/protobuf"} {
 		if strings.Contains(string(deps), banned) {
 			t.Errorf("the wasm imports %s", strings.TrimSpace(banned))
 		}
