@@ -92,10 +92,17 @@ func (d *DB) Insert(ctx context.Context, r Record) error {
 }
 
 // PayerSigned stores the payer's newest signed state before it is sent.
-// Stored values only grow.
+// signed_sat is the most the payee may hold, so it only grows: a payment
+// below it is stored as signed without lowering it. That happens after a
+// resume where the payee held less than the payer had signed (the last
+// payment was lost with the payee that got it: the payer goes on from
+// what the payee holds, and may have given the lost one away). A payment
+// below what was acknowledged is refused.
 func (d *DB) PayerSigned(ctx context.Context, id string, signed int64, sig []byte) error {
-	return d.update(ctx, id, `UPDATE channels SET signed_sat = ?, best_sig = ?, updated_at = ?
-		WHERE id = ? AND role = 'payer' AND signed_sat <= ?`, signed, sig, time.Now().Unix(), id, signed)
+	return d.update(ctx, id, `UPDATE channels SET
+		best_sig = CASE WHEN signed_sat > ? THEN best_sig ELSE ? END,
+		signed_sat = CASE WHEN signed_sat > ? THEN signed_sat ELSE ? END, updated_at = ?
+		WHERE id = ? AND role = 'payer' AND acked_sat <= ?`, signed, sig, signed, signed, time.Now().Unix(), id, signed)
 }
 
 // PayerAcked stores what the payee acknowledged.

@@ -447,3 +447,40 @@ func dbName(t testing.TB, db *sql.DB) string {
 	}
 	return n
 }
+
+// TestPayerSignedAfterResume: after a resume where the payee held less
+// than the payer had signed (the payment in flight was lost with the payee
+// that got it), the payer goes on from what the payee holds: its payments
+// below the stored signed value are stored without lowering it (the most
+// the payee may hold); a payment below the acknowledged is refused.
+func TestPayerSignedAfterResume(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b backend) {
+		d, _ := b.open(t)
+		p := record(t, Payer, 4)
+		if err := d.Insert(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range []int64{1000, 2000} {
+			if err := d.PayerSigned(ctx, p.ID(), v, []byte{byte(v / 1000)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := d.PayerAcked(ctx, p.ID(), 1000); err != nil {
+			t.Fatal(err)
+		}
+		// Resumed: the payee holds 1000, the payer signs 1500.
+		if err := d.PayerSigned(ctx, p.ID(), 1500, []byte{9}); err != nil {
+			t.Fatalf("payment after a resume below the signed value: %v", err)
+		}
+		if err := d.PayerSigned(ctx, p.ID(), 900, []byte{9}); !errors.Is(err, ErrNotStored) {
+			t.Fatalf("payment below the acknowledged: %v", err)
+		}
+		got, err := d.Get(ctx, p.ID())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.SignedSat != 2000 || string(got.BestSig) != "\x02" || got.AckedSat != 1000 {
+			t.Fatalf("signed %d sig %x acked %d: want 2000, 02, 1000", got.SignedSat, got.BestSig, got.AckedSat)
+		}
+	})
+}

@@ -235,13 +235,16 @@ func (s *Store) change(ctx context.Context, id string, fn func(r *store.Record) 
 }
 
 // PayerSigned implements agent.Store: the payer's newest signed state,
-// stored before it is sent; stored values only grow.
+// stored before it is sent; the signed value only grows (store.DB's
+// PayerSigned says why), and a payment below the acknowledged is refused.
 func (s *Store) PayerSigned(ctx context.Context, id string, signed int64, sig []byte) error {
 	_, err := s.change(ctx, id, func(r *store.Record) bool {
-		if r.Role != store.Payer || r.SignedSat > signed {
+		if r.Role != store.Payer || r.AckedSat > signed {
 			return false
 		}
-		r.SignedSat, r.BestSig = signed, append([]byte(nil), sig...)
+		if signed >= r.SignedSat {
+			r.SignedSat, r.BestSig = signed, append([]byte(nil), sig...)
+		}
 		return true
 	})
 	return err
