@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sync"
-	"sync/atomic"
 	"testing"
 
 	"github.com/paysip/paysip/internal/pgtest"
@@ -58,34 +56,7 @@ func BenchmarkBackendPayments(b *testing.B) {
 				b.Run(fmt.Sprintf("%s/channels=%d/batch=%d", be.name, channels, batch), func(b *testing.B) {
 					d, _ := be.open(b)
 					d.maxBatch = batch
-					ids := make([]string, channels)
-					for i := range ids {
-						r := record(b, Payee, i)
-						if err := d.Insert(ctx, r); err != nil {
-							b.Fatal(err)
-						}
-						ids[i] = r.ID()
-					}
-					var stored atomic.Int64
-					sig := make([]byte, 72)
-					b.ResetTimer()
-					var wg sync.WaitGroup
-					per := b.N/channels + 1
-					for _, id := range ids {
-						wg.Add(1)
-						go func() {
-							defer wg.Done()
-							for v := 1; v <= per; v++ {
-								if err := d.PayeePayment(ctx, id, int64(v), sig); err != nil {
-									b.Error(err)
-									return
-								}
-								stored.Add(1)
-							}
-						}()
-					}
-					wg.Wait()
-					b.ReportMetric(float64(stored.Load())/b.Elapsed().Seconds(), "payments/s")
+					benchPayments(b, d, channels)
 				})
 			}
 		}
