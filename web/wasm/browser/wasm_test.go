@@ -21,9 +21,6 @@ import (
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
 	"github.com/emiago/sipgo/sip"
 	"github.com/paysip/paysip/internal/regtest"
-	"github.com/paysip/paysip/sipserver"
-	"github.com/paysip/paysip/sipua"
-	"github.com/paysip/paysip/store"
 )
 
 func init() { sip.SetDefaultLogger(slog.New(slog.DiscardHandler)) }
@@ -199,31 +196,7 @@ func TestWasmJSAPI(t *testing.T) {
 // in this test only.
 func chainBridge(t *testing.T, env *regtest.Env) string {
 	t.Helper()
-	db, err := store.Open(filepath.Join(t.TempDir(), "paysip.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	srv, err := sipserver.New(sipserver.Config{Domain: "paysip.test", SIPAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Accounts: db,
-		Chain: env.Chain, APIRate: 500, Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.EnableFaucet(faucet{env}, 5_000_000); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	<-srv.Ready()
-	ua, err := sipua.New(sipua.Config{AOR: "sip:anonymous.page@anonymous.invalid", Proxy: fmt.Sprintf("127.0.0.1:%d", srv.SIPPort())})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ua.Close() })
-	var to sip.Uri
-	sip.ParseUri("sip:bitcoin@paysip.test", &to)
+	rt := sipAPI(t, env)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -232,12 +205,12 @@ func chainBridge(t *testing.T, env *regtest.Env) string {
 		body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 		rctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
 		defer cancel()
-		res, err := ua.Message(rctx, to, "application/vnd.paysip+json", body)
-		if err != nil || len(res.Body()) == 0 {
-			http.Error(w, fmt.Sprint("no answer: ", err, res), http.StatusBadGateway)
+		res, err := rt(rctx, body)
+		if err != nil {
+			http.Error(w, fmt.Sprint("no answer: ", err), http.StatusBadGateway)
 			return
 		}
-		w.Write(res.Body())
+		w.Write(res)
 	})}
 	go hs.Serve(l)
 	t.Cleanup(func() { hs.Close() })
