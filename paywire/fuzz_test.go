@@ -52,3 +52,42 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodePayFast checks the pay fast path against the general decoder:
+// whatever the fast path takes, the general path decodes to the same
+// message, or refuses with the same kind of error after validation.
+func FuzzDecodePayFast(f *testing.F) {
+	for _, s := range []string{
+		`{"v":1,"type":"pay","channel_id":"4a5e1e4baab89f3a32518a88c31bc87f618f76673e2cc77ab2127b7afdeda33b:0","paid_sat":1000,"sig":"3044"}`,
+		` { "sig" : "00" , "paid_sat" : -5 , "channel_id" : "x:1", "type":"pay","v":1 } `,
+		`{"v":1,"type":"pay","channel_id":"a:0","paid_sat":0,"sig":""}`,
+		`{"v":1,"type":"pay","channel_id":"a:0","paid_sat":1e3,"sig":"00"}`,
+		`{"v":1,"type":"pay","channel_id":"a:0","paid_sat":01,"sig":"00"}`,
+		`{"v":1,"type":"pay","channel_id":"a:0","paid_sat":1,"sig":"0A"}`,
+		`{"v":1,"type":"pay","channel_id":"a:0","paid_sat":1,"sig":"00","sig":"01"}`,
+		`{"v":2,"type":"pay","channel_id":"a:0","paid_sat":1,"sig":"00"}`,
+		`{"v":1,"type":"pay","channel_id":"a:0","paid_sat":999999999999999999,"sig":"00"}x`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		fast, ok := decodePayFast(b)
+		if !ok {
+			return
+		}
+		slow, err := decodeGeneral(b)
+		fde := fast.validate()
+		if err != nil {
+			if fde == nil {
+				t.Fatalf("fast path took %q, general path refused it: %v", b, err)
+			}
+			return
+		}
+		if fde != nil {
+			t.Fatalf("fast path's message fails validation (%v), general path took %q", fde, b)
+		}
+		if !reflect.DeepEqual(slow, Message(fast)) {
+			t.Fatalf("%q: fast %#v, general %#v", b, fast, slow)
+		}
+	})
+}

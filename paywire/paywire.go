@@ -158,6 +158,18 @@ func Decode(b []byte) (Message, error) {
 	if len(b) > MaxMessageSize {
 		return nil, &DecodeError{Kind: ErrTooLarge, Reason: fmt.Sprintf("%d bytes > %d", len(b), MaxMessageSize)}
 	}
+	if m, ok := decodePayFast(b); ok {
+		if de := m.validate(); de != nil {
+			de.Type = TypePay
+			return nil, de
+		}
+		return m, nil
+	}
+	return decodeGeneral(b)
+}
+
+// decodeGeneral decodes any message, checking every field by reflection.
+func decodeGeneral(b []byte) (Message, error) {
 	var raw map[string]json.RawMessage
 	if err := json.Unmarshal(b, &raw); err != nil {
 		return nil, &DecodeError{Kind: ErrMalformed, Reason: "not a JSON object: " + err.Error()}

@@ -171,7 +171,7 @@ func (d *DB) SetState(ctx context.Context, id string, state State, closeTxID str
 // update runs one UPDATE in the group commit and fails if no row matched.
 func (d *DB) update(ctx context.Context, id string, query string, args ...any) error {
 	return d.write(ctx, func(tx *txn) error {
-		res, err := tx.Exec(query, args...)
+		res, err := tx.execHot(query, args...)
 		if err != nil {
 			return err
 		}

@@ -55,6 +55,10 @@ func (d *dialect) schema(m string) string {
 type txn struct {
 	tx *sql.Tx
 	d  *dialect
+	// hot and db prepare the per-payment statements once (execHot); nil
+	// in a txn that runs none.
+	hot *hotStmts
+	db  *sql.DB
 }
 
 func (t *txn) Exec(q string, args ...any) (sql.Result, error) {
