@@ -46,7 +46,7 @@ func TestBenchJSON(t *testing.T) {
 		t.Fatal(err)
 	}
 	positive := map[string]float64{"verify_ceiling_per_s": r.VerifyCeilingPerS, "payee_payments_per_s": r.PayeePaymentsPerS,
-		"rtt_p50_ms": r.RTTP50ms, "cpu_per_call_pct": r.CPUPerCallPct, "demo_first_paid_second_s": r.DemoFirstPaidSecS}
+		"rtt_p50_ms": r.RTTP50ms, "disk_fsync_p50_ms": r.DiskFsyncP50ms, "cpu_per_call_pct": r.CPUPerCallPct, "demo_first_paid_second_s": r.DemoFirstPaidSecS}
 	for k, v := range positive {
 		if !(v > 0) || math.IsInf(v, 0) {
 			t.Errorf("%s = %v", k, v)

@@ -78,18 +78,22 @@ type Result struct {
 	RTTP50ms             float64          `json:"rtt_p50_ms"`
 	RTTP99ms             float64          `json:"rtt_p99_ms"`
 	RTTSamplesMs         []float64        `json:"rtt_samples_ms"`
-	CallsTarget          int              `json:"calls_target"`
-	ConcurrentCalls      int              `json:"concurrent_calls"`
-	LatePayments         int64            `json:"late_payments"`
-	CPUPerCallPct        float64          `json:"cpu_per_call_pct"`
-	MemPerCallKiB        float64          `json:"mem_per_call_kib"`
-	CallSteps            []CallStep       `json:"call_steps"`
-	DemoFirstPaidSecS    float64          `json:"demo_first_paid_second_s"`
-	DurationS            float64          `json:"window_s"`
-	TotalS               float64          `json:"total_s"`
-	PayeeBaseRSSKiB      int64            `json:"payee_base_rss_kib"`
-	VerifyWorkers        int              `json:"verify_workers"`
-	ThroughputPayments   int64            `json:"throughput_payments"`
+	// DiskFsync is the disk's own cost of one durable commit (diskFlush),
+	// measured in the same run: the floor under the round trip.
+	DiskFsyncP50ms     float64    `json:"disk_fsync_p50_ms"`
+	DiskFsyncP99ms     float64    `json:"disk_fsync_p99_ms"`
+	CallsTarget        int        `json:"calls_target"`
+	ConcurrentCalls    int        `json:"concurrent_calls"`
+	LatePayments       int64      `json:"late_payments"`
+	CPUPerCallPct      float64    `json:"cpu_per_call_pct"`
+	MemPerCallKiB      float64    `json:"mem_per_call_kib"`
+	CallSteps          []CallStep `json:"call_steps"`
+	DemoFirstPaidSecS  float64    `json:"demo_first_paid_second_s"`
+	DurationS          float64    `json:"window_s"`
+	TotalS             float64    `json:"total_s"`
+	PayeeBaseRSSKiB    int64      `json:"payee_base_rss_kib"`
+	VerifyWorkers      int        `json:"verify_workers"`
+	ThroughputPayments int64      `json:"throughput_payments"`
 	// LoadAvg is the machine's 1-minute load average at the start and the
 	// end of the run: how many threads wanted the cores meanwhile.
 	LoadAvg []float64 `json:"load_avg"`
@@ -214,6 +218,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, fmt.Errorf("calls: %w", err)
 	}
 	r.res.CallSteps = steps
+	if r.res.DiskFsyncP50ms, r.res.DiskFsyncP99ms, err = diskFlush(r.diskDir(), 200); err != nil {
+		return nil, fmt.Errorf("disk: %w", err)
+	}
 	r.res.PayeeBaseRSSKiB = r.baseRSSKiB
 	r.summarizeCalls()
 	r.res.TotalS = time.Since(began).Seconds()

@@ -21,6 +21,7 @@ func WriteTable(w io.Writer, r *Result) error {
 	fmt.Fprintf(tw, "payee_ratio_cpu\t%.2f\t(per CPU second: %.0f payments, %.0f verifications)\n", r.PayeeRatioCPU, r.PayeePaymentsPerCPUS, r.VerifyCeilingPerCPUS)
 	fmt.Fprintf(tw, "rtt_p50_ms\t%.2f\t< 1 ms (%d calls)\n", r.RTTP50ms, r.RTTCalls)
 	fmt.Fprintf(tw, "rtt_p99_ms\t%.2f\t< 5 ms\n", r.RTTP99ms)
+	fmt.Fprintf(tw, "  disk fsync p50 / p99 (ms)\t%.2f / %.2f\t(4 KiB page, one every 5 ms: the floor under a durable ack)\n", r.DiskFsyncP50ms, r.DiskFsyncP99ms)
 	for _, st := range r.CallSteps {
 		fmt.Fprintf(tw, "  %d calls\t%d late, %d lost, audio %.2f%% dropped\tpayee %.0f%% CPU, %d KiB; payers %.0f%% CPU\n",
 			st.Calls, st.LatePayments, st.CallsLost, st.AudioDropPct, st.PayeeCPUPct, st.PayeeRSSKiB, st.PayerCPUPct)
