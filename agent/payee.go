@@ -122,6 +122,7 @@ type Payee struct {
 	pending int               // sessions not open yet
 	tipVal  uint32            // cached tip (see tip)
 	tipAt   time.Time
+	tipWait chan struct{} // closed when the tip asked meanwhile is known
 }
 
 func (a *Payee) log() *slog.Logger {
@@ -721,23 +722,43 @@ func (s *payeeSession) watchExpiry(ctx context.Context, id string, lock uint32) 
 	}
 }
 
-// tip is the chain's height, asked at most once per Poll for all sessions.
+// tip is the chain's height, asked at most once per Poll for all sessions:
+// while one session asks the node, the others wait for its answer rather
+// than ask too (a thousand sessions whose watches wake in the same second
+// make one request, not a thousand).
 func (a *Payee) tip(ctx context.Context) (uint32, error) {
-	a.mu.Lock()
-	if time.Since(a.tipAt) < orDefault(a.Poll, time.Second) {
-		t := a.tipVal
+	for {
+		a.mu.Lock()
+		if !a.tipAt.IsZero() && time.Since(a.tipAt) < orDefault(a.Poll, time.Second) {
+			t := a.tipVal
+			a.mu.Unlock()
+			return t, nil
+		}
+		if wait := a.tipWait; wait != nil {
+			a.mu.Unlock()
+			select {
+			case <-wait:
+				continue
+			case <-ctx.Done():
+				return 0, ctx.Err()
+			}
+		}
+		wait := make(chan struct{})
+		a.tipWait = wait
 		a.mu.Unlock()
-		return t, nil
+		t, err := a.Chain.TipHeight(ctx)
+		a.mu.Lock()
+		if err == nil {
+			a.tipVal, a.tipAt = uint32(t), time.Now()
+		}
+		a.tipWait = nil
+		close(wait)
+		a.mu.Unlock()
+		if err != nil {
+			return 0, err
+		}
+		return uint32(t), nil
 	}
-	a.mu.Unlock()
-	t, err := a.Chain.TipHeight(ctx)
-	if err != nil {
-		return 0, err
-	}
-	a.mu.Lock()
-	a.tipVal, a.tipAt = uint32(t), time.Now()
-	a.mu.Unlock()
-	return uint32(t), nil
 }
 
 // watchFunding follows a funding accepted before it confirmed: if it leaves
