@@ -55,7 +55,7 @@ type Channel struct {
 	PkScript      []byte // P2WSH of WitnessScript
 
 	// payerVerifier checks payment signatures against PayerKey from a
-	// table of the key's multiples (package sigcheck, about 22 kB), built
+	// table of the key's multiples (package sigcheck, 35,840 bytes), built
 	// at the first verification: the payee checks every payment of the
 	// channel against the same key. It is rebuilt if PayerKey is ever
 	// replaced by another key, so it never answers for a stale key.

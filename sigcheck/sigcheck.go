@@ -8,18 +8,21 @@ import (
 )
 
 const (
-	// nibbles is the length in base-16 digits of a GLV half: |k1|, |k2| <
-	// 2^(4*nibbles). The halves of GECC algorithm 3.74 are about 128 bits
-	// (dcrd skips the rounding, which adds at most a few bits).
-	nibbles = 33
-	// windows is the number of signed digits: the nibbles plus a carry.
-	windows = nibbles + 1
-	// entries is the number of multiples per window: digits are in [-7, 8].
-	entries = 8
+	// halfBits bounds the GLV halves: |k1|, |k2| < 2^halfBits. The halves
+	// of GECC algorithm 3.74 are about 128 bits (dcrd skips the rounding,
+	// which adds at most a few bits).
+	halfBits = 132
+	// width is the window: signed digits in [-(2^(width-1)-1), 2^(width-1)].
+	width = 5
+	// digits is the number of digits of a half: its digits plus a carry.
+	digits = (halfBits+width-1)/width + 1
+	// entries is the number of multiples per window.
+	entries = 1 << (width - 1)
 )
 
-// TableBytes is the memory a KeyVerifier's table takes (21,760 bytes).
-const TableBytes = windows * entries * 2 * 40
+// TableBytes is the memory a KeyVerifier's table takes (35,840 bytes): an
+// affine point is two FieldVals of ten uint32 words.
+const TableBytes = digits * entries * 2 * 40
 
 var (
 	curveN = btcec.S256().N
@@ -49,8 +52,9 @@ type affine struct{ x, y btcec.FieldVal }
 // after New and safe for concurrent use.
 type KeyVerifier struct {
 	pub *btcec.PublicKey
-	// table[i][j] = (j+1) * 16^i * pub; nil when pub is not on the curve.
-	table *[windows][entries]affine
+	// table[i][j] = (j+1) * 2^(width*i) * pub; nil when pub is not on the
+	// curve.
+	table *[digits][entries]affine
 }
 
 // New builds the verifier of pub: its table of multiples (see the package
@@ -166,7 +170,7 @@ func (v *KeyVerifier) VerifyScalars(r, s *btcec.ModNScalar, hash []byte) bool {
 }
 
 // addMul sets acc = acc + k*Q from the table: k = k1 + k2*lambda (mod N), and
-// each half in signed base-16 digits, one mixed addition per nonzero digit.
+// each half in signed base-2^width digits, one mixed addition per nonzero digit.
 func (v *KeyVerifier) addMul(k *btcec.ModNScalar, acc *btcec.JacobianPoint) {
 	k1, k2, neg1, neg2, ok := splitK(k)
 	if !ok {
@@ -181,7 +185,7 @@ func (v *KeyVerifier) addMul(k *btcec.ModNScalar, acc *btcec.JacobianPoint) {
 	d1, d2 := recode(k1), recode(k2)
 	var pt btcec.JacobianPoint
 	pt.Z.SetInt(1)
-	for i := range windows {
+	for i := range digits {
 		if d := d1[i]; d != 0 {
 			v.lookup(&pt, i, d, neg1, false)
 			btcec.AddNonConst(acc, &pt, acc)
@@ -193,7 +197,7 @@ func (v *KeyVerifier) addMul(k *btcec.ModNScalar, acc *btcec.JacobianPoint) {
 	}
 }
 
-// lookup sets pt (whose Z is 1) to d * 16^i * Q, negated if neg, with phi
+// lookup sets pt (whose Z is 1) to d * 2^(width*i) * Q, negated if neg, with phi
 // applied if endo: phi(x, y) = (beta*x, y) = lambda*(x, y).
 func (v *KeyVerifier) lookup(pt *btcec.JacobianPoint, i int, d int8, neg, endo bool) {
 	if d < 0 {
@@ -231,7 +235,7 @@ func splitK(k *btcec.ModNScalar) (k1, k2 [17]byte, neg1, neg2, ok bool) {
 	t1.Mul(c1, glvB1)
 	t2.Mul(c2, glvB2)
 	b2 := new(big.Int).Sub(t2, t1)
-	if b1.BitLen() > 4*nibbles || b2.BitLen() > 4*nibbles {
+	if b1.BitLen() > halfBits || b2.BitLen() > halfBits {
 		return k1, k2, false, false, false
 	}
 	neg1, neg2 = b1.Sign() < 0, b2.Sign() < 0
@@ -251,44 +255,48 @@ func splitK(k *btcec.ModNScalar) (k1, k2 [17]byte, neg1, neg2, ok bool) {
 	return k1, k2, neg1, neg2, s2.Equals(k)
 }
 
-// recode writes the big-endian magnitude b (< 2^132) as signed base-16
-// digits in [-7, 8], least significant first: b = sum d[i]*16^i.
-func recode(b [17]byte) (d [windows]int8) {
-	var carry int8
-	for i := range nibbles {
-		nib := int8(b[16-i/2]>>(4*(i%2))) & 0x0f
-		x := nib + carry
-		if x > 8 {
-			x -= 16
+// recode writes the big-endian magnitude b (< 2^halfBits) as signed
+// base-2^width digits, least significant first: b = sum d[i]*2^(width*i).
+func recode(b [17]byte) (d [digits]int8) {
+	var carry int
+	for i := range digits - 1 {
+		p := i * width
+		v := int(b[16-p/8])
+		if p/8 < 16 {
+			v |= int(b[15-p/8]) << 8
+		}
+		x := (v>>(p%8))&(1<<width-1) + carry
+		if x > entries {
+			x -= 1 << width
 			carry = 1
 		} else {
 			carry = 0
 		}
-		d[i] = x
+		d[i] = int8(x)
 	}
-	d[nibbles] = carry
+	d[digits-1] = int8(carry)
 	return d
 }
 
-// buildTable computes table[i][j] = (j+1) * 16^i * pub in Jacobian
+// buildTable computes table[i][j] = (j+1) * 2^(width*i) * pub in Jacobian
 // coordinates, then converts all of them to affine with one field inversion
 // (Montgomery's trick: invert the product of all Z, then peel each inverse
 // off with two multiplications).
-func buildTable(pub *btcec.PublicKey) *[windows][entries]affine {
-	const n = windows * entries
+func buildTable(pub *btcec.PublicKey) *[digits][entries]affine {
+	const n = digits * entries
 	jac := make([]btcec.JacobianPoint, n)
 	var base btcec.JacobianPoint
-	pub.AsJacobian(&base) // 16^0 * Q, Z = 1
-	for i := range windows {
+	pub.AsJacobian(&base) // Q, Z = 1
+	for i := range digits {
 		row := jac[i*entries : (i+1)*entries]
 		row[0].Set(&base)
 		for j := 1; j < entries; j++ {
 			btcec.AddNonConst(&row[j-1], &base, &row[j])
 		}
-		// 16^(i+1) * Q = 2 * (8 * 16^i * Q).
+		// 2^(width*(i+1)) * Q = 2 * (entries * 2^(width*i) * Q).
 		btcec.DoubleNonConst(&row[entries-1], &base)
 	}
-	// No entry is the point at infinity: j*16^i < 2^140 < N, the prime order
+	// No entry is the point at infinity: (j+1)*2^(width*i) < 2^150 < N, the prime order
 	// of every point of the curve but infinity. So every Z is nonzero.
 	prefix := make([]btcec.FieldVal, n)
 	prefix[0].Set(&jac[0].Z)
@@ -297,7 +305,7 @@ func buildTable(pub *btcec.PublicKey) *[windows][entries]affine {
 	}
 	var inv btcec.FieldVal
 	inv.Set(&prefix[n-1]).Normalize().Inverse()
-	t := new([windows][entries]affine)
+	t := new([digits][entries]affine)
 	var zinv, zinv2 btcec.FieldVal
 	for k := n - 1; k >= 0; k-- {
 		if k > 0 {

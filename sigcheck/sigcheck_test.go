@@ -6,6 +6,7 @@ import (
 	"math/big"
 	"math/rand/v2"
 	"testing"
+	"unsafe"
 
 	"github.com/btcsuite/btcd/btcec/v2"
 	"github.com/btcsuite/btcd/btcec/v2/ecdsa"
@@ -360,9 +361,9 @@ func TestTable(t *testing.T) {
 	v := New(priv.PubKey())
 	var q btcec.JacobianPoint
 	v.pub.AsJacobian(&q)
-	for i := range windows {
+	for i := range digits {
 		for j := range entries {
-			m := new(big.Int).Lsh(big.NewInt(int64(j+1)), uint(4*i))
+			m := new(big.Int).Lsh(big.NewInt(int64(j+1)), uint(width*i))
 			k := scalarOf(m.Bytes())
 			var want btcec.JacobianPoint
 			btcec.ScalarMultNonConst(&k, &q, &want)
@@ -381,17 +382,17 @@ func TestRecode(t *testing.T) {
 	for i := range 5000 {
 		var b [17]byte
 		copy(b[:], randBytes(rng, 17))
-		b[0] &= 0x0f // < 2^132
+		b[0] &= 0x0f // < 2^halfBits
 		if i%7 == 0 {
 			b = [17]byte{0x0f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
 		}
 		d := recode(b)
 		sum := new(big.Int)
-		for j := windows - 1; j >= 0; j-- {
-			if d[j] < -7 || d[j] > 8 {
+		for j := digits - 1; j >= 0; j-- {
+			if d[j] < -(entries-1) || d[j] > entries {
 				t.Fatalf("digit %d out of range", d[j])
 			}
-			sum.Lsh(sum, 4).Add(sum, big.NewInt(int64(d[j])))
+			sum.Lsh(sum, width).Add(sum, big.NewInt(int64(d[j])))
 		}
 		if sum.Cmp(new(big.Int).SetBytes(b[:])) != 0 {
 			t.Fatalf("recode of %x sums to %x", b, sum)
@@ -454,4 +455,11 @@ func FuzzKeyVerifier(f *testing.F) {
 			t.Fatal("unmutated signature rejected")
 		}
 	})
+}
+
+// TestTableBytes keeps the documented figure true.
+func TestTableBytes(t *testing.T) {
+	if got := int(unsafe.Sizeof([digits][entries]affine{})); got != TableBytes || TableBytes != 35_840 {
+		t.Fatalf("table takes %d bytes, TableBytes says %d (doc: 35,840)", got, TableBytes)
+	}
 }
