@@ -463,3 +463,85 @@ func TestTableBytes(t *testing.T) {
 		t.Fatalf("table takes %d bytes, TableBytes says %d (doc: 35,840)", got, TableBytes)
 	}
 }
+
+// TestAddMulCollisions starts the sum (Z != 1) at the opposite or the
+// double of the first points addMul will add, so that its mixed additions
+// meet an equal point (doubling), an opposite one (infinity mid-way), and
+// go on from infinity.
+func TestAddMulCollisions(t *testing.T) {
+	rng := rand.New(rand.NewPCG(23, 24))
+	v := New(randKey(t, rng).PubKey())
+	var q btcec.JacobianPoint
+	v.pub.AsJacobian(&q)
+	for range 200 {
+		k := scalarOf(randBytes(rng, 32))
+		p := addedPoints(v, &k)
+		var p01 btcec.JacobianPoint
+		btcec.AddNonConst(&p[0], &p[1], &p01)
+		starts := []btcec.JacobianPoint{p[0], neg(p[0]), neg(p01), p01, neg(p[1])}
+		for i, start := range starts {
+			var two btcec.FieldVal // a Z != 1 representation of the same point
+			two.SetInt(2)
+			scaleZ(&start, &two)
+			var kq, want btcec.JacobianPoint
+			btcec.ScalarMultNonConst(&k, &q, &kq)
+			btcec.AddNonConst(&start, &kq, &want)
+			got := start
+			v.addMul(&k, &got)
+			if !samePoint(&got, &want) {
+				kb := k.Bytes()
+				t.Fatalf("k = %x, start %d: different points", kb, i)
+			}
+		}
+	}
+}
+
+// addedPoints returns the first two points addMul adds for k, in its order.
+func addedPoints(v *KeyVerifier, k *btcec.ModNScalar) []btcec.JacobianPoint {
+	k1, k2, neg1, neg2, _ := splitK(k)
+	d1, d2 := recode(k1), recode(k2)
+	var out []btcec.JacobianPoint
+	for i := range digits {
+		for _, h := range []struct {
+			d        int8
+			neg, phi bool
+		}{{d1[i], neg1, false}, {d2[i], neg2, true}} {
+			if h.d != 0 && len(out) < 2 {
+				var pt btcec.JacobianPoint
+				pt.Z.SetInt(1)
+				v.lookup(&pt, i, h.d, h.neg, h.phi)
+				out = append(out, pt)
+			}
+		}
+	}
+	return out
+}
+
+func neg(p btcec.JacobianPoint) btcec.JacobianPoint {
+	p.Y.Negate(1).Normalize()
+	return p
+}
+
+// scaleZ rewrites p as (X*l^2, Y*l^3, Z*l), the same point.
+func scaleZ(p *btcec.JacobianPoint, l *btcec.FieldVal) {
+	var l2, l3 btcec.FieldVal
+	l2.SquareVal(l)
+	l3.Mul2(&l2, l)
+	p.X.Mul(&l2).Normalize()
+	p.Y.Mul(&l3).Normalize()
+	p.Z.Mul(l).Normalize()
+}
+
+func isInfinity(p *btcec.JacobianPoint) bool {
+	return (p.X.IsZero() && p.Y.IsZero()) || p.Z.IsZero()
+}
+
+func samePoint(a, b *btcec.JacobianPoint) bool {
+	if isInfinity(a) || isInfinity(b) {
+		return isInfinity(a) && isInfinity(b)
+	}
+	x, y := *a, *b
+	x.ToAffine()
+	y.ToAffine()
+	return x.X.Equals(&y.X) && x.Y.Equals(&y.Y)
+}
