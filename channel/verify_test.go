@@ -150,3 +150,21 @@ func TestVerifyPaymentConcurrent(t *testing.T) {
 		}
 	}
 }
+
+// TestVerifierBuiltAtOpen: the payee builds the payer key's verifier when
+// the channel opens, not in the first payment's round trip.
+func TestVerifierBuiltAtOpen(t *testing.T) {
+	e := newEnv(t)
+	e.open()
+	ch := e.payee.Channel()
+	v := ch.payerVerifier.Load()
+	if v == nil || !v.For(ch.PayerKey) {
+		t.Fatal("no verifier for the payer key once the channel is open")
+	}
+	if err := e.pay(3000); err != nil {
+		t.Fatal(err)
+	}
+	if ch.payerVerifier.Load() != v {
+		t.Fatal("the verifier was rebuilt by a payment")
+	}
+}
