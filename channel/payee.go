@@ -241,6 +241,7 @@ func (p *Payee) onResumeProof(m *paywire.ResumeProof) ([]Effect, *ProtocolError)
 	}
 	p.ch, p.funding, p.bestSat, p.bestSig = rec.Channel, rec.FundingTx, rec.BestSat, rec.BestSig
 	p.state = PayeeOpen
+	p.ch.verifier() // as in FundingAccepted
 	return []Effect{
 		p.send(&paywire.Open{ChannelID: p.ch.ID(), CapacitySat: p.ch.CapacitySat, PaidSat: p.bestSat, ExpiryHeight: p.ch.ExpiryHeight}),
 		Opened{Channel: p.ch, PaidSat: p.bestSat},
@@ -345,6 +346,10 @@ func (p *Payee) FundingAccepted() ([]Effect, error) {
 		return []Effect{Send{Msg: pe.Wire(p.versionOr1(), p.ch.ID())}}, pe
 	}
 	p.state = PayeeOpen
+	// Every payment from now on is checked against the payer's key: build
+	// its verifier's table now (a few verifications' worth of work) rather
+	// than in the first payment's round trip.
+	p.ch.verifier()
 	return []Effect{
 		PersistChannel{Record: p.Record()},
 		p.send(&paywire.Open{ChannelID: p.ch.ID(), CapacitySat: p.ch.CapacitySat, PaidSat: 0, ExpiryHeight: p.ch.ExpiryHeight}),

@@ -68,29 +68,44 @@ func sign(key *btcec.PrivateKey, hash []byte, ht txscript.SigHashType) []byte {
 	return append(ecdsa.Sign(key, hash).Serialize(), byte(ht))
 }
 
-// verifySig checks a signature with its trailing sighash byte: strict DER,
-// low S (both are relay policy, BIP66 and BIP146, so a signature that fails
-// them could never be broadcast), the exact sighash type wanted, and ECDSA
-// validity against the hash. This is the payee's hot path: it verifies the
-// signature directly rather than running the script engine.
+// verifySig checks a signature with its trailing sighash byte: the policy
+// of parseSig, then ECDSA validity against the hash. This is the payee's hot
+// path: it verifies the signature directly rather than running the script
+// engine (a payment's check, Channel.VerifyPayment, does the same with the
+// payer key's precomputed verifier).
 func verifySig(sig []byte, want txscript.SigHashType, hash []byte, key *btcec.PublicKey) error {
+	s, err := parseSig(sig, want)
+	if err != nil {
+		return err
+	}
+	if !s.Verify(hash, key) {
+		return errNotVerified
+	}
+	return nil
+}
+
+// errNotVerified is a well-formed signature that is not the key's.
+var errNotVerified = fmt.Errorf("%w: does not verify against the key", ErrBadSignature)
+
+// parseSig parses a signature with its trailing sighash byte and checks
+// strict DER, low S (both are relay policy, BIP66 and BIP146, so a
+// signature that fails them could never be broadcast) and the exact sighash
+// type wanted.
+func parseSig(sig []byte, want txscript.SigHashType) (*ecdsa.Signature, error) {
 	if len(sig) < 9 {
-		return fmt.Errorf("%w: too short", ErrBadSignature)
+		return nil, fmt.Errorf("%w: too short", ErrBadSignature)
 	}
 	if ht := txscript.SigHashType(sig[len(sig)-1]); ht != want {
-		return fmt.Errorf("%w: got 0x%02x, want 0x%02x", ErrBadSighash, byte(ht), byte(want))
+		return nil, fmt.Errorf("%w: got 0x%02x, want 0x%02x", ErrBadSighash, byte(ht), byte(want))
 	}
 	s, err := ecdsa.ParseDERSignature(sig[:len(sig)-1])
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrBadSignature, err)
+		return nil, fmt.Errorf("%w: %v", ErrBadSignature, err)
 	}
 	// Serialize always emits the canonical low-S form, so a difference
 	// means the peer sent a high S.
 	if !bytes.Equal(s.Serialize(), sig[:len(sig)-1]) {
-		return fmt.Errorf("%w: not canonical (high S)", ErrBadSignature)
+		return nil, fmt.Errorf("%w: not canonical (high S)", ErrBadSignature)
 	}
-	if !s.Verify(hash, key) {
-		return fmt.Errorf("%w: does not verify against the key", ErrBadSignature)
-	}
-	return nil
+	return s, nil
 }

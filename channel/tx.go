@@ -3,6 +3,7 @@ package channel
 import (
 	"bytes"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/btcsuite/btcd/btcec/v2"
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
@@ -10,6 +11,7 @@ import (
 	"github.com/btcsuite/btcd/wire"
 	"github.com/paysip/paysip/paywire"
 	"github.com/paysip/paysip/sat"
+	"github.com/paysip/paysip/sigcheck"
 	"github.com/paysip/paysip/txbuild"
 )
 
@@ -51,6 +53,13 @@ type Channel struct {
 	PayerScript   []byte // where the refund and the payer's change go
 	WitnessScript []byte // 2-of-2, derived from the keys
 	PkScript      []byte // P2WSH of WitnessScript
+
+	// payerVerifier checks payment signatures against PayerKey from a
+	// table of the key's multiples (package sigcheck, 35,840 bytes), built
+	// at the first verification: the payee checks every payment of the
+	// channel against the same key. It is rebuilt if PayerKey is ever
+	// replaced by another key, so it never answers for a stale key.
+	payerVerifier atomic.Pointer[sigcheck.KeyVerifier]
 }
 
 // NewChannel derives the scripts of a channel and checks its values.
@@ -129,7 +138,26 @@ func (c *Channel) VerifyPayment(paid int64, sig []byte) error {
 	if err != nil {
 		return err
 	}
-	return verifySig(sig, ht, h, c.PayerKey)
+	s, err := parseSig(sig, ht)
+	if err != nil {
+		return err
+	}
+	if !c.verifier().Verify(s, h) {
+		return errNotVerified
+	}
+	return nil
+}
+
+// verifier returns the payer key's verifier, building it on first use or
+// when PayerKey no longer is the key it was built for. Concurrent first
+// calls may each build one; either is correct.
+func (c *Channel) verifier() *sigcheck.KeyVerifier {
+	v := c.payerVerifier.Load()
+	if v == nil || !v.For(c.PayerKey) {
+		v = sigcheck.New(c.PayerKey)
+		c.payerVerifier.Store(v)
+	}
+	return v
 }
 
 // RefundTx builds the unsigned refund: the pool back to the payer, less

@@ -64,6 +64,16 @@ type Result struct {
 	VerifyCeilingPerS float64 `json:"verify_ceiling_per_s"`
 	PayeePaymentsPerS float64 `json:"payee_payments_per_s"`
 	PayeeRatio        float64 `json:"payee_ratio"`
+	// The keyed ceiling: verifications per second with a precomputed
+	// verifier of the key (package sigcheck), as the payee checks a
+	// channel's payments, measured in the same windows as the ceiling.
+	// PayeeRatioKeyed is the payee's rate over it: its overhead beyond
+	// the verification it cannot avoid.
+	KeyedVerifyCeilingPerS    float64   `json:"keyed_verify_ceiling_per_s"`
+	PayeeRatioKeyed           float64   `json:"payee_ratio_keyed"`
+	KeyedVerifyCeilingPerCPUS float64   `json:"keyed_verify_ceiling_per_cpu_s"`
+	PayeeRatioKeyedCPU        float64   `json:"payee_ratio_keyed_cpu"`
+	KeyedVerifyCeilings       []float64 `json:"keyed_verify_ceilings_per_s"`
 	// The same per second of the process's CPU time: on a machine shared
 	// with other work, the ratio that does not depend on the share of the
 	// cores the bench got in each window. VerifyCeilings are the two
@@ -121,18 +131,33 @@ type run struct {
 	res        *Result
 	btcdBin    string
 	baseRSSKiB int64
-	estimate   float64 // a first verification rate, to size the signed payments
+	estimate   float64 // a first keyed verification rate, to size the signed payments
 	ceilings   []rate
+	keyed      []rate
 }
 
-// ceiling measures the verification ceiling for half a window.
+// ceiling measures the verification ceiling, stock and keyed, for half a
+// window each, in turn: stock first on even calls, keyed first on odd ones,
+// so that the two calls around the throughput's window see the same drift.
 func (r *run) ceiling(ctx context.Context) error {
-	c, err := verifyCeiling(ctx, r.cfg.Duration/2)
-	if err != nil {
-		return err
+	order := []bool{false, true}
+	if len(r.ceilings)%2 == 1 {
+		order = []bool{true, false}
 	}
-	r.ceilings = append(r.ceilings, c)
-	r.say("verification ceiling: %.0f/s (%.0f per CPU second)", c.PerS, c.PerCPUS)
+	var c, k rate
+	for _, keyed := range order {
+		m, err := verifyCeiling(ctx, r.cfg.Duration/2, keyed)
+		if err != nil {
+			return err
+		}
+		if keyed {
+			k = m
+		} else {
+			c = m
+		}
+	}
+	r.ceilings, r.keyed = append(r.ceilings, c), append(r.keyed, k)
+	r.say("verification ceiling: %.0f/s (%.0f per CPU second); keyed %.0f/s (%.0f per CPU second)", c.PerS, c.PerCPUS, k.PerS, k.PerCPUS)
 	return nil
 }
 
@@ -195,7 +220,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	defer r.node.close()
 
-	est, err := verifyCeiling(ctx, time.Second)
+	est, err := verifyCeiling(ctx, time.Second, true)
 	if err != nil {
 		return nil, err
 	}
@@ -210,8 +235,15 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		r.res.VerifyCeilingPerS += c.PerS / float64(len(r.ceilings))
 		r.res.VerifyCeilingPerCPUS += c.PerCPUS / float64(len(r.ceilings))
 	}
+	for _, c := range r.keyed {
+		r.res.KeyedVerifyCeilings = append(r.res.KeyedVerifyCeilings, c.PerS)
+		r.res.KeyedVerifyCeilingPerS += c.PerS / float64(len(r.keyed))
+		r.res.KeyedVerifyCeilingPerCPUS += c.PerCPUS / float64(len(r.keyed))
+	}
 	r.res.PayeeRatio = top.PaymentsPerS / r.res.VerifyCeilingPerS
 	r.res.PayeeRatioCPU = top.PaymentsPerCPUS / r.res.VerifyCeilingPerCPUS
+	r.res.PayeeRatioKeyed = top.PaymentsPerS / r.res.KeyedVerifyCeilingPerS
+	r.res.PayeeRatioKeyedCPU = top.PaymentsPerCPUS / r.res.KeyedVerifyCeilingPerCPUS
 
 	steps, err := r.calls(ctx)
 	if err != nil {

@@ -19,6 +19,8 @@ func WriteTable(w io.Writer, r *Result) error {
 	fmt.Fprintf(tw, "payee_payments_per_s\t%.0f\t(%d channels)\n", r.PayeePaymentsPerS, r.PayeeChannels)
 	fmt.Fprintf(tw, "payee_ratio\t%.2f\t>= 0.80 (ceilings %.0f, windows around the throughput's)\n", r.PayeeRatio, r.VerifyCeilings)
 	fmt.Fprintf(tw, "payee_ratio_cpu\t%.2f\t(per CPU second: %.0f payments, %.0f verifications)\n", r.PayeeRatioCPU, r.PayeePaymentsPerCPUS, r.VerifyCeilingPerCPUS)
+	fmt.Fprintf(tw, "keyed_verify_ceiling_per_s\t%.0f\t(with the key's precomputed verifier, as the payee; same windows: %.0f)\n", r.KeyedVerifyCeilingPerS, r.KeyedVerifyCeilings)
+	fmt.Fprintf(tw, "payee_ratio_keyed\t%.2f\t(payee over the keyed ceiling: its overhead; per CPU second %.2f)\n", r.PayeeRatioKeyed, r.PayeeRatioKeyedCPU)
 	fmt.Fprintf(tw, "rtt_p50_ms\t%.2f\t< 1 ms (%d calls)\n", r.RTTP50ms, r.RTTCalls)
 	fmt.Fprintf(tw, "rtt_p99_ms\t%.2f\t< 5 ms\n", r.RTTP99ms)
 	fmt.Fprintf(tw, "  disk fsync p50 / p99 (ms)\t%.2f / %.2f\t(4 KiB page, one every 5 ms: the floor under a durable ack)\n", r.DiskFsyncP50ms, r.DiskFsyncP99ms)

@@ -187,7 +187,8 @@ func (r *run) throughput(ctx context.Context) ([]ThroughputStep, error) {
 			return nil, err
 		}
 		// The top level sits between two measures of the verification
-		// ceiling, half a window each: the ratio compares neighbours.
+		// ceilings (stock and keyed), half a window each: the ratios
+		// compare neighbours.
 		if k == n {
 			if err := r.ceiling(ctx); err != nil {
 				return nil, err
