@@ -156,6 +156,7 @@ type config struct {
 	sippCore            string
 	users               int
 	keep                bool
+	profile             string // directory for paysip's CPU profiles
 }
 
 func main() {
@@ -176,6 +177,7 @@ func main() {
 	flag.StringVar(&c.sippCore, "sipp-core", "1", "CPU sipp is pinned to")
 	flag.IntVar(&c.users, "users", 50, "accounts in the digest test")
 	flag.BoolVar(&c.keep, "keep", false, "keep the work directory")
+	flag.StringVar(&c.profile, "profile", "", "write a CPU profile of each paysip server run (serve --cpu-profile) to this directory, as TEST-SERVER-rROUND.pprof")
 	flag.Parse()
 	c.tests = strings.Split(tests, ",")
 	for _, p := range []struct {
@@ -295,6 +297,11 @@ func newRunner(c config) (*runner, error) {
 		return nil, err
 	}
 	r := &runner{cfg: c, dir: dir, here: here, modPath: kamailioModules()}
+	if c.profile != "" {
+		if err := os.MkdirAll(c.profile, 0o755); err != nil {
+			return nil, err
+		}
+	}
 	if r.cfg.paysip == "" {
 		r.cfg.paysip = filepath.Join(dir, "paysip")
 		fmt.Println("building paysip ...")
@@ -419,9 +426,9 @@ func (r *runner) ladder(ctx context.Context, test, server string, round int) (Se
 	var err error
 	switch server {
 	case "paysip":
-		p, err = r.startPaysip(ctx, r.cfg.paysip, test, port)
+		p, err = r.startPaysip(ctx, r.cfg.paysip, test, port, r.profilePath(test, server, round))
 	case "paysip_base":
-		p, err = r.startPaysip(ctx, r.cfg.base, test, port)
+		p, err = r.startPaysip(ctx, r.cfg.base, test, port, r.profilePath(test, server, round))
 	default:
 		p, err = r.startKamailio(ctx, test, port)
 	}
@@ -671,7 +678,17 @@ func procCPU(pid int) float64 {
 // clockTicks is USER_HZ (sysconf(_SC_CLK_TCK)), 100 on Linux.
 const clockTicks = 100
 
-func (r *runner) startPaysip(ctx context.Context, bin, test string, port int) (*proc, error) {
+// profilePath is where a paysip server run writes its CPU profile ("":
+// none).
+func (r *runner) profilePath(test, server string, round int) string {
+	if r.cfg.profile == "" {
+		return ""
+	}
+	p, _ := filepath.Abs(filepath.Join(r.cfg.profile, fmt.Sprintf("%s-%s-r%d.pprof", test, server, round)))
+	return p
+}
+
+func (r *runner) startPaysip(ctx context.Context, bin, test string, port int, profile string) (*proc, error) {
 	data := filepath.Join(r.dir, fmt.Sprintf("paysip-%d", port))
 	args := []string{"-c", r.cfg.serverCore, bin, "serve", "--domain", domain, "--sip-addr", fmt.Sprintf("127.0.0.1:%d", port),
 		"--http-addr", "127.0.0.1:0", "--limit-exempt", "127.0.0.1", "--max-transactions", "1000000", "--block-interval", "0"}
@@ -679,6 +696,9 @@ func (r *runner) startPaysip(ctx context.Context, bin, test string, port int) (*
 		args = append(args, "--datadir", r.authDir)
 	} else {
 		args = append(args, "--open", "--datadir", data)
+	}
+	if profile != "" {
+		args = append(args, "--cpu-profile", profile)
 	}
 	return r.startProc(ctx, args, false, port)
 }
