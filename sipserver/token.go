@@ -219,6 +219,11 @@ func (d *dialogs) failed(req *sip.Request, res *sip.Response) {
 // ended forgets a dialog (its BYE was answered 2xx).
 func (d *dialogs) ended(req *sip.Request) {
 	callID, fromTag, toTag, _, _ := dialogEnds(req)
+	d.endedIDs(callID, fromTag, toTag)
+}
+
+// endedIDs forgets the dialog of a Call-ID and two tags.
+func (d *dialogs) endedIDs(callID, fromTag, toTag string) {
 	d.mu.Lock()
 	delete(d.m, keyOf(callID, fromTag, toTag))
 	d.mu.Unlock()
