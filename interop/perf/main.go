@@ -177,7 +177,7 @@ func main() {
 	flag.StringVar(&c.sippCore, "sipp-core", "1", "CPU sipp is pinned to")
 	flag.IntVar(&c.users, "users", 50, "accounts in the digest test")
 	flag.BoolVar(&c.keep, "keep", false, "keep the work directory")
-	flag.StringVar(&c.profile, "profile", "", "write a CPU profile of each paysip server run (serve --cpu-profile) to this directory, as TEST-SERVER-rROUND.pprof")
+	flag.StringVar(&c.profile, "profile", "", "write a CPU profile of each paysip server run (serve --cpu-profile; not of -base) to this directory, as TEST-paysip-rROUND.pprof")
 	flag.Parse()
 	c.tests = strings.Split(tests, ",")
 	for _, p := range []struct {
@@ -428,7 +428,7 @@ func (r *runner) ladder(ctx context.Context, test, server string, round int) (Se
 	case "paysip":
 		p, err = r.startPaysip(ctx, r.cfg.paysip, test, port, r.profilePath(test, server, round))
 	case "paysip_base":
-		p, err = r.startPaysip(ctx, r.cfg.base, test, port, r.profilePath(test, server, round))
+		p, err = r.startPaysip(ctx, r.cfg.base, test, port, "") // an earlier paysip may not have --cpu-profile
 	default:
 		p, err = r.startKamailio(ctx, test, port)
 	}
