@@ -289,3 +289,27 @@ func FuzzProxyFastPath(f *testing.F) {
 		}
 	})
 }
+
+// TestDialogHopsFromRecordRouteList: a Record-Route list in one header
+// (sipgo makes one header per address) gives the dialog every hop but
+// ours.
+func TestDialogHopsFromRecordRouteList(t *testing.T) {
+	r := newFastRig(t)
+	inv := r.parseReq(t, "INVITE sip:bob@"+fpDomain+" SIP/2.0\r\nVia: SIP/2.0/UDP "+caller+";branch=z9hG4bK-i2\r\nFrom: <sip:alice@"+fpDomain+">;tag=a2\r\n"+
+		"To: <sip:bob@"+fpDomain+">\r\nCall-ID: rr-list\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@"+caller+">\r\nContent-Length: 0\r\n\r\n")
+	res := sip.NewResponseFromRequest(inv, 200, "OK", nil)
+	res.To().Params.Add("tag", "b2")
+	m := strings.Replace(res.String(), "Content-Length:", "Record-Route: <sip:10.0.0.1:5070;lr>, "+r.rr+", <sip:10.0.0.2;lr>\r\nContent-Length:", 1)
+	res = parse(t, []byte(m)).(*sip.Response)
+	if n := len(res.GetHeaders("Record-Route")); n != 3 {
+		t.Fatalf("%d Record-Route headers", n)
+	}
+	ours := func(u sip.Uri) bool { _, ok := u.UriParams.Get("ps"); return ok }
+	if !r.s.dialogs.established(inv, res, ours, r.s.now()) {
+		t.Fatal("not established")
+	}
+	hops := r.s.dialogs.m[keyOf("rr-list", "a2", "b2")].hops
+	if !hops["10.0.0.1:5070"] || !hops["10.0.0.2:5060"] || hops["127.0.0.1:5060"] || !hops[caller] {
+		t.Fatalf("hops %v", hops)
+	}
+}

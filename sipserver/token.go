@@ -163,6 +163,14 @@ func (d *dialogs) established(req *sip.Request, res *sip.Response, isOurs func(s
 		}
 	}
 	for _, h := range res.GetHeaders("Record-Route") {
+		if rr, ok := h.(*sip.RecordRouteHeader); ok {
+			// sipgo parses one address per header (a comma list
+			// becomes several): no need to print and parse it again.
+			if !isOurs(rr.Address) {
+				dl.hops[hostPort(rr.Address)] = true
+			}
+			continue
+		}
 		for _, v := range splitList(h.Value()) {
 			var u sip.Uri
 			var p sip.HeaderParams
