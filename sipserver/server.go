@@ -125,6 +125,7 @@ type Server struct {
 	// failedInvites: re-INVITEs answered with a failure, whose ACK is
 	// sipgo's (proxyfast.go).
 	failedInvites *failedInvites
+	ha1s          *ha1Cache // the accounts' HA1s looked up lately (ha1cache.go)
 
 	mu       sync.Mutex
 	branches map[string]*forkState // INVITE server tx key -> its fork
@@ -206,8 +207,8 @@ func New(cfg Config) (*Server, error) {
 	s.input = newSourceLimiter(float64(lim.InputRate), 4*float64(lim.InputRate), lim.MaxSources)
 	s.conns.input = s.input
 	s.conns.busy = s.busy
-	ha1s := newHA1Cache(cfg.Accounts, cfg.Domain, lim.MaxSources, cfg.Now) // ha1cache.go
-	s.auth = &sipauth.Verifier{Realm: cfg.Domain, Secret: secret, Algorithms: cfg.DigestAlgorithms, Lookup: ha1s.lookup}
+	s.ha1s = newHA1Cache(cfg.Accounts, cfg.Domain, lim.MaxSources, cfg.Now) // ha1cache.go
+	s.auth = &sipauth.Verifier{Realm: cfg.Domain, Secret: secret, Algorithms: cfg.DigestAlgorithms, Lookup: s.ha1s.lookup}
 	s.macs = newMACPool(secret)
 	s.applied.m = newLRU[string, appliedRegister](appliedMax)
 	s.failedInvites = newFailedInvites(lim.MaxSources)
