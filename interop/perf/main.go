@@ -122,10 +122,14 @@ type Summary struct {
 	BaseLossless     float64   `json:"paysip_base_best_lossless_per_s,omitempty"`
 	// For calls: CPU per call at the CPU rate, each round, and the ratio
 	// paysip / kamailio (lower is better; the target is <= 2/3).
-	CPURate        float64   `json:"cpu_rate_per_s,omitempty"`
-	PaysipCPU      []float64 `json:"paysip_cpu_us_per_call,omitempty"`
-	KamailioCPU    []float64 `json:"kamailio_cpu_us_per_call,omitempty"`
-	CPURatio       float64   `json:"cpu_ratio,omitempty"` // median paysip / median kamailio
+	CPURate     float64   `json:"cpu_rate_per_s,omitempty"`
+	PaysipCPU   []float64 `json:"paysip_cpu_us_per_call,omitempty"`
+	KamailioCPU []float64 `json:"kamailio_cpu_us_per_call,omitempty"`
+	CPURatio    float64   `json:"cpu_ratio,omitempty"` // median paysip / median kamailio
+	// Each round's paysip / kamailio at the CPU rate (the servers of a
+	// round ran minutes apart: the spread says how noisy the machine was).
+	CPURoundRatios []float64 `json:"cpu_round_ratios,omitempty"`
+	BaseCPURatio   float64   `json:"paysip_base_cpu_ratio,omitempty"` // median paysip_base / median kamailio
 	PaysipFailed   int       `json:"paysip_failed_calls"`
 	KamailioFailed int       `json:"kamailio_failed_calls"`
 	// With -base: the earlier paysip's figures, for before/after.
@@ -876,6 +880,14 @@ func summarize(c config, series []Series) []Summary {
 		}
 		if len(sm.PaysipCPU) > 0 && len(sm.KamailioCPU) > 0 {
 			sm.CPURatio = round2(median(sm.PaysipCPU) / median(sm.KamailioCPU))
+			if len(sm.BaseCPU) > 0 {
+				sm.BaseCPURatio = round2(median(sm.BaseCPU) / median(sm.KamailioCPU))
+			}
+			if len(sm.PaysipCPU) == len(sm.KamailioCPU) {
+				for i := range sm.PaysipCPU { // one point per round each
+					sm.CPURoundRatios = append(sm.CPURoundRatios, round2(sm.PaysipCPU[i]/sm.KamailioCPU[i]))
+				}
+			}
 		}
 		out = append(out, sm)
 	}
@@ -900,6 +912,12 @@ func printSummary(c config, sums []Summary) {
 		if s.Test == "call" {
 			fmt.Fprintf(w, "%-14s cpu/call at %.0f/s: paysip %v us, kamailio %v us, ratio of medians %.2f (target <= 0.67); failed calls: paysip %d, kamailio %d\n",
 				"", s.CPURate, s.PaysipCPU, s.KamailioCPU, s.CPURatio, s.PaysipFailed, s.KamailioFailed)
+			fmt.Fprintf(w, "%-14s cpu ratio per round %v (min %.2f, max %.2f)", "", s.CPURoundRatios, slices.Min(append([]float64{math.Inf(1)}, s.CPURoundRatios...)),
+				slices.Max(append([]float64{math.Inf(-1)}, s.CPURoundRatios...)))
+			if s.BaseCPURatio > 0 {
+				fmt.Fprintf(w, "; before (-base): ratio of medians %.2f", s.BaseCPURatio)
+			}
+			fmt.Fprintln(w)
 		}
 	}
 }
