@@ -3,9 +3,11 @@ package sipserver
 import (
 	"bytes"
 	"net"
+	"strings"
 	"sync"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/icholy/digest"
 )
 
 // The stateless REGISTER path over UDP.
@@ -32,8 +34,10 @@ import (
 // with digest authentication, its replayed nonce count earns a fresh
 // challenge, which the client answers with a new request.
 //
-// Every other request, and every REGISTER over TCP, TLS or WebSocket, goes
-// through sipgo's transaction layer as before.
+// Every other request, every REGISTER over TCP, TLS or WebSocket, and a
+// REGISTER whose credentials name an account whose HA1 is not cached
+// (checking it would wait on the store, ha1Pending) go through sipgo's
+// transaction layer as before.
 
 // statelessTx is the ServerTransaction of a REGISTER answered on the
 // fast path: Respond writes the response to the socket at once, through
@@ -93,11 +97,46 @@ func (s *Server) fastRegister(data []byte, from *net.UDPAddr) bool {
 	if !ok || req.Via() == nil || req.CSeq() == nil || req.CSeq().MethodName != sip.REGISTER {
 		return false
 	}
+	if s.ha1Pending(req) {
+		// Checking its credentials would wait on the store (a network
+		// round trip with PostgreSQL): not in the socket's reader, which
+		// every other datagram waits behind. sipgo's path checks it in a
+		// goroutine of its own, and fills the cache for the next one.
+		return false
+	}
 	src := from.String()
 	req.SetTransport("UDP")
 	req.SetSource(src)
 	s.register(req, &statelessTx{g: s.udp, dest: responseAddr(req, from)})
 	return true
+}
+
+// ha1Pending reports whether checking req's credentials would ask the
+// store: its Authorization for our realm (the one authenticate checks)
+// names a user whose HA1 is not in the cache. Credentials that do not
+// parse are refused without the store.
+func (s *Server) ha1Pending(req *sip.Request) bool {
+	if s.cfg.Open {
+		return false
+	}
+	var value string
+	for _, h := range req.GetHeaders("Authorization") {
+		if strings.Contains(h.Value(), `realm="`+s.cfg.Domain+`"`) {
+			value = h.Value()
+		}
+	}
+	if value == "" {
+		return false
+	}
+	cred, err := digest.ParseCredentials(value)
+	if err != nil {
+		return false
+	}
+	alg := cred.Algorithm
+	if alg == "" {
+		alg = "MD5"
+	}
+	return !s.ha1s.cached(cred.Username, strings.ToUpper(alg))
 }
 
 // responseAddr is where a UDP response goes (RFC 3261 section 18.2.2):

@@ -3,6 +3,7 @@ package sipserver_test
 import (
 	"context"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -78,5 +79,79 @@ func TestUDPRegisteredContactReached(t *testing.T) {
 	p.conn.WriteToUDP(answer(m, "200 OK", ""), from)
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// gatedAccounts holds every store query until the gate opens, as a
+// store across a slow network would.
+type gatedAccounts struct {
+	inner   sipserver.Accounts
+	entered chan string
+	gate    chan struct{}
+}
+
+func (a *gatedAccounts) UserHA1(ctx context.Context, name, realm, alg string) (string, bool) {
+	a.entered <- name
+	select {
+	case <-a.gate:
+	case <-time.After(20 * time.Second):
+	}
+	return a.inner.UserHA1(ctx, name, realm, alg)
+}
+
+// TestUDPRegisterStoreMissOffReader: a REGISTER whose credentials need a
+// store query (an HA1 not cached) is not checked in the socket's reader:
+// while the store takes its time, other datagrams are still answered.
+func TestUDPRegisterStoreMissOffReader(t *testing.T) {
+	acc := &gatedAccounts{entered: make(chan string, 16), gate: make(chan struct{})}
+	r := startServer(t, func(c *sipserver.Config) { acc.inner = c.Accounts; c.Accounts = acc })
+	defer func() {
+		select {
+		case <-acc.gate:
+		default:
+			close(acc.gate)
+		}
+	}()
+	alice := newPeer(t, "127.0.0.1", r.proxy())
+	cseq := 0
+	build := func(auth string) string {
+		cseq++
+		return alice.msg("REGISTER", "sip:"+domain, "", "To: <sip:alice@"+domain+">", "From: <sip:alice@"+domain+">;tag=g1",
+			"Call-ID: gated-1", "CSeq: "+strconv.Itoa(cseq)+" REGISTER", "Contact: <sip:alice@"+alice.addr+">", "Expires: 300", auth)
+	}
+	res := alice.exchange(build(""))
+	if res == nil || res.StatusCode != 401 {
+		t.Fatalf("first REGISTER: %v", res)
+	}
+	auth := digestAnswer(t, res.GetHeader("WWW-Authenticate").Value(), "REGISTER", "sip:"+domain, "alice")
+	alice.sendTo(r.proxy(), build("Authorization: "+auth))
+	select {
+	case name := <-acc.entered:
+		if name != "alice" {
+			t.Fatalf("store asked for %q", name)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the store was never asked")
+	}
+	// The store is stuck on alice: another client is answered anyway.
+	bob := newPeer(t, "127.0.0.1", r.proxy())
+	res = bob.exchange(bob.msg("REGISTER", "sip:"+domain, "", "To: <sip:bob@"+domain+">", "From: <sip:bob@"+domain+">;tag=g2",
+		"Call-ID: gated-2", "CSeq: 1 REGISTER", "Contact: <sip:bob@"+bob.addr+">", "Expires: 300"))
+	if res == nil || res.StatusCode != 401 {
+		t.Fatalf("REGISTER while the store is busy: %v (the reader waits on the store)", res)
+	}
+	close(acc.gate)
+	if res := alice.final(5 * time.Second); res == nil || res.StatusCode != 200 {
+		t.Fatalf("alice's REGISTER: %v", res)
+	}
+	// Now cached: the next one is answered on the fast path, no query.
+	res, _ = alice.authed(build, "alice", "REGISTER", "sip:"+domain, "Authorization", "WWW-Authenticate")
+	if res == nil || res.StatusCode != 200 {
+		t.Fatalf("cached REGISTER: %v", res)
+	}
+	select {
+	case name := <-acc.entered:
+		t.Fatalf("store asked again for %q", name)
+	default:
 	}
 }

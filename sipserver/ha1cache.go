@@ -43,6 +43,18 @@ func newHA1Cache(a Accounts, realm string, max int, now func() time.Time) *ha1Ca
 	return &ha1Cache{accounts: a, realm: realm, now: now, m: newLRU[ha1Key, ha1Entry](max)}
 }
 
+// cached reports whether lookup would answer without asking the store.
+func (c *ha1Cache) cached(user, alg string) bool {
+	if c.accounts == nil {
+		return true
+	}
+	k, now := ha1Key{user, alg}, c.now()
+	c.mu.Lock()
+	e, hit := c.m.get(k)
+	c.mu.Unlock()
+	return hit && now.Sub(e.fetched) < ha1TTL && !now.Before(e.fetched)
+}
+
 // lookup is sipauth.Verifier's Lookup.
 func (c *ha1Cache) lookup(user, alg string) (string, bool) {
 	if c.accounts == nil {

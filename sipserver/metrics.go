@@ -166,11 +166,15 @@ type meteredTx struct {
 	m      *sipMetrics
 	method int
 	done   atomic.Bool
+	failed func() // called on a final response >= 300 (nil: nothing)
 }
 
 func (t *meteredTx) Respond(res *sip.Response) error {
 	if res.StatusCode >= 200 && t.done.CompareAndSwap(false, true) {
 		t.m.transaction(t.method, res.StatusCode)
+		if res.StatusCode >= 300 && t.failed != nil {
+			t.failed()
+		}
 	}
 	return t.ServerTransaction.Respond(res)
 }

@@ -576,10 +576,14 @@ func (fs *forkState) sendFinal() {
 }
 
 // upstream readies a branch response for the caller: our Via removed, and
-// addressed to where the request came from (the clone would otherwise keep
-// the branch's addressing, and over UDP go back to ourselves).
+// addressed to where the request came from (it would otherwise keep the
+// branch's addressing, and over UDP go back to ourselves). In place, not
+// on a copy: sipgo's client transaction is done with a response once it
+// has passed it up (it built a failure's ACK before, RFC 3261 section
+// 17.1.1.3, and a retransmission is a new message), and a copy of every
+// relayed response was 4% of a call's CPU.
 func (fs *forkState) upstream(res *sip.Response) *sip.Response {
-	up := res.Clone()
+	up := res
 	up.RemoveHeader("Via")
 	up.SetTransport(fs.req.Transport())
 	up.SetSource("")

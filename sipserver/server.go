@@ -122,6 +122,10 @@ type Server struct {
 	macs     *macPool             // HMACs under auth.Secret (routing.go)
 	metrics  *sipMetrics
 	applied  appliedLog // REGISTERs applied, to tell retransmissions (register.go)
+	// failedInvites: re-INVITEs answered with a failure, whose ACK is
+	// sipgo's (proxyfast.go).
+	failedInvites *failedInvites
+	ha1s          *ha1Cache // the accounts' HA1s looked up lately (ha1cache.go)
 
 	mu       sync.Mutex
 	branches map[string]*forkState // INVITE server tx key -> its fork
@@ -203,10 +207,11 @@ func New(cfg Config) (*Server, error) {
 	s.input = newSourceLimiter(float64(lim.InputRate), 4*float64(lim.InputRate), lim.MaxSources)
 	s.conns.input = s.input
 	s.conns.busy = s.busy
-	ha1s := newHA1Cache(cfg.Accounts, cfg.Domain, lim.MaxSources, cfg.Now) // ha1cache.go
-	s.auth = &sipauth.Verifier{Realm: cfg.Domain, Secret: secret, Algorithms: cfg.DigestAlgorithms, Lookup: ha1s.lookup}
+	s.ha1s = newHA1Cache(cfg.Accounts, cfg.Domain, lim.MaxSources, cfg.Now) // ha1cache.go
+	s.auth = &sipauth.Verifier{Realm: cfg.Domain, Secret: secret, Algorithms: cfg.DigestAlgorithms, Lookup: s.ha1s.lookup}
 	s.macs = newMACPool(secret)
 	s.applied.m = newLRU[string, appliedRegister](appliedMax)
+	s.failedInvites = newFailedInvites(lim.MaxSources)
 	s.metrics = theMetrics()
 	if err := s.initRouting(); err != nil {
 		return nil, err
@@ -260,7 +265,7 @@ func (s *Server) Run(ctx context.Context) error {
 	// Every listener goes through the limits (listener.go, udpguard.go).
 	s.udp = newUDPGuard(rawUDP, s.lim, s.input, s.log, s.now)
 	s.udp.busy = s.busy
-	s.udp.fast = s.fastRegister
+	s.udp.fast = s.fastPath
 	if s.lim.RequestRate > 0 {
 		s.udp.requests = newSourceLimiter(4*s.lim.RequestRate, 2*float64(s.lim.RequestBurst), s.lim.MaxSources)
 	}
@@ -458,7 +463,16 @@ func (s *Server) limited(h sipgo.RequestHandler) sipgo.RequestHandler {
 	var warned atomic.Int64
 	return func(req *sip.Request, tx sip.ServerTransaction) {
 		if tx != nil {
-			tx = &meteredTx{ServerTransaction: tx, m: s.metrics, method: methodIndex(req.Method)}
+			mt := &meteredTx{ServerTransaction: tx, m: s.metrics, method: methodIndex(req.Method)}
+			if req.IsInvite() && req.Transport() == "UDP" && req.To() != nil && req.Via() != nil {
+				if tag, _ := req.To().Params.Get("tag"); tag != "" {
+					// A re-INVITE: the ACK of a failure is this
+					// transaction's, not the stateless path's.
+					v := req.Via()
+					mt.failed = func() { s.failedInvites.add(v, s.now()) }
+				}
+			}
+			tx = mt
 			s.txLive.Add(1)
 			if !tx.OnTerminate(func(string, error) { s.txLive.Add(-1) }) {
 				s.txLive.Add(-1)

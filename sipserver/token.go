@@ -163,6 +163,14 @@ func (d *dialogs) established(req *sip.Request, res *sip.Response, isOurs func(s
 		}
 	}
 	for _, h := range res.GetHeaders("Record-Route") {
+		if rr, ok := h.(*sip.RecordRouteHeader); ok {
+			// sipgo parses one address per header (a comma list
+			// becomes several): no need to print and parse it again.
+			if !isOurs(rr.Address) {
+				dl.hops[hostPort(rr.Address)] = true
+			}
+			continue
+		}
 		for _, v := range splitList(h.Value()) {
 			var u sip.Uri
 			var p sip.HeaderParams
@@ -219,6 +227,11 @@ func (d *dialogs) failed(req *sip.Request, res *sip.Response) {
 // ended forgets a dialog (its BYE was answered 2xx).
 func (d *dialogs) ended(req *sip.Request) {
 	callID, fromTag, toTag, _, _ := dialogEnds(req)
+	d.endedIDs(callID, fromTag, toTag)
+}
+
+// endedIDs forgets the dialog of a Call-ID and two tags.
+func (d *dialogs) endedIDs(callID, fromTag, toTag string) {
 	d.mu.Lock()
 	delete(d.m, keyOf(callID, fromTag, toTag))
 	d.mu.Unlock()

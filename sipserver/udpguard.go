@@ -44,7 +44,8 @@ type udpGuard struct {
 	busy     func() bool // the server holds all the transactions it may
 	now      func() time.Time
 	// fast handles a datagram in the reader, without sipgo, and reports
-	// whether it did (the stateless REGISTER path, fastpath.go).
+	// whether it did (the stateless REGISTER path, fastpath.go; in-dialog
+	// requests and their responses, proxyfast.go).
 	fast func(data []byte, from *net.UDPAddr) bool
 
 	mu sync.Mutex

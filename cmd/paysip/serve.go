@@ -61,6 +61,7 @@ type serveCmd struct {
 	TrustedEdges []string `long:"trusted-edge" value-name:"IP|CIDR" description:"an edge proxy (e.g. Kamailio) whose Path header the registrar accepts; repeat or separate with commas; a Path from anywhere else is refused"`
 	NoMetrics    bool     `long:"no-metrics" description:"do not serve Prometheus metrics at GET /metrics on the HTTP server"`
 	GCPercent    int      `long:"gc-percent" default:"400" description:"Go garbage collector target (GOGC), unless the GOGC environment variable is set: the SIP stack allocates per message, and the default 100 spends ~15% of the CPU collecting (docs/performance.md)"`
+	CPUProfile   string   `long:"cpu-profile" hidden:"true" value-name:"FILE" description:"write a CPU profile of the server to FILE until it stops (go run ./interop/perf -profile)"`
 	GCSoftLimit  int      `long:"gc-soft-limit" value-name:"MiB" description:"heap size above which the collector works as hard as it must to stay there, whatever --gc-percent says (GOMEMLIMIT, unless that variable is set; default 64 MiB + 4 KiB per --max-transactions; -1: none): --gc-percent saves CPU, never memory under attack"`
 	// The digest nonce secret: every node of a domain needs the same
 	// (default: kept in the store, shared by the nodes that share it).
@@ -147,6 +148,13 @@ func (c *serveCmd) Execute(args []string) error {
 			soft = 64<<20 + int64(limits.MaxTransactions)<<12
 		}
 		debug.SetMemoryLimit(soft)
+	}
+	if c.CPUProfile != "" {
+		stopProfile, err := startCPUProfile(c.CPUProfile)
+		if err != nil {
+			return err
+		}
+		defer stopProfile()
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

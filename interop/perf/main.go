@@ -122,10 +122,14 @@ type Summary struct {
 	BaseLossless     float64   `json:"paysip_base_best_lossless_per_s,omitempty"`
 	// For calls: CPU per call at the CPU rate, each round, and the ratio
 	// paysip / kamailio (lower is better; the target is <= 2/3).
-	CPURate        float64   `json:"cpu_rate_per_s,omitempty"`
-	PaysipCPU      []float64 `json:"paysip_cpu_us_per_call,omitempty"`
-	KamailioCPU    []float64 `json:"kamailio_cpu_us_per_call,omitempty"`
-	CPURatio       float64   `json:"cpu_ratio,omitempty"` // median paysip / median kamailio
+	CPURate     float64   `json:"cpu_rate_per_s,omitempty"`
+	PaysipCPU   []float64 `json:"paysip_cpu_us_per_call,omitempty"`
+	KamailioCPU []float64 `json:"kamailio_cpu_us_per_call,omitempty"`
+	CPURatio    float64   `json:"cpu_ratio,omitempty"` // median paysip / median kamailio
+	// Each round's paysip / kamailio at the CPU rate (the servers of a
+	// round ran minutes apart: the spread says how noisy the machine was).
+	CPURoundRatios []float64 `json:"cpu_round_ratios,omitempty"`
+	BaseCPURatio   float64   `json:"paysip_base_cpu_ratio,omitempty"` // median paysip_base / median kamailio
 	PaysipFailed   int       `json:"paysip_failed_calls"`
 	KamailioFailed int       `json:"kamailio_failed_calls"`
 	// With -base: the earlier paysip's figures, for before/after.
@@ -156,6 +160,7 @@ type config struct {
 	sippCore            string
 	users               int
 	keep                bool
+	profile             string // directory for paysip's CPU profiles
 }
 
 func main() {
@@ -176,6 +181,7 @@ func main() {
 	flag.StringVar(&c.sippCore, "sipp-core", "1", "CPU sipp is pinned to")
 	flag.IntVar(&c.users, "users", 50, "accounts in the digest test")
 	flag.BoolVar(&c.keep, "keep", false, "keep the work directory")
+	flag.StringVar(&c.profile, "profile", "", "write a CPU profile of each paysip server run (serve --cpu-profile; not of -base) to this directory, as TEST-paysip-rROUND.pprof")
 	flag.Parse()
 	c.tests = strings.Split(tests, ",")
 	for _, p := range []struct {
@@ -295,6 +301,11 @@ func newRunner(c config) (*runner, error) {
 		return nil, err
 	}
 	r := &runner{cfg: c, dir: dir, here: here, modPath: kamailioModules()}
+	if c.profile != "" {
+		if err := os.MkdirAll(c.profile, 0o755); err != nil {
+			return nil, err
+		}
+	}
 	if r.cfg.paysip == "" {
 		r.cfg.paysip = filepath.Join(dir, "paysip")
 		fmt.Println("building paysip ...")
@@ -419,9 +430,9 @@ func (r *runner) ladder(ctx context.Context, test, server string, round int) (Se
 	var err error
 	switch server {
 	case "paysip":
-		p, err = r.startPaysip(ctx, r.cfg.paysip, test, port)
+		p, err = r.startPaysip(ctx, r.cfg.paysip, test, port, r.profilePath(test, server, round))
 	case "paysip_base":
-		p, err = r.startPaysip(ctx, r.cfg.base, test, port)
+		p, err = r.startPaysip(ctx, r.cfg.base, test, port, "") // an earlier paysip may not have --cpu-profile
 	default:
 		p, err = r.startKamailio(ctx, test, port)
 	}
@@ -671,7 +682,17 @@ func procCPU(pid int) float64 {
 // clockTicks is USER_HZ (sysconf(_SC_CLK_TCK)), 100 on Linux.
 const clockTicks = 100
 
-func (r *runner) startPaysip(ctx context.Context, bin, test string, port int) (*proc, error) {
+// profilePath is where a paysip server run writes its CPU profile ("":
+// none).
+func (r *runner) profilePath(test, server string, round int) string {
+	if r.cfg.profile == "" {
+		return ""
+	}
+	p, _ := filepath.Abs(filepath.Join(r.cfg.profile, fmt.Sprintf("%s-%s-r%d.pprof", test, server, round)))
+	return p
+}
+
+func (r *runner) startPaysip(ctx context.Context, bin, test string, port int, profile string) (*proc, error) {
 	data := filepath.Join(r.dir, fmt.Sprintf("paysip-%d", port))
 	args := []string{"-c", r.cfg.serverCore, bin, "serve", "--domain", domain, "--sip-addr", fmt.Sprintf("127.0.0.1:%d", port),
 		"--http-addr", "127.0.0.1:0", "--limit-exempt", "127.0.0.1", "--max-transactions", "1000000", "--block-interval", "0"}
@@ -679,6 +700,9 @@ func (r *runner) startPaysip(ctx context.Context, bin, test string, port int) (*
 		args = append(args, "--datadir", r.authDir)
 	} else {
 		args = append(args, "--open", "--datadir", data)
+	}
+	if profile != "" {
+		args = append(args, "--cpu-profile", profile)
 	}
 	return r.startProc(ctx, args, false, port)
 }
@@ -856,6 +880,14 @@ func summarize(c config, series []Series) []Summary {
 		}
 		if len(sm.PaysipCPU) > 0 && len(sm.KamailioCPU) > 0 {
 			sm.CPURatio = round2(median(sm.PaysipCPU) / median(sm.KamailioCPU))
+			if len(sm.BaseCPU) > 0 {
+				sm.BaseCPURatio = round2(median(sm.BaseCPU) / median(sm.KamailioCPU))
+			}
+			if len(sm.PaysipCPU) == len(sm.KamailioCPU) {
+				for i := range sm.PaysipCPU { // one point per round each
+					sm.CPURoundRatios = append(sm.CPURoundRatios, round2(sm.PaysipCPU[i]/sm.KamailioCPU[i]))
+				}
+			}
 		}
 		out = append(out, sm)
 	}
@@ -880,6 +912,12 @@ func printSummary(c config, sums []Summary) {
 		if s.Test == "call" {
 			fmt.Fprintf(w, "%-14s cpu/call at %.0f/s: paysip %v us, kamailio %v us, ratio of medians %.2f (target <= 0.67); failed calls: paysip %d, kamailio %d\n",
 				"", s.CPURate, s.PaysipCPU, s.KamailioCPU, s.CPURatio, s.PaysipFailed, s.KamailioFailed)
+			fmt.Fprintf(w, "%-14s cpu ratio per round %v (min %.2f, max %.2f)", "", s.CPURoundRatios, slices.Min(append([]float64{math.Inf(1)}, s.CPURoundRatios...)),
+				slices.Max(append([]float64{math.Inf(-1)}, s.CPURoundRatios...)))
+			if s.BaseCPURatio > 0 {
+				fmt.Fprintf(w, "; before (-base): ratio of medians %.2f", s.BaseCPURatio)
+			}
+			fmt.Fprintln(w)
 		}
 	}
 }
