@@ -185,9 +185,9 @@ func (c *audioClock) run() {
 					s, l, sk := snap[i].send(now)
 					sent, late, skipped = sent+s, late+l, skipped+sk
 				}
-				metricFramesSent.Add(float64(sent))
-				metricFramesLate.Add(float64(late))
-				metricFramesSkipped.Add(float64(skipped))
+				framesSent.Add(sent)
+				framesLate.Add(late)
+				framesSkipped.Add(skipped)
 			}()
 		}
 		wg.Wait()

@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -43,6 +45,11 @@ type CallStep struct {
 	// payee's tone; AudioDropPct how many of those due were missing.
 	AudioFrames  int64   `json:"audio_frames"`
 	AudioDropPct float64 `json:"audio_drop_pct"`
+	// AudioSentLate and AudioSkipped are the payee's tone frames sent a
+	// tick or more late, and never sent (due over 100 ms before its audio
+	// clock could send them), during the window (its metrics).
+	AudioSentLate int64 `json:"audio_sent_late"`
+	AudioSkipped  int64 `json:"audio_skipped"`
 	// PayeeCPUPct is the payee process's CPU time during the window, in
 	// percent of one core; PayerCPUPct the same for the bench process
 	// (all the payers, their WebRTC sessions, the SIP server).
@@ -145,6 +152,14 @@ func (r *run) calls(ctx context.Context) ([]CallStep, error) {
 		return nil, err
 	}
 	defer p.stop()
+	if r.cfg.ProfileDir != "" {
+		// The callers' side (this process) over the calls phase.
+		stopProfile, err := startProfile(filepath.Join(r.cfg.ProfileDir, "callers-calls.pprof"))
+		if err != nil {
+			return nil, err
+		}
+		defer stopProfile()
+	}
 	baseRSS, err := rssKiB(p.cmd.Process.Pid)
 	if err != nil {
 		return nil, err
@@ -228,8 +243,9 @@ func (r *run) calls(ctx context.Context) ([]CallStep, error) {
 		if err != nil {
 			return steps, err
 		}
-		r.say("calls: %d: %d payments, %d late, %d lost, audio %.2f%% dropped, payee CPU %.1f%%, RSS %d KiB, rtt p50 %.2f ms p99 %.2f ms",
-			st.Calls, st.Payments, st.LatePayments, st.CallsLost, st.AudioDropPct, st.PayeeCPUPct, st.PayeeRSSKiB, st.RTTP50ms, st.RTTP99ms)
+		r.say("calls: %d: %d payments, %d late, %d lost, audio %.2f%% missing (payee: %d frames sent late, %d skipped), payee CPU %.1f%% (%.3f%%/call), callers CPU %.1f%% (%.3f%%/call), RSS %d KiB, rtt p50 %.2f ms p99 %.2f ms",
+			st.Calls, st.Payments, st.LatePayments, st.CallsLost, st.AudioDropPct, st.AudioSentLate, st.AudioSkipped, st.PayeeCPUPct, st.PayeeCPUPct/float64(st.Calls),
+			st.PayerCPUPct, st.PayerCPUPct/float64(st.Calls), st.PayeeRSSKiB, st.RTTP50ms, st.RTTP99ms)
 		steps = append(steps, st)
 		// Past the knee, on only as far as the round trip's step.
 		if !st.clean() && st.Calls >= rttCalls {
@@ -255,6 +271,10 @@ func (r *run) measure(ctx context.Context, p *payeeProc, calls []*call, w *windo
 	w.payments.Store(0)
 	w.late.Store(0)
 	w.lost.Store(0)
+	late0, skipped0, err := audioMetrics(ctx, p.metrics)
+	if err != nil {
+		return CallStep{}, err
+	}
 	pid := p.cmd.Process.Pid
 	cpu0, err := cpuSeconds(pid)
 	if err != nil {
@@ -287,7 +307,11 @@ func (r *run) measure(ctx context.Context, p *payeeProc, calls []*call, w *windo
 	if err != nil {
 		return CallStep{}, err
 	}
-	st := CallStep{Calls: len(calls), Seconds: secs, Payments: w.payments.Load(), LatePayments: w.late.Load(), CallsLost: w.lost.Load(),
+	late1, skipped1, err := audioMetrics(ctx, p.metrics)
+	if err != nil {
+		return CallStep{}, err
+	}
+	st := CallStep{AudioSentLate: late1 - late0, AudioSkipped: skipped1 - skipped0, Calls: len(calls), Seconds: secs, Payments: w.payments.Load(), LatePayments: w.late.Load(), CallsLost: w.lost.Load(),
 		PayeeCPUPct: 100 * (cpu1 - cpu0) / secs, PayerCPUPct: 100 * (self1 - self0) / secs, PayeeRSSKiB: rss}
 	for i, c := range calls {
 		st.AudioFrames += c.frames() - frames0[i]
@@ -310,6 +334,45 @@ func (r *run) measure(ctx context.Context, p *payeeProc, calls []*call, w *windo
 	slices.Sort(st.rtts)
 	st.RTTP50ms, st.RTTP99ms = percentile(st.rtts, 50), percentile(st.rtts, 99)
 	return st, nil
+}
+
+// audioMetrics reads the payee's tone frames sent late and skipped so far
+// (rtcconn's counters at its /metrics).
+func audioMetrics(ctx context.Context, url string) (late, skipped int64, err error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, 0, err
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		return 0, 0, fmt.Errorf("GET %s: %s", url, res.Status)
+	}
+	sc := bufio.NewScanner(res.Body)
+	for sc.Scan() {
+		name, v, ok := strings.Cut(sc.Text(), " ")
+		var dst *int64
+		switch name {
+		case "paysip_audio_frames_late_total":
+			dst = &late
+		case "paysip_audio_frames_skipped_total":
+			dst = &skipped
+		}
+		if !ok || dst == nil {
+			continue
+		}
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return 0, 0, fmt.Errorf("metrics line %q: %w", sc.Text(), err)
+		}
+		*dst = int64(f)
+	}
+	return late, skipped, sc.Err()
 }
 
 // dial places one call to the payee and opens its channel.
