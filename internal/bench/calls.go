@@ -38,8 +38,8 @@ type CallStep struct {
 	// LatePayments were acknowledged after the next one was due (more
 	// than a tick after they were due), or not at all.
 	LatePayments int64 `json:"late_payments"`
-	// CallsLost ended during the window (the payee hung up, or a
-	// payment failed).
+	// CallsLost have ended by the window's end, during it or before (the
+	// payee hung up, the WebRTC session closed, or a payment failed).
 	CallsLost int64 `json:"calls_lost"`
 	// AudioFrames is the 20 ms G.711 frames the payers received from the
 	// payee's tone; AudioDropPct how many of those due were missing.
@@ -50,6 +50,11 @@ type CallStep struct {
 	// clock could send them), during the window (its metrics).
 	AudioSentLate int64 `json:"audio_sent_late"`
 	AudioSkipped  int64 `json:"audio_skipped"`
+	// CallsSilent received no audio frame during the window, CallsStalled
+	// made no payment (what a failing step's missing frames and payments
+	// are: a few calls stuck, or all calls short).
+	CallsSilent  int64 `json:"calls_silent"`
+	CallsStalled int64 `json:"calls_stalled"`
 	// PayeeCPUPct is the payee process's CPU time during the window, in
 	// percent of one core; PayerCPUPct the same for the bench process
 	// (all the payers, their WebRTC sessions, the SIP server).
@@ -97,6 +102,7 @@ type call struct {
 	pc     *payer
 	ended  atomic.Bool
 	frames func() int64
+	paid   atomic.Int64 // payments acknowledged
 }
 
 // window collects what the calls did during one measurement window.
@@ -105,7 +111,6 @@ type window struct {
 	on       atomic.Bool
 	payments atomic.Int64
 	late     atomic.Int64
-	lost     atomic.Int64
 	rtts     []float64
 }
 
@@ -243,8 +248,8 @@ func (r *run) calls(ctx context.Context) ([]CallStep, error) {
 		if err != nil {
 			return steps, err
 		}
-		r.say("calls: %d: %d payments, %d late, %d lost, audio %.2f%% missing (payee: %d frames sent late, %d skipped), payee CPU %.1f%% (%.3f%%/call), callers CPU %.1f%% (%.3f%%/call), RSS %d KiB, rtt p50 %.2f ms p99 %.2f ms",
-			st.Calls, st.Payments, st.LatePayments, st.CallsLost, st.AudioDropPct, st.AudioSentLate, st.AudioSkipped, st.PayeeCPUPct, st.PayeeCPUPct/float64(st.Calls),
+		r.say("calls: %d: %d payments, %d late, %d lost (%d silent, %d stalled), audio %.2f%% missing (payee: %d frames sent late, %d skipped), payee CPU %.1f%% (%.3f%%/call), callers CPU %.1f%% (%.3f%%/call), RSS %d KiB, rtt p50 %.2f ms p99 %.2f ms",
+			st.Calls, st.Payments, st.LatePayments, st.CallsLost, st.CallsSilent, st.CallsStalled, st.AudioDropPct, st.AudioSentLate, st.AudioSkipped, st.PayeeCPUPct, st.PayeeCPUPct/float64(st.Calls),
 			st.PayerCPUPct, st.PayerCPUPct/float64(st.Calls), st.PayeeRSSKiB, st.RTTP50ms, st.RTTP99ms)
 		steps = append(steps, st)
 		// Past the knee, on only as far as the round trip's step.
@@ -262,15 +267,15 @@ func (r *run) calls(ctx context.Context) ([]CallStep, error) {
 // measure runs one window of r.cfg.Duration over the calls.
 func (r *run) measure(ctx context.Context, p *payeeProc, calls []*call, w *window) (CallStep, error) {
 	frames0 := make([]int64, len(calls))
+	paid0 := make([]int64, len(calls))
 	for i, c := range calls {
-		frames0[i] = c.frames()
+		frames0[i], paid0[i] = c.frames(), c.paid.Load()
 	}
 	w.mu.Lock()
 	w.rtts = nil
 	w.mu.Unlock()
 	w.payments.Store(0)
 	w.late.Store(0)
-	w.lost.Store(0)
 	late0, skipped0, err := audioMetrics(ctx, p.metrics)
 	if err != nil {
 		return CallStep{}, err
@@ -311,10 +316,20 @@ func (r *run) measure(ctx context.Context, p *payeeProc, calls []*call, w *windo
 	if err != nil {
 		return CallStep{}, err
 	}
-	st := CallStep{AudioSentLate: late1 - late0, AudioSkipped: skipped1 - skipped0, Calls: len(calls), Seconds: secs, Payments: w.payments.Load(), LatePayments: w.late.Load(), CallsLost: w.lost.Load(),
+	st := CallStep{AudioSentLate: late1 - late0, AudioSkipped: skipped1 - skipped0, Calls: len(calls), Seconds: secs, Payments: w.payments.Load(), LatePayments: w.late.Load(),
 		PayeeCPUPct: 100 * (cpu1 - cpu0) / secs, PayerCPUPct: 100 * (self1 - self0) / secs, PayeeRSSKiB: rss}
 	for i, c := range calls {
-		st.AudioFrames += c.frames() - frames0[i]
+		f := c.frames() - frames0[i]
+		st.AudioFrames += f
+		if f == 0 {
+			st.CallsSilent++
+		}
+		if c.ended.Load() {
+			st.CallsLost++ // this window's or before: no longer a call
+		}
+		if c.paid.Load() == paid0[i] {
+			st.CallsStalled++
+		}
 	}
 	// A call pays every tick: one payment missing from the window is late
 	// too (the ack never came, or the payer could not send it).
@@ -391,9 +406,19 @@ func (r *run) dial(ctx context.Context, ua *sipua.UA, to sip.Uri, pw *payerWalle
 	return &call{leg: leg, pc: pc, frames: leg.Peer.ReceivedPackets}, nil
 }
 
-// run pays once a tick, as a caller does, until ctx ends or a payment
-// fails; each payment's round trip and lateness go to w.
+// run pays once a tick, as a caller does, until ctx ends, a payment
+// fails or the call ends (a BYE: the payee hung up); each payment's round
+// trip and lateness go to w.
 func (c *call) run(ctx context.Context, tick time.Duration, w *window) {
+	callCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-c.leg.Call.Done():
+			cancel()
+		case <-callCtx.Done():
+		}
+	}()
 	paid, err := c.pc.firstPayment()
 	if err != nil {
 		c.ended.Store(true)
@@ -413,16 +438,14 @@ func (c *call) run(ctx context.Context, tick time.Duration, w *window) {
 				return
 			}
 		}
-		rtt, err := c.pc.pay(ctx, paid)
+		rtt, err := c.pc.pay(callCtx, paid)
 		if err != nil {
 			if ctx.Err() == nil {
 				c.ended.Store(true)
-				if w.on.Load() {
-					w.lost.Add(1)
-				}
 			}
 			return
 		}
+		c.paid.Add(1)
 		w.record(rtt, time.Now().After(due.Add(tick)))
 		paid += step
 		if paid > capacity-step {
