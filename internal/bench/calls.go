@@ -55,6 +55,8 @@ type CallStep struct {
 	// are: a few calls stuck, or all calls short).
 	CallsSilent  int64 `json:"calls_silent"`
 	CallsStalled int64 `json:"calls_stalled"`
+	// LostReason is why the first lost call ended.
+	LostReason string `json:"lost_reason,omitempty"`
 	// PayeeCPUPct is the payee process's CPU time during the window, in
 	// percent of one core; PayerCPUPct the same for the bench process
 	// (all the payers, their WebRTC sessions, the SIP server).
@@ -103,6 +105,7 @@ type call struct {
 	ended  atomic.Bool
 	frames func() int64
 	paid   atomic.Int64 // payments acknowledged
+	err    atomic.Value // error: why it ended
 }
 
 // window collects what the calls did during one measurement window.
@@ -222,6 +225,10 @@ func (r *run) calls(ctx context.Context) ([]CallStep, error) {
 					return fmt.Errorf("call %d: %w", idx+1, err)
 				}
 				added[i] = c
+				// It pays from now, as a caller does: the payee hangs
+				// up on a channel left unpaid past its grace.
+				callsWG.Add(1)
+				go func() { defer callsWG.Done(); c.run(cctx, r.cfg.Tick, w) }()
 				if k := len(calls) + int(dialed.Add(1)); k%100 == 0 {
 					r.say("calls: %d calls paying", k)
 				}
@@ -232,8 +239,6 @@ func (r *run) calls(ctx context.Context) ([]CallStep, error) {
 		for _, c := range added {
 			if c != nil {
 				calls = append(calls, c)
-				callsWG.Add(1)
-				go func() { defer callsWG.Done(); c.run(cctx, r.cfg.Tick, w) }()
 			}
 		}
 		if err != nil {
@@ -247,6 +252,9 @@ func (r *run) calls(ctx context.Context) ([]CallStep, error) {
 		st, err := r.measure(ctx, p, calls, w)
 		if err != nil {
 			return steps, err
+		}
+		if st.LostReason != "" {
+			r.say("calls: %d: a call lost: %s (the payee: %s)", st.Calls, st.LostReason, p.out.lastEnded())
 		}
 		r.say("calls: %d: %d payments, %d late, %d lost (%d silent, %d stalled), audio %.2f%% missing (payee: %d frames sent late, %d skipped), payee CPU %.1f%% (%.3f%%/call), callers CPU %.1f%% (%.3f%%/call), RSS %d KiB, rtt p50 %.2f ms p99 %.2f ms",
 			st.Calls, st.Payments, st.LatePayments, st.CallsLost, st.CallsSilent, st.CallsStalled, st.AudioDropPct, st.AudioSentLate, st.AudioSkipped, st.PayeeCPUPct, st.PayeeCPUPct/float64(st.Calls),
@@ -326,6 +334,9 @@ func (r *run) measure(ctx context.Context, p *payeeProc, calls []*call, w *windo
 		}
 		if c.ended.Load() {
 			st.CallsLost++ // this window's or before: no longer a call
+			if err, ok := c.err.Load().(error); ok && st.LostReason == "" {
+				st.LostReason = err.Error()
+			}
 		}
 		if c.paid.Load() == paid0[i] {
 			st.CallsStalled++
@@ -441,6 +452,10 @@ func (c *call) run(ctx context.Context, tick time.Duration, w *window) {
 		rtt, err := c.pc.pay(callCtx, paid)
 		if err != nil {
 			if ctx.Err() == nil {
+				if callCtx.Err() != nil {
+					err = errors.New("the payee hung up (BYE)")
+				}
+				c.err.Store(err)
 				c.ended.Store(true)
 			}
 			return
@@ -548,6 +563,19 @@ func (b *lockedBuffer) Write(p []byte) (int, error) {
 		b.buf = slices.Clone(b.buf[len(b.buf)-32<<10:])
 	}
 	return len(p), nil
+}
+
+// lastEnded is the payee's last line about a call that ended on an error.
+func (b *lockedBuffer) lastEnded() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	lines := strings.Split(string(b.buf), "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		if strings.Contains(lines[i], " ended: ") && !strings.HasSuffix(lines[i], "(ok)") {
+			return lines[i]
+		}
+	}
+	return "no call ended on an error"
 }
 
 func (b *lockedBuffer) tail() string {
