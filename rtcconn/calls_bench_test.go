@@ -24,7 +24,7 @@ func cpuNow(tb testing.TB) time.Duration {
 // (a tick or more) or skipped (too late). One op is 20 ms of the
 // calls (one frame each).
 func BenchmarkToneCalls(b *testing.B) {
-	for _, n := range []int{100} {
+	for _, n := range []int{100, 250} {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
