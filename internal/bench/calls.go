@@ -242,7 +242,13 @@ func (r *run) calls(ctx context.Context) ([]CallStep, error) {
 			}
 		}
 		if err != nil {
-			return steps, err
+			if len(steps) == 0 {
+				return steps, err
+			}
+			// Past the knee the calls cannot even be set up: the
+			// ramp ends at the last step measured.
+			r.say("calls: %d: %v: the ramp stops", level, err)
+			break
 		}
 		// Confirm the new fundings: the payee stops watching them.
 		if err := r.node.mine(1); err != nil {
