@@ -11,12 +11,12 @@ import (
 	"fmt"
 	"net"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/paysip/paysip/agent"
 	"github.com/paysip/paysip/paywire"
 	"github.com/pion/ice/v4"
+	"github.com/pion/interceptor"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -54,8 +54,9 @@ type Peer struct {
 	closed chan struct{}
 	once   sync.Once
 
-	received atomic.Int64
-	echo     *webrtc.TrackLocalStaticRTP
+	rx   rxCounter
+	echo *webrtc.TrackLocalStaticRTP
+	tone *toneTrack
 }
 
 func api(cfg Config) *webrtc.API {
@@ -86,7 +87,15 @@ func api(cfg Config) *webrtc.API {
 	m := &webrtc.MediaEngine{}
 	m.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypePCMU, ClockRate: 8000, Channels: 1}, PayloadType: 0}, webrtc.RTPCodecTypeAudio)
 	m.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypePCMA, ClockRate: 8000, Channels: 1}, PayloadType: 8}, webrtc.RTPCodecTypeAudio)
-	return webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(m))
+	// Of pion's default interceptors, only the RTCP reports (RFC 3550 §6:
+	// sender and receiver reports, which WebRTC requires, RFC 8834 §4.1).
+	// NACK and TWCC serve video, and the stats interceptor (GetStats)
+	// records every packet for figures nothing here reads.
+	ir := &interceptor.Registry{}
+	if err := webrtc.ConfigureRTCPReports(ir); err != nil {
+		panic(err) // registers two factories: cannot fail
+	}
+	return webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir))
 }
 
 func newPeer(cfg Config) (*Peer, error) {
@@ -282,6 +291,9 @@ func (p *Peer) Close() error {
 			time.Sleep(100 * time.Millisecond)
 		}
 		close(p.closed)
+		if p.tone != nil {
+			clock.remove(p.tone)
+		}
 		err = p.pc.Close()
 	})
 	return err

@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -36,13 +38,25 @@ type CallStep struct {
 	// LatePayments were acknowledged after the next one was due (more
 	// than a tick after they were due), or not at all.
 	LatePayments int64 `json:"late_payments"`
-	// CallsLost ended during the window (the payee hung up, or a
-	// payment failed).
+	// CallsLost have ended by the window's end, during it or before (the
+	// payee hung up, the WebRTC session closed, or a payment failed).
 	CallsLost int64 `json:"calls_lost"`
 	// AudioFrames is the 20 ms G.711 frames the payers received from the
 	// payee's tone; AudioDropPct how many of those due were missing.
 	AudioFrames  int64   `json:"audio_frames"`
 	AudioDropPct float64 `json:"audio_drop_pct"`
+	// AudioSentLate and AudioSkipped are the payee's tone frames sent a
+	// tick or more late, and never sent (due over 100 ms before its audio
+	// clock could send them), during the window (its metrics).
+	AudioSentLate int64 `json:"audio_sent_late"`
+	AudioSkipped  int64 `json:"audio_skipped"`
+	// CallsSilent received no audio frame during the window, CallsStalled
+	// made no payment (what a failing step's missing frames and payments
+	// are: a few calls stuck, or all calls short).
+	CallsSilent  int64 `json:"calls_silent"`
+	CallsStalled int64 `json:"calls_stalled"`
+	// LostReason is why the first lost call ended.
+	LostReason string `json:"lost_reason,omitempty"`
 	// PayeeCPUPct is the payee process's CPU time during the window, in
 	// percent of one core; PayerCPUPct the same for the bench process
 	// (all the payers, their WebRTC sessions, the SIP server).
@@ -90,6 +104,8 @@ type call struct {
 	pc     *payer
 	ended  atomic.Bool
 	frames func() int64
+	paid   atomic.Int64 // payments acknowledged
+	err    atomic.Value // error: why it ended
 }
 
 // window collects what the calls did during one measurement window.
@@ -98,7 +114,6 @@ type window struct {
 	on       atomic.Bool
 	payments atomic.Int64
 	late     atomic.Int64
-	lost     atomic.Int64
 	rtts     []float64
 }
 
@@ -145,6 +160,14 @@ func (r *run) calls(ctx context.Context) ([]CallStep, error) {
 		return nil, err
 	}
 	defer p.stop()
+	if r.cfg.ProfileDir != "" {
+		// The callers' side (this process) over the calls phase.
+		stopProfile, err := startProfile(filepath.Join(r.cfg.ProfileDir, "callers-calls.pprof"))
+		if err != nil {
+			return nil, err
+		}
+		defer stopProfile()
+	}
 	baseRSS, err := rssKiB(p.cmd.Process.Pid)
 	if err != nil {
 		return nil, err
@@ -202,6 +225,10 @@ func (r *run) calls(ctx context.Context) ([]CallStep, error) {
 					return fmt.Errorf("call %d: %w", idx+1, err)
 				}
 				added[i] = c
+				// It pays from now, as a caller does: the payee hangs
+				// up on a channel left unpaid past its grace.
+				callsWG.Add(1)
+				go func() { defer callsWG.Done(); c.run(cctx, r.cfg.Tick, w) }()
 				if k := len(calls) + int(dialed.Add(1)); k%100 == 0 {
 					r.say("calls: %d calls paying", k)
 				}
@@ -212,12 +239,16 @@ func (r *run) calls(ctx context.Context) ([]CallStep, error) {
 		for _, c := range added {
 			if c != nil {
 				calls = append(calls, c)
-				callsWG.Add(1)
-				go func() { defer callsWG.Done(); c.run(cctx, r.cfg.Tick, w) }()
 			}
 		}
 		if err != nil {
-			return steps, err
+			if len(steps) == 0 {
+				return steps, err
+			}
+			// Past the knee the calls cannot even be set up: the
+			// ramp ends at the last step measured.
+			r.say("calls: %d: %v: the ramp stops", level, err)
+			break
 		}
 		// Confirm the new fundings: the payee stops watching them.
 		if err := r.node.mine(1); err != nil {
@@ -228,8 +259,12 @@ func (r *run) calls(ctx context.Context) ([]CallStep, error) {
 		if err != nil {
 			return steps, err
 		}
-		r.say("calls: %d: %d payments, %d late, %d lost, audio %.2f%% dropped, payee CPU %.1f%%, RSS %d KiB, rtt p50 %.2f ms p99 %.2f ms",
-			st.Calls, st.Payments, st.LatePayments, st.CallsLost, st.AudioDropPct, st.PayeeCPUPct, st.PayeeRSSKiB, st.RTTP50ms, st.RTTP99ms)
+		if st.LostReason != "" {
+			r.say("calls: %d: a call lost: %s (the payee: %s)", st.Calls, st.LostReason, p.out.lastEnded())
+		}
+		r.say("calls: %d: %d payments, %d late, %d lost (%d silent, %d stalled), audio %.2f%% missing (payee: %d frames sent late, %d skipped), payee CPU %.1f%% (%.3f%%/call), callers CPU %.1f%% (%.3f%%/call), RSS %d KiB, rtt p50 %.2f ms p99 %.2f ms",
+			st.Calls, st.Payments, st.LatePayments, st.CallsLost, st.CallsSilent, st.CallsStalled, st.AudioDropPct, st.AudioSentLate, st.AudioSkipped, st.PayeeCPUPct, st.PayeeCPUPct/float64(st.Calls),
+			st.PayerCPUPct, st.PayerCPUPct/float64(st.Calls), st.PayeeRSSKiB, st.RTTP50ms, st.RTTP99ms)
 		steps = append(steps, st)
 		// Past the knee, on only as far as the round trip's step.
 		if !st.clean() && st.Calls >= rttCalls {
@@ -246,15 +281,19 @@ func (r *run) calls(ctx context.Context) ([]CallStep, error) {
 // measure runs one window of r.cfg.Duration over the calls.
 func (r *run) measure(ctx context.Context, p *payeeProc, calls []*call, w *window) (CallStep, error) {
 	frames0 := make([]int64, len(calls))
+	paid0 := make([]int64, len(calls))
 	for i, c := range calls {
-		frames0[i] = c.frames()
+		frames0[i], paid0[i] = c.frames(), c.paid.Load()
 	}
 	w.mu.Lock()
 	w.rtts = nil
 	w.mu.Unlock()
 	w.payments.Store(0)
 	w.late.Store(0)
-	w.lost.Store(0)
+	late0, skipped0, err := audioMetrics(ctx, p.metrics)
+	if err != nil {
+		return CallStep{}, err
+	}
 	pid := p.cmd.Process.Pid
 	cpu0, err := cpuSeconds(pid)
 	if err != nil {
@@ -287,10 +326,27 @@ func (r *run) measure(ctx context.Context, p *payeeProc, calls []*call, w *windo
 	if err != nil {
 		return CallStep{}, err
 	}
-	st := CallStep{Calls: len(calls), Seconds: secs, Payments: w.payments.Load(), LatePayments: w.late.Load(), CallsLost: w.lost.Load(),
+	late1, skipped1, err := audioMetrics(ctx, p.metrics)
+	if err != nil {
+		return CallStep{}, err
+	}
+	st := CallStep{AudioSentLate: late1 - late0, AudioSkipped: skipped1 - skipped0, Calls: len(calls), Seconds: secs, Payments: w.payments.Load(), LatePayments: w.late.Load(),
 		PayeeCPUPct: 100 * (cpu1 - cpu0) / secs, PayerCPUPct: 100 * (self1 - self0) / secs, PayeeRSSKiB: rss}
 	for i, c := range calls {
-		st.AudioFrames += c.frames() - frames0[i]
+		f := c.frames() - frames0[i]
+		st.AudioFrames += f
+		if f == 0 {
+			st.CallsSilent++
+		}
+		if c.ended.Load() {
+			st.CallsLost++ // this window's or before: no longer a call
+			if err, ok := c.err.Load().(error); ok && st.LostReason == "" {
+				st.LostReason = err.Error()
+			}
+		}
+		if c.paid.Load() == paid0[i] {
+			st.CallsStalled++
+		}
 	}
 	// A call pays every tick: one payment missing from the window is late
 	// too (the ack never came, or the payer could not send it).
@@ -312,6 +368,45 @@ func (r *run) measure(ctx context.Context, p *payeeProc, calls []*call, w *windo
 	return st, nil
 }
 
+// audioMetrics reads the payee's tone frames sent late and skipped so far
+// (rtcconn's counters at its /metrics).
+func audioMetrics(ctx context.Context, url string) (late, skipped int64, err error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, 0, err
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		return 0, 0, fmt.Errorf("GET %s: %s", url, res.Status)
+	}
+	sc := bufio.NewScanner(res.Body)
+	for sc.Scan() {
+		name, v, ok := strings.Cut(sc.Text(), " ")
+		var dst *int64
+		switch name {
+		case "paysip_audio_frames_late_total":
+			dst = &late
+		case "paysip_audio_frames_skipped_total":
+			dst = &skipped
+		}
+		if !ok || dst == nil {
+			continue
+		}
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return 0, 0, fmt.Errorf("metrics line %q: %w", sc.Text(), err)
+		}
+		*dst = int64(f)
+	}
+	return late, skipped, sc.Err()
+}
+
 // dial places one call to the payee and opens its channel.
 func (r *run) dial(ctx context.Context, ua *sipua.UA, to sip.Uri, pw *payerWallet, coin txbuild.Coin) (*call, error) {
 	dctx, cancel := context.WithTimeout(ctx, time.Minute)
@@ -328,9 +423,19 @@ func (r *run) dial(ctx context.Context, ua *sipua.UA, to sip.Uri, pw *payerWalle
 	return &call{leg: leg, pc: pc, frames: leg.Peer.ReceivedPackets}, nil
 }
 
-// run pays once a tick, as a caller does, until ctx ends or a payment
-// fails; each payment's round trip and lateness go to w.
+// run pays once a tick, as a caller does, until ctx ends, a payment
+// fails or the call ends (a BYE: the payee hung up); each payment's round
+// trip and lateness go to w.
 func (c *call) run(ctx context.Context, tick time.Duration, w *window) {
+	callCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-c.leg.Call.Done():
+			cancel()
+		case <-callCtx.Done():
+		}
+	}()
 	paid, err := c.pc.firstPayment()
 	if err != nil {
 		c.ended.Store(true)
@@ -350,16 +455,18 @@ func (c *call) run(ctx context.Context, tick time.Duration, w *window) {
 				return
 			}
 		}
-		rtt, err := c.pc.pay(ctx, paid)
+		rtt, err := c.pc.pay(callCtx, paid)
 		if err != nil {
 			if ctx.Err() == nil {
-				c.ended.Store(true)
-				if w.on.Load() {
-					w.lost.Add(1)
+				if callCtx.Err() != nil {
+					err = errors.New("the payee hung up (BYE)")
 				}
+				c.err.Store(err)
+				c.ended.Store(true)
 			}
 			return
 		}
+		c.paid.Add(1)
 		w.record(rtt, time.Now().After(due.Add(tick)))
 		paid += step
 		if paid > capacity-step {
@@ -462,6 +569,19 @@ func (b *lockedBuffer) Write(p []byte) (int, error) {
 		b.buf = slices.Clone(b.buf[len(b.buf)-32<<10:])
 	}
 	return len(p), nil
+}
+
+// lastEnded is the payee's last line about a call that ended on an error.
+func (b *lockedBuffer) lastEnded() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	lines := strings.Split(string(b.buf), "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		if strings.Contains(lines[i], " ended: ") && !strings.HasSuffix(lines[i], "(ok)") {
+			return lines[i]
+		}
+	}
+	return "no call ended on an error"
 }
 
 func (b *lockedBuffer) tail() string {
