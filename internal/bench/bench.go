@@ -47,8 +47,9 @@ type Config struct {
 	// NoDemo skips the demo's start time.
 	NoDemo bool
 	// ProfileDir, if set, receives CPU profiles: payee-throughput.pprof
-	// (this process, the top throughput level) and payee-calls.pprof (the
-	// payee process, from its start to its end).
+	// (this process, the top throughput level), payee-calls.pprof (the
+	// payee process, from its start to its end) and callers-calls.pprof
+	// (this process during the calls: the callers and the SIP server).
 	ProfileDir string
 	// Log receives the components' logs (nil: warnings to stderr);
 	// Progress one line per step (nil: none).

@@ -25,8 +25,8 @@ func WriteTable(w io.Writer, r *Result) error {
 	fmt.Fprintf(tw, "rtt_p99_ms\t%.2f\t< 5 ms\n", r.RTTP99ms)
 	fmt.Fprintf(tw, "  disk fsync p50 / p99 (ms)\t%.2f / %.2f\t(4 KiB page, one every 5 ms: the floor under a durable ack)\n", r.DiskFsyncP50ms, r.DiskFsyncP99ms)
 	for _, st := range r.CallSteps {
-		fmt.Fprintf(tw, "  %d calls\t%d late, %d lost, audio %.2f%% dropped\tpayee %.0f%% CPU, %d KiB; payers %.0f%% CPU\n",
-			st.Calls, st.LatePayments, st.CallsLost, st.AudioDropPct, st.PayeeCPUPct, st.PayeeRSSKiB, st.PayerCPUPct)
+		fmt.Fprintf(tw, "  %d calls\t%d late, %d lost, audio %.2f%% dropped, %d frames sent late, %d skipped\tpayee %.0f%% CPU, %d KiB; payers %.0f%% CPU; rtt p50/p99 %.1f/%.1f ms\n",
+			st.Calls, st.LatePayments, st.CallsLost, st.AudioDropPct, st.AudioSentLate, st.AudioSkipped, st.PayeeCPUPct, st.PayeeRSSKiB, st.PayerCPUPct, st.RTTP50ms, st.RTTP99ms)
 	}
 	fmt.Fprintf(tw, "concurrent_calls\t%d\t%d (asked), target 1000\n", r.ConcurrentCalls, r.CallsTarget)
 	fmt.Fprintf(tw, "late_payments\t%d\t0\n", r.LatePayments)
