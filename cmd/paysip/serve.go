@@ -86,6 +86,7 @@ type limitOpts struct {
 	MaxWatchesPerUser int           `long:"max-watches-per-user" description:"SIP API script watches per user"`
 	MaxWatches        int           `long:"max-watches" description:"SIP API script watches in total"`
 	MaxWatchExpires   int           `long:"max-watch-expires" description:"longest SIP API watch, seconds"`
+	MaxBindings       int           `long:"max-bindings" description:"registrations (contact bindings) held in total; over it a REGISTER adding one is refused with 503 (0: the default, 100,000)"`
 	LimitExempt       []string      `long:"limit-exempt" value-name:"CIDR" description:"networks exempt from per-source limits (an edge proxy in front), e.g. 10.0.0.5/32; repeat or separate with commas"`
 }
 
@@ -113,6 +114,9 @@ func (o limitOpts) limits() (sipserver.Limits, float64, error) {
 	}
 	if o.UDPReplyFactor >= 0 { // unset (-1): the server decides (no bound with --open)
 		l.UDPReplyFactor = off(o.UDPReplyFactor)
+	}
+	if o.MaxBindings < 0 {
+		return sipserver.Limits{}, 0, fmt.Errorf("--max-bindings must not be negative")
 	}
 	if o.MaxConns <= 0 || o.MaxTransactions <= 0 || o.MaxMessageSize <= 0 || o.IdleTimeout <= 0 || o.APIRate <= 0 || o.MaxWatchesPerUser <= 0 || o.MaxWatches <= 0 || o.MaxWatchExpires <= 0 {
 		return l, 0, fmt.Errorf("--max-conns, --max-transactions, --max-message-size, --idle-timeout, --api-rate and the watch limits must be positive")
@@ -193,7 +197,7 @@ func (c *serveCmd) Execute(args []string) error {
 	srv, err := sipserver.New(sipserver.Config{HTTPHandler: webApp, Domain: c.a.Domain, SIPAddr: c.SIPAddr, HTTPAddr: c.HTTPAddr,
 		TLSCert: c.TLSCert, TLSKey: c.TLSKey, TLSAddr: c.TLSAddr, Open: c.Open, NoAnonymousInbound: c.NoAnon, DigestAlgorithms: strings.Split(c.DigestAlgs, ","),
 		TrustedEdges: splitEdges(c.TrustedEdges), Accounts: db, Chain: nd.chain, Log: log, Limits: limits, APIRate: apiRate, Secret: secret,
-		Metrics: !c.NoMetrics})
+		Metrics: !c.NoMetrics, MaxBindings: c.MaxBindings})
 	if err != nil {
 		return err
 	}
