@@ -2,6 +2,7 @@ package store
 
 import (
 	"errors"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -195,6 +196,52 @@ func TestSharedSecret(t *testing.T) {
 		}
 		if _, err := d1.SharedSecret(ctx, "tiny", 4); err == nil {
 			t.Fatal("4-byte secret made")
+		}
+	})
+}
+
+// TestBindingsFeedSkipsWriter: a node's feed leaves out the rows it wrote
+// last, and returns those another node wrote last (its own binding
+// overwritten by another included) and deletions (no writer).
+func TestBindingsFeedSkipsWriter(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b backend) {
+		d, _ := b.open(t)
+		now := time.Now().Truncate(time.Microsecond)
+		since := now.Add(-time.Second)
+		put := func(writer, aor, key string) {
+			t.Helper()
+			if err := d.PutBinding(ctx, StoredBinding{AOR: aor, Key: key, Expires: now.Add(time.Hour), Data: []byte(writer), Writer: writer}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		put("a", "sip:one@paysip.test", "c1")
+		put("a", "sip:two@paysip.test", "c1")
+		put("b", "sip:three@paysip.test", "c1")
+		put("b", "sip:two@paysip.test", "c1") // b overwrites a's
+		if err := d.DeleteBinding(ctx, "sip:one@paysip.test", "c1"); err != nil {
+			t.Fatal(err)
+		}
+		keys := func(writer string) string {
+			t.Helper()
+			got, err := d.BindingsChangedSinceExcept(ctx, since, writer)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ks []string
+			for _, g := range got {
+				ks = append(ks, g.AOR)
+			}
+			sort.Strings(ks)
+			return strings.Join(ks, " ")
+		}
+		if got, want := keys("a"), "sip:one@paysip.test sip:three@paysip.test sip:two@paysip.test"; got != want {
+			t.Fatalf("a's feed: %s, want %s", got, want)
+		}
+		if got, want := keys("b"), "sip:one@paysip.test"; got != want {
+			t.Fatalf("b's feed: %s, want %s", got, want)
+		}
+		if got, want := keys(""), "sip:one@paysip.test sip:three@paysip.test sip:two@paysip.test"; got != want {
+			t.Fatalf("feed of no writer: %s, want %s", got, want)
 		}
 	})
 }

@@ -30,7 +30,7 @@ var copyTables = []copyTable{
 	{"channels", 1, strings.Split("id,role,state,peer,key_index,capacity_sat,expiry_height,payer_key,payee_key,payer_script,"+
 		"funding_tx,refund_tx,signed_sat,acked_sat,best_sat,best_sig,close_txid,created_at,updated_at", ",")},
 	{"users", 2, strings.Split("name,realm,ha1_md5,ha1_sha256,created_at", ",")},
-	{"bindings", 2, strings.Split("aor,bkey,expires_us,data,updated_us", ",")},
+	{"bindings", 2, strings.Split("aor,bkey,expires_us,data,updated_us,writer", ",")},
 	{"secrets", 1, strings.Split("name,value,created_at", ",")},
 }
 

@@ -444,6 +444,10 @@ var migrations = []string{
 		created_at  BIGINT NOT NULL
 	);
 	ALTER TABLE channels ADD COLUMN closing_owner BIGINT NOT NULL DEFAULT 0;`,
+	// 4 -> 5: which node wrote a binding last (bindings.go), so that a
+	// node's change feed skips its own writes in the query.
+	`ALTER TABLE bindings ADD COLUMN writer TEXT NOT NULL DEFAULT '';
+	CREATE INDEX bindings_updated_writer ON bindings (updated_us, writer);`,
 }
 
 // SchemaVersion is the version this paysip writes.

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"time"
@@ -16,13 +18,24 @@ import (
 // nonce secret every node shares.
 
 // bindingStore is sipreg.Store on package store (Contract C): the store
-// keeps bindings opaque, sipreg encodes them.
-type bindingStore struct{ db *store.DB }
+// keeps bindings opaque, sipreg encodes them. writer names this process
+// (random, new at each start) on the rows it writes, so that its change
+// feed skips them in the query.
+type bindingStore struct {
+	db     *store.DB
+	writer string
+}
+
+func newBindingStore(db *store.DB) bindingStore {
+	var b [8]byte
+	rand.Read(b[:])
+	return bindingStore{db: db, writer: hex.EncodeToString(b[:])}
+}
 
 func (s bindingStore) PutBindings(ctx context.Context, recs []sipreg.Record) error {
 	bs := make([]store.StoredBinding, len(recs))
 	for i, r := range recs { // Updated zero: the store stamps it (one clock on Postgres)
-		bs[i] = store.StoredBinding{AOR: r.AOR, Key: r.Key, Expires: r.Expires, Data: r.Data}
+		bs[i] = store.StoredBinding{AOR: r.AOR, Key: r.Key, Expires: r.Expires, Data: r.Data, Writer: s.writer}
 	}
 	return s.db.PutBindings(ctx, bs)
 }
@@ -44,7 +57,7 @@ func (s bindingStore) AllBindings(ctx context.Context, now time.Time) ([]sipreg.
 }
 
 func (s bindingStore) BindingsChangedSince(ctx context.Context, since time.Time) ([]sipreg.Record, error) {
-	return records(s.db.BindingsChangedSince(ctx, since))
+	return records(s.db.BindingsChangedSinceExcept(ctx, since, s.writer))
 }
 
 func (s bindingStore) ReclaimBindings(ctx context.Context, now time.Time) (int, error) {
@@ -56,7 +69,7 @@ func (s bindingStore) ReclaimBindings(ctx context.Context, now time.Time) (int, 
 // follows the other nodes' changes until stop, which returns once the
 // last changes are written.
 func persistBindings(ctx context.Context, reg *sipreg.Registry, db *store.DB, log *slog.Logger) (stop func(), err error) {
-	p := reg.Persist(sipreg.PersistConfig{Store: bindingStore{db}, Log: log})
+	p := reg.Persist(sipreg.PersistConfig{Store: newBindingStore(db), Log: log})
 	if err := p.Load(ctx); err != nil {
 		return nil, err
 	}
