@@ -77,6 +77,15 @@ type Store interface {
 	ReclaimBindings(ctx context.Context, now time.Time) (int, error)
 }
 
+// MarkedFeed is a Store whose change feed leaves out this node's own
+// writes (in the query, not after it) and says how far it read: mark is
+// the newest Updated after since of any node's row, zero if none. The
+// feed advances on the mark as on the records, so its own rows, never
+// returned, are not scanned again at the next poll.
+type MarkedFeed interface {
+	BindingsChangedSinceMark(ctx context.Context, since time.Time) (recs []Record, mark time.Time, err error)
+}
+
 // PersistConfig configures a Persister; zero values take the defaults.
 type PersistConfig struct {
 	Store        Store
@@ -509,11 +518,25 @@ func (p *Persister) Poll(ctx context.Context) (int, error) {
 	p.fmu.Lock()
 	defer p.fmu.Unlock()
 	from := p.since.Add(-p.cfg.Overlap)
-	recs, err := p.cfg.Store.BindingsChangedSince(ctx, from)
+	var recs []Record
+	var mark time.Time
+	var err error
+	if mf, ok := p.cfg.Store.(MarkedFeed); ok {
+		recs, mark, err = mf.BindingsChangedSinceMark(ctx, from)
+	} else {
+		recs, err = p.cfg.Store.BindingsChangedSince(ctx, from)
+	}
 	if err != nil {
 		return 0, fmt.Errorf("binding change feed: %w", err)
 	}
 	now := p.cfg.Now()
+	if mark.After(p.since) {
+		// As for a record (below): never past now.
+		p.since = mark
+		if p.since.After(now) {
+			p.since = now
+		}
+	}
 	fresh := recs[:0:0]
 	for _, rec := range recs {
 		k := rec.AOR + "\x00" + rec.Key

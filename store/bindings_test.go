@@ -223,9 +223,12 @@ func TestBindingsFeedSkipsWriter(t *testing.T) {
 		}
 		keys := func(writer string) string {
 			t.Helper()
-			got, err := d.BindingsChangedSinceExcept(ctx, since, writer)
+			got, mark, err := d.BindingsChangedSinceExcept(ctx, since, writer)
 			if err != nil {
 				t.Fatal(err)
+			}
+			if all, _ := d.BindingsChangedSince(ctx, since); !mark.Equal(all[len(all)-1].Updated) {
+				t.Fatalf("mark %v, newest change %v", mark, all[len(all)-1].Updated)
 			}
 			var ks []string
 			for _, g := range got {

@@ -57,7 +57,15 @@ func (s bindingStore) AllBindings(ctx context.Context, now time.Time) ([]sipreg.
 }
 
 func (s bindingStore) BindingsChangedSince(ctx context.Context, since time.Time) ([]sipreg.Record, error) {
-	return records(s.db.BindingsChangedSinceExcept(ctx, since, s.writer))
+	return records(s.db.BindingsChangedSince(ctx, since))
+}
+
+// BindingsChangedSinceMark is the feed without this node's own rows
+// (sipreg.MarkedFeed).
+func (s bindingStore) BindingsChangedSinceMark(ctx context.Context, since time.Time) ([]sipreg.Record, time.Time, error) {
+	bs, mark, err := s.db.BindingsChangedSinceExcept(ctx, since, s.writer)
+	recs, err := records(bs, err)
+	return recs, mark, err
 }
 
 func (s bindingStore) ReclaimBindings(ctx context.Context, now time.Time) (int, error) {
