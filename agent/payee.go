@@ -123,6 +123,8 @@ type Payee struct {
 	tipVal  uint32            // cached tip (see tip)
 	tipAt   time.Time
 	tipWait chan struct{} // closed when the tip asked meanwhile is known
+
+	fundings fundingWatch // unconfirmed fundings of open sessions (fundwatch.go)
 }
 
 func (a *Payee) log() *slog.Logger {
@@ -766,27 +768,17 @@ func (a *Payee) tip(ctx context.Context) (uint32, error) {
 // spent), the session ends at once; once it has a confirmation the watch
 // stops.
 func (s *payeeSession) watchFunding(ctx context.Context, funding *wire.MsgTx, id string) {
-	txid := funding.TxHash()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(orDefault(s.a.Poll, time.Second)):
-		}
-		st, err := s.a.Chain.TxStatus(ctx, txid)
-		switch {
-		case err != nil:
-			continue // the node may be restarting; ask again
-		case st.Known && st.Confirmations > 0:
-			return
-		case !st.Known && s.a.rebroadcast(ctx, funding):
-			// The node had lost it (a restart empties btcd's mempool).
-		case !st.Known:
-			s.log.Warn("unconfirmed funding left the mempool: session ended", "txid", txid)
-			s.cancel(ErrFundingGone)
-			s.notify(ctx, id, paywire.CodeBadFunding, "funding transaction replaced or double spent")
+	outcome, stop := s.a.watchFundingTx(funding)
+	defer stop()
+	select {
+	case <-ctx.Done():
+	case confirmed := <-outcome:
+		if confirmed {
 			return
 		}
+		s.log.Warn("unconfirmed funding left the mempool: session ended", "txid", funding.TxHash())
+		s.cancel(ErrFundingGone)
+		s.notify(ctx, id, paywire.CodeBadFunding, "funding transaction replaced or double spent")
 	}
 }
 

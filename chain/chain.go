@@ -73,6 +73,31 @@ type Chain interface {
 	Used(ctx context.Context, scripts [][]byte) ([]bool, error)
 }
 
+// StatusBatcher is a Chain that answers many TxStatus questions in one
+// request to its node: a payee watching a thousand unconfirmed fundings
+// asks once per poll, not a thousand times.
+type StatusBatcher interface {
+	// TxStatuses returns the status of each txid, in order.
+	TxStatuses(ctx context.Context, txids []chainhash.Hash) ([]TxStatus, error)
+}
+
+// TxStatuses asks c for the status of each txid: in one request when c is
+// a StatusBatcher, else one by one.
+func TxStatuses(ctx context.Context, c Chain, txids []chainhash.Hash) ([]TxStatus, error) {
+	if b, ok := c.(StatusBatcher); ok {
+		return b.TxStatuses(ctx, txids)
+	}
+	out := make([]TxStatus, len(txids))
+	for i, id := range txids {
+		st, err := c.TxStatus(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = st
+	}
+	return out, nil
+}
+
 // Networks by name; the network is a value, never an `if regtest`.
 var networks = map[string]*chaincfg.Params{
 	"mainnet": &chaincfg.MainNetParams,

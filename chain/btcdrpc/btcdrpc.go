@@ -49,6 +49,7 @@ var ErrNoFeeEstimate = errors.New("the node has no fee estimate and no fallback 
 // Client is a chain.Chain backed by btcd.
 type Client struct {
 	rpc      *rpcclient.Client
+	batch    *batcher
 	params   *chaincfg.Params
 	fallback txbuild.FeeRate
 	log      *slog.Logger
@@ -70,6 +71,15 @@ func New(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	var pem []byte
+	if cfg.CertFile != "" {
+		pem = cc.Certificates
+	}
+	batch, err := newBatcher(cfg.Host, cfg.User, cfg.Pass, pem)
+	if err != nil {
+		rpc.Shutdown()
+		return nil, err
+	}
 	fb := cfg.FallbackFee
 	if fb == 0 && cfg.Params != nil && chain.IsRegtest(cfg.Params) {
 		fb = 2000
@@ -78,11 +88,14 @@ func New(cfg Config) (*Client, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Client{rpc: rpc, params: cfg.Params, fallback: fb, log: log.With("component", "btcdrpc")}, nil
+	return &Client{rpc: rpc, batch: batch, params: cfg.Params, fallback: fb, log: log.With("component", "btcdrpc")}, nil
 }
 
 // Close releases the client.
-func (c *Client) Close() { c.rpc.Shutdown() }
+func (c *Client) Close() {
+	c.rpc.Shutdown()
+	c.batch.http.CloseIdleConnections()
+}
 
 // Params implements chain.Chain.
 func (c *Client) Params() *chaincfg.Params { return c.params }

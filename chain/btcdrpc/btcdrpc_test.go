@@ -3,9 +3,15 @@ package btcdrpc_test
 import (
 	"context"
 	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/btcsuite/btcd/chaincfg"
+	"github.com/btcsuite/btcd/chaincfg/chainhash"
+	"github.com/paysip/paysip/chain"
 	"github.com/paysip/paysip/chain/btcdrpc"
 	"github.com/paysip/paysip/internal/regtest"
 	"github.com/paysip/paysip/txbuild"
@@ -34,5 +40,79 @@ func TestFeeRateFallback(t *testing.T) {
 	}
 	if r, err := client(&chaincfg.MainNetParams, 15_000).FeeRate(ctx, 6); err != nil || r != 15_000 {
 		t.Fatalf("mainnet with a fallback: %d %v", r, err)
+	}
+}
+
+// TestTxStatuses: the batched status of a confirmed, an unconfirmed and an
+// unknown transaction is what TxStatus says of each, over more questions
+// than fit in one request.
+func TestTxStatuses(t *testing.T) {
+	env := regtest.New(t)
+	ctx := context.Background()
+	addr, err := env.Faucet.NewAddress()
+	if err != nil {
+		t.Fatal(err)
+	}
+	confirmed := env.Fund(addr, 50_000).TxHash()
+	env.Mine(1)
+	mem, err := env.Faucet.Send(ctx, addr, 40_000, regtest.FeeRate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unconfirmed := mem.TxHash()
+	unknown := chainhash.Hash{1, 2, 3}
+	var ids []chainhash.Hash
+	for i := range 450 {
+		ids = append(ids, []chainhash.Hash{confirmed, unconfirmed, unknown}[i%3])
+	}
+	got, err := env.Chain.TxStatuses(ctx, ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(ids) {
+		t.Fatalf("%d statuses for %d txids", len(got), len(ids))
+	}
+	for i, id := range ids {
+		want, err := env.Chain.TxStatus(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got[i] != want {
+			t.Fatalf("txid %d (%s): batched %+v, single %+v", i, id, got[i], want)
+		}
+	}
+	if got[0] != (chain.TxStatus{Known: true, Confirmations: 2}) || got[1] != (chain.TxStatus{Known: true}) || got[2] != (chain.TxStatus{}) {
+		t.Fatalf("statuses %+v", got[:3])
+	}
+}
+
+// TestTxStatusesBadReplies: a reply that leaves out a request, repeats or
+// invents an id, is not JSON, or carries another error is an error, never
+// a status made up for the request left unanswered.
+func TestTxStatusesBadReplies(t *testing.T) {
+	for name, reply := range map[string]string{
+		"missing":   `[{"id":0,"result":{"confirmations":1},"error":null}]`,
+		"duplicate": `[{"id":0,"result":{"confirmations":1},"error":null},{"id":0,"result":{"confirmations":1},"error":null}]`,
+		"unknown":   `[{"id":0,"result":{"confirmations":1},"error":null},{"id":7,"result":{"confirmations":1},"error":null}]`,
+		"no id":     `[{"result":{"confirmations":1},"error":null},{"id":1,"result":{"confirmations":1},"error":null}]`,
+		"not json":  `<html>busy</html>`,
+		"error":     `[{"id":0,"result":null,"error":{"code":-32603,"message":"internal"}},{"id":1,"result":{"confirmations":1},"error":null}]`,
+		"result":    `[{"id":0,"result":"nope","error":null},{"id":1,"result":{"confirmations":1},"error":null}]`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				io.WriteString(w, reply)
+			}))
+			defer srv.Close()
+			c, err := btcdrpc.New(btcdrpc.Config{Host: strings.TrimPrefix(srv.URL, "http://"), User: "u", Pass: "p", Params: &chaincfg.RegressionNetParams})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			got, err := c.TxStatuses(context.Background(), []chainhash.Hash{{1}, {2}})
+			if err == nil {
+				t.Fatalf("accepted %q: %+v", reply, got)
+			}
+		})
 	}
 }
