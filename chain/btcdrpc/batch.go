@@ -99,14 +99,21 @@ func (b *batcher) call(ctx context.Context, reqs []batchRequest) ([]batchReply, 
 	if len(raw) > maxBatchReply {
 		return nil, fmt.Errorf("batch reply over %d bytes", maxBatchReply)
 	}
+	return parseBatchReply(raw, len(reqs))
+}
+
+// parseBatchReply matches a batch's replies to its n requests (ids 0 to
+// n-1), in order. A reply missing, duplicated or naming an unknown id
+// fails the batch.
+func parseBatchReply(raw []byte, n int) ([]batchReply, error) {
 	var replies []batchReply
 	if err := json.Unmarshal(raw, &replies); err != nil {
 		return nil, fmt.Errorf("batch reply: %w", err)
 	}
-	out := make([]batchReply, len(reqs))
-	seen := make([]bool, len(reqs))
+	out := make([]batchReply, n)
+	seen := make([]bool, n)
 	for _, r := range replies {
-		if r.ID == nil || *r.ID < 0 || *r.ID >= len(reqs) || seen[*r.ID] {
+		if r.ID == nil || *r.ID < 0 || *r.ID >= n || seen[*r.ID] {
 			return nil, fmt.Errorf("batch reply: unexpected id")
 		}
 		seen[*r.ID] = true
@@ -114,10 +121,32 @@ func (b *batcher) call(ctx context.Context, reqs []batchRequest) ([]batchReply, 
 	}
 	for i, ok := range seen {
 		if !ok {
-			return nil, fmt.Errorf("batch reply: no answer to request %d of %d", i, len(reqs))
+			return nil, fmt.Errorf("batch reply: no answer to request %d of %d", i, n)
 		}
 	}
 	return out, nil
+}
+
+// txStatusOf reads one getrawtransaction reply.
+func txStatusOf(r batchReply) (chain.TxStatus, error) {
+	if r.Error != nil {
+		if isNoTx(r.Error) {
+			return chain.TxStatus{}, nil
+		}
+		return chain.TxStatus{}, r.Error
+	}
+	// btcd leaves confirmations out for a transaction in its mempool.
+	var tx struct {
+		TxID          string `json:"txid"`
+		Confirmations int64  `json:"confirmations"`
+	}
+	if err := json.Unmarshal(r.Result, &tx); err != nil {
+		return chain.TxStatus{}, fmt.Errorf("getrawtransaction reply: %w", err)
+	}
+	if tx.TxID == "" || tx.Confirmations < 0 {
+		return chain.TxStatus{}, errors.New("getrawtransaction reply: not a transaction")
+	}
+	return chain.TxStatus{Known: true, Confirmations: tx.Confirmations}, nil
 }
 
 // TxStatuses implements chain.StatusBatcher: one getrawtransaction per
@@ -135,20 +164,11 @@ func (c *Client) TxStatuses(ctx context.Context, txids []chainhash.Hash) ([]chai
 			return nil, err
 		}
 		for _, r := range replies {
-			if r.Error != nil {
-				if isNoTx(r.Error) {
-					out = append(out, chain.TxStatus{})
-					continue
-				}
-				return nil, r.Error
+			st, err := txStatusOf(r)
+			if err != nil {
+				return nil, err
 			}
-			var tx struct {
-				Confirmations int64 `json:"confirmations"`
-			}
-			if err := json.Unmarshal(r.Result, &tx); err != nil {
-				return nil, fmt.Errorf("getrawtransaction reply: %w", err)
-			}
-			out = append(out, chain.TxStatus{Known: true, Confirmations: tx.Confirmations})
+			out = append(out, st)
 		}
 		txids = txids[n:]
 	}

@@ -98,6 +98,7 @@ func TestTxStatusesBadReplies(t *testing.T) {
 		"not json":  `<html>busy</html>`,
 		"error":     `[{"id":0,"result":null,"error":{"code":-32603,"message":"internal"}},{"id":1,"result":{"confirmations":1},"error":null}]`,
 		"result":    `[{"id":0,"result":"nope","error":null},{"id":1,"result":{"confirmations":1},"error":null}]`,
+		"null":      `[{"id":0,"result":null,"error":null},{"id":1,"result":{"txid":"ab","confirmations":1},"error":null}]`,
 	} {
 		t.Run(name, func(t *testing.T) {
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
