@@ -18,7 +18,6 @@ import (
 	"github.com/btcsuite/btcd/btcutil"
 	"github.com/btcsuite/btcd/chaincfg"
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
-	"github.com/btcsuite/btcd/rpcclient"
 	"github.com/btcsuite/btcd/txscript"
 	"github.com/btcsuite/btcd/wire"
 	"github.com/paysip/paysip/chain"
@@ -48,8 +47,7 @@ var ErrNoFeeEstimate = errors.New("the node has no fee estimate and no fallback 
 
 // Client is a chain.Chain backed by btcd.
 type Client struct {
-	rpc      *rpcclient.Client
-	batch    *batcher
+	rpc      *jsonRPC
 	params   *chaincfg.Params
 	fallback txbuild.FeeRate
 	log      *slog.Logger
@@ -57,27 +55,19 @@ type Client struct {
 
 var _ chain.Chain = (*Client)(nil)
 
-// New connects (lazily: HTTP POST mode) to a btcd node.
+// New makes a client of a btcd node (nothing is sent until the first
+// call). Every call is a JSON-RPC request over HTTP (HTTPS with
+// CertFile), bound to the caller's context.
 func New(cfg Config) (*Client, error) {
-	cc := &rpcclient.ConnConfig{Host: cfg.Host, User: cfg.User, Pass: cfg.Pass, HTTPPostMode: true, DisableTLS: cfg.CertFile == ""}
-	if cfg.CertFile != "" {
-		pem, err := os.ReadFile(cfg.CertFile)
-		if err != nil {
-			return nil, fmt.Errorf("reading RPC certificate: %w", err)
-		}
-		cc.Certificates = pem
-	}
-	rpc, err := rpcclient.New(cc, nil)
-	if err != nil {
-		return nil, err
-	}
 	var pem []byte
 	if cfg.CertFile != "" {
-		pem = cc.Certificates
+		var err error
+		if pem, err = os.ReadFile(cfg.CertFile); err != nil {
+			return nil, fmt.Errorf("reading RPC certificate: %w", err)
+		}
 	}
-	batch, err := newBatcher(cfg.Host, cfg.User, cfg.Pass, pem)
+	rpc, err := newJSONRPC(cfg.Host, cfg.User, cfg.Pass, pem)
 	if err != nil {
-		rpc.Shutdown()
 		return nil, err
 	}
 	fb := cfg.FallbackFee
@@ -88,22 +78,20 @@ func New(cfg Config) (*Client, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Client{rpc: rpc, batch: batch, params: cfg.Params, fallback: fb, log: log.With("component", "btcdrpc")}, nil
+	return &Client{rpc: rpc, params: cfg.Params, fallback: fb, log: log.With("component", "btcdrpc")}, nil
 }
 
-// Close releases the client.
-func (c *Client) Close() {
-	c.rpc.Shutdown()
-	c.batch.http.CloseIdleConnections()
-}
+// Close releases the client's idle connections.
+func (c *Client) Close() { c.rpc.http.CloseIdleConnections() }
 
 // Params implements chain.Chain.
 func (c *Client) Params() *chaincfg.Params { return c.params }
 
 // TipHeight implements chain.Chain.
 func (c *Client) TipHeight(ctx context.Context) (int32, error) {
-	h, err := c.rpc.GetBlockCount()
-	return int32(h), err
+	var h int32
+	err := c.rpc.callOne(ctx, "getblockcount", []any{}, &h)
+	return h, err
 }
 
 // FeeRate implements chain.Chain. btcd's estimatefee answers in BTC/kB as
@@ -111,7 +99,8 @@ func (c *Client) TipHeight(ctx context.Context) (int32, error) {
 // Without an estimate it uses the configured fallback, saying so off
 // regtest, or refuses with ErrNoFeeEstimate when none is configured.
 func (c *Client) FeeRate(ctx context.Context, target int) (txbuild.FeeRate, error) {
-	est, err := c.rpc.EstimateFee(int64(target))
+	var est float64
+	err := c.rpc.callOne(ctx, "estimatefee", []any{target}, &est)
 	if err == nil && est > 0 {
 		if amt, err := btcutil.NewAmount(est); err == nil && amt > 0 {
 			return txbuild.FeeRate(amt), nil
@@ -128,7 +117,12 @@ func (c *Client) FeeRate(ctx context.Context, target int) (txbuild.FeeRate, erro
 
 // Broadcast implements chain.Chain.
 func (c *Client) Broadcast(ctx context.Context, tx *wire.MsgTx) error {
-	_, err := c.rpc.SendRawTransaction(tx, false)
+	var buf bytes.Buffer
+	buf.Grow(tx.SerializeSize())
+	if err := tx.Serialize(&buf); err != nil {
+		return err
+	}
+	err := c.rpc.callOne(ctx, "sendrawtransaction", []any{hex.EncodeToString(buf.Bytes()), false}, nil)
 	if err == nil {
 		return nil
 	}
@@ -152,19 +146,21 @@ func isNoTx(err error) bool {
 
 // TxStatus implements chain.Chain.
 func (c *Client) TxStatus(ctx context.Context, txid chainhash.Hash) (chain.TxStatus, error) {
-	r, err := c.rpc.GetRawTransactionVerbose(&txid)
-	if err != nil {
-		if isNoTx(err) {
-			return chain.TxStatus{}, nil
-		}
+	var r batchReply
+	err := c.rpc.callOne(ctx, "getrawtransaction", []any{txid.String(), 1}, &r.Result)
+	var re *btcjson.RPCError
+	switch {
+	case errors.As(err, &re):
+		r.Error = re
+	case err != nil:
 		return chain.TxStatus{}, err
 	}
-	return chain.TxStatus{Known: true, Confirmations: int64(r.Confirmations)}, nil
+	return txStatusOf(r)
 }
 
 // history lists the transactions touching a script's address, mempool
 // included (btcd's address index).
-func (c *Client) history(script []byte) ([]*btcjson.SearchRawTransactionsResult, error) {
+func (c *Client) history(ctx context.Context, script []byte) ([]*btcjson.SearchRawTransactionsResult, error) {
 	_, addrs, _, err := txscript.ExtractPkScriptAddrs(script, c.params)
 	if err != nil || len(addrs) != 1 {
 		return nil, fmt.Errorf("script %x has no single address", script)
@@ -172,7 +168,9 @@ func (c *Client) history(script []byte) ([]*btcjson.SearchRawTransactionsResult,
 	var all []*btcjson.SearchRawTransactionsResult
 	const page = 1000
 	for skip := 0; ; skip += page {
-		rs, err := c.rpc.SearchRawTransactionsVerbose(addrs[0], skip, page, true, false, nil)
+		// searchrawtransactions address verbose skip count vinextra reverse
+		var rs []*btcjson.SearchRawTransactionsResult
+		err := c.rpc.callOne(ctx, "searchrawtransactions", []any{addrs[0].EncodeAddress(), 1, skip, page, 1, false}, &rs)
 		if err != nil {
 			if isNoTx(err) || strings.Contains(err.Error(), "No information available") {
 				return all, nil
@@ -192,7 +190,7 @@ func (c *Client) history(script []byte) ([]*btcjson.SearchRawTransactionsResult,
 // another mempool transaction spends it. An outpoint whose transaction the
 // node does not know (yet, or any more) has no spender either.
 func (c *Client) SpendOf(ctx context.Context, op wire.OutPoint, pkScript []byte) (*chain.Spend, error) {
-	txs, err := c.history(pkScript)
+	txs, err := c.history(ctx, pkScript)
 	if err != nil {
 		return nil, err
 	}
@@ -227,7 +225,7 @@ func (c *Client) Coins(ctx context.Context, scripts [][]byte) ([]chain.Utxo, err
 	spent := map[wire.OutPoint]bool{}
 	seen := map[wire.OutPoint]bool{}
 	for _, script := range scripts {
-		txs, err := c.history(script)
+		txs, err := c.history(ctx, script)
 		if err != nil {
 			return nil, err
 		}
@@ -299,7 +297,7 @@ func decodeHex(s string) (*wire.MsgTx, error) {
 func (c *Client) Used(ctx context.Context, scripts [][]byte) ([]bool, error) {
 	used := make([]bool, len(scripts))
 	for i, s := range scripts {
-		txs, err := c.history(s)
+		txs, err := c.history(ctx, s)
 		if err != nil {
 			return nil, err
 		}
@@ -311,11 +309,18 @@ func (c *Client) Used(ctx context.Context, scripts [][]byte) ([]bool, error) {
 // Tx fetches a transaction by id (from the mempool or, with --txindex, the
 // chain).
 func (c *Client) Tx(ctx context.Context, txid chainhash.Hash) (*wire.MsgTx, error) {
-	t, err := c.rpc.GetRawTransaction(&txid)
+	var h string
+	if err := c.rpc.callOne(ctx, "getrawtransaction", []any{txid.String(), 0}, &h); err != nil {
+		return nil, err
+	}
+	tx, err := decodeHex(h)
 	if err != nil {
 		return nil, err
 	}
-	return t.MsgTx(), nil
+	if tx.TxHash() != txid {
+		return nil, fmt.Errorf("the node answered another transaction than %s", txid)
+	}
+	return tx, nil
 }
 
 // Generate mines blocks to the node's --miningaddr (regtest only).
@@ -323,6 +328,5 @@ func (c *Client) Generate(ctx context.Context, n uint32) error {
 	if !chain.IsRegtest(c.params) {
 		return fmt.Errorf("mining is for regtest only; this node is on %s", c.params.Name)
 	}
-	_, err := c.rpc.Generate(n)
-	return err
+	return c.rpc.callOne(ctx, "generate", []any{n}, nil)
 }

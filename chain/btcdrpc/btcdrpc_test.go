@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/btcsuite/btcd/chaincfg"
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
@@ -115,5 +116,36 @@ func TestTxStatusesBadReplies(t *testing.T) {
 				t.Fatalf("accepted %q: %+v", reply, got)
 			}
 		})
+	}
+}
+
+// TestCallsEndWithContext: a node that takes a request and never answers
+// holds a call only as long as the caller's context allows.
+func TestCallsEndWithContext(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	defer close(release)
+	c, err := btcdrpc.New(btcdrpc.Config{Host: strings.TrimPrefix(srv.URL, "http://"), User: "u", Pass: "p", Params: &chaincfg.RegressionNetParams})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if _, err := c.TipHeight(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("TipHeight against a silent node: %v", err)
+	}
+	if _, err := c.TxStatus(ctx, chainhash.Hash{1}); err == nil {
+		t.Fatal("TxStatus against a silent node succeeded")
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("calls held %v past their context", d)
 	}
 }

@@ -24,11 +24,8 @@ import (
 // start again mid-call. btcd comes back on new ports with a new password
 // (and an empty mempool: btcnode replays only the blocks), so everyone
 // reaches it through Chain, which follows the node across restarts; while
-// the node is down, Chain's calls fail at once with ErrNodeDown. (The real
-// client, chain/btcdrpc over btcd's rpcclient, would fail the same way
-// after retrying the dead address 10 times over 22.5 s, whatever the
-// context says; failing at once keeps the tests short and changes nothing
-// else.)
+// the node is down, Chain's calls fail at once with ErrNodeDown, as the
+// real client's (chain/btcdrpc) do on a refused connection.
 type Node struct {
 	t     testing.TB
 	Env   *regtest.Env

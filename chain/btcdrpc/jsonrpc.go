@@ -26,20 +26,21 @@ const (
 	// few kilobytes of JSON, a large one some hundreds.
 	maxBatchReply = 64 << 20
 	// batchTimeout bounds a request whose context has no deadline.
-	batchTimeout = 30 * time.Second
+	batchTimeout = 2 * time.Minute
 )
 
-// batcher sends JSON-RPC batches (a JSON array of requests, which btcd
-// answers with an array of replies since v0.23) over its own HTTP client,
-// bound to the caller's context: rpcclient's batch mode waits without a
-// deadline for a reply that may never list every request.
-type batcher struct {
+// jsonRPC speaks JSON-RPC to btcd over its own HTTP client, every request
+// bound to the caller's context (rpcclient's calls take none, and its HTTP
+// client has no timeout: a node that stops answering held its callers for
+// ever). It sends single requests and batches (a JSON array of requests,
+// which btcd answers with an array of replies since v0.23).
+type jsonRPC struct {
 	url        string
 	user, pass string
 	http       *http.Client
 }
 
-func newBatcher(host, user, pass string, certPEM []byte) (*batcher, error) {
+func newJSONRPC(host, user, pass string, certPEM []byte) (*jsonRPC, error) {
 	scheme := "http"
 	tr := &http.Transport{MaxIdleConnsPerHost: 2, IdleConnTimeout: 30 * time.Second}
 	if certPEM != nil {
@@ -50,7 +51,7 @@ func newBatcher(host, user, pass string, certPEM []byte) (*batcher, error) {
 		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 		scheme = "https"
 	}
-	return &batcher{url: scheme + "://" + host, user: user, pass: pass, http: &http.Client{Transport: tr}}, nil
+	return &jsonRPC{url: scheme + "://" + host, user: user, pass: pass, http: &http.Client{Transport: tr}}, nil
 }
 
 type batchRequest struct {
@@ -66,17 +67,14 @@ type batchReply struct {
 	Error  *btcjson.RPCError `json:"error"`
 }
 
-// call sends one batch and returns each request's reply, in order. A
-// reply missing, duplicated or naming an unknown id fails the batch.
-func (b *batcher) call(ctx context.Context, reqs []batchRequest) ([]batchReply, error) {
+// post sends one JSON-RPC body (a request, or a batch of them) and
+// returns the reply's body, bounded; the request ends with ctx, or after
+// batchTimeout when ctx has no deadline.
+func (b *jsonRPC) post(ctx context.Context, body []byte) ([]byte, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, batchTimeout)
 		defer cancel()
-	}
-	body, err := json.Marshal(reqs)
-	if err != nil {
-		return nil, err
 	}
 	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, b.url, bytes.NewReader(body))
 	if err != nil {
@@ -93,13 +91,61 @@ func (b *batcher) call(ctx context.Context, reqs []batchRequest) ([]batchReply, 
 	if err != nil {
 		return nil, err
 	}
-	if res.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("batch request: HTTP %s: %.200s", res.Status, raw)
-	}
 	if len(raw) > maxBatchReply {
-		return nil, fmt.Errorf("batch reply over %d bytes", maxBatchReply)
+		return nil, fmt.Errorf("RPC reply over %d bytes", maxBatchReply)
+	}
+	// btcd answers an RPC error with HTTP 500 and the error in the body.
+	if res.StatusCode != http.StatusOK && (len(raw) == 0 || raw[0] != '{' && raw[0] != '[') {
+		return nil, fmt.Errorf("RPC: HTTP %s: %.200s", res.Status, raw)
+	}
+	return raw, nil
+}
+
+// call sends one batch and returns each request's reply, in order. A
+// reply missing, duplicated or naming an unknown id fails the batch.
+func (b *jsonRPC) call(ctx context.Context, reqs []batchRequest) ([]batchReply, error) {
+	body, err := json.Marshal(reqs)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := b.post(ctx, body)
+	if err != nil {
+		return nil, err
 	}
 	return parseBatchReply(raw, len(reqs))
+}
+
+// callOne sends one request and decodes its result into result (nil:
+// ignore it). An error the node answers is a *btcjson.RPCError.
+func (b *jsonRPC) callOne(ctx context.Context, method string, params []any, result any) error {
+	body, err := json.Marshal(batchRequest{JSONRPC: "1.0", ID: 1, Method: method, Params: params})
+	if err != nil {
+		return err
+	}
+	raw, err := b.post(ctx, body)
+	if err != nil {
+		return fmt.Errorf("%s: %w", method, err)
+	}
+	return parseReply(raw, method, result)
+}
+
+// parseReply reads a single request's reply into result (nil: ignore it);
+// an error the node answers is returned as a *btcjson.RPCError.
+func parseReply(raw []byte, method string, result any) error {
+	var r batchReply
+	if err := json.Unmarshal(raw, &r); err != nil {
+		return fmt.Errorf("%s reply: %w", method, err)
+	}
+	if r.Error != nil {
+		return r.Error
+	}
+	if result == nil {
+		return nil
+	}
+	if err := json.Unmarshal(r.Result, result); err != nil {
+		return fmt.Errorf("%s reply: %w", method, err)
+	}
+	return nil
 }
 
 // parseBatchReply matches a batch's replies to its n requests (ids 0 to
@@ -159,7 +205,7 @@ func (c *Client) TxStatuses(ctx context.Context, txids []chainhash.Hash) ([]chai
 		for i, id := range txids[:n] {
 			reqs[i] = batchRequest{JSONRPC: "1.0", ID: i, Method: "getrawtransaction", Params: []any{id.String(), 1}}
 		}
-		replies, err := c.batch.call(ctx, reqs)
+		replies, err := c.rpc.call(ctx, reqs)
 		if err != nil {
 			return nil, err
 		}

@@ -1,6 +1,10 @@
 package btcdrpc
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/btcsuite/btcd/btcjson"
+)
 
 // FuzzBatchReply: whatever the node answers to a batch, the reply is
 // matched to its requests or refused, never a panic; a status is read
@@ -25,6 +29,24 @@ func FuzzBatchReply(f *testing.F) {
 			if st, err := txStatusOf(r); err == nil && (st.Confirmations < 0 || !st.Known && st.Confirmations != 0) {
 				t.Fatalf("status %+v", st)
 			}
+		}
+	})
+}
+
+// FuzzReply: a single request's reply, read into each result type the
+// client asks for, is decoded or refused, never a panic.
+func FuzzReply(f *testing.F) {
+	f.Add([]byte(`{"result":812,"error":null,"id":1}`))
+	f.Add([]byte(`{"result":null,"error":{"code":-26,"message":"TX rejected"},"id":1}`))
+	f.Add([]byte(`{"result":[{"txid":"ab","vin":[{"txid":"cd","vout":1}],"vout":[{"n":0,"scriptPubKey":{"hex":"00"}}]}],"error":null,"id":1}`))
+	f.Add([]byte(`{"result":"0100","id":1}`))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		var h int32
+		var fee float64
+		var hex string
+		var txs []*btcjson.SearchRawTransactionsResult
+		for _, r := range []any{&h, &fee, &hex, &txs, nil} {
+			parseReply(raw, "m", r)
 		}
 	})
 }
