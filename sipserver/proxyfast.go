@@ -153,12 +153,6 @@ func (s *Server) fastInDialog(data []byte, from *net.UDPAddr) bool {
 		if breadth == 0 {
 			return false // 440 on sipgo's path
 		}
-		ip := from.AddrPort().Addr().Unmap()
-		if !s.lim.exempt(ip) {
-			if ok, _ := s.reqLimit.take(ip, 1, now); !ok {
-				return false // 503 on sipgo's path
-			}
-		}
 		for req.RemoveHeader("Max-Breadth") {
 		}
 		req.AppendHeader(sip.NewHeader("Max-Breadth", strconv.Itoa(breadth)))
@@ -177,6 +171,16 @@ func (s *Server) fastInDialog(data []byte, from *net.UDPAddr) bool {
 	req.StringWrite(buf)
 	if buf.Len() > 1300 {
 		return false // RFC 3261 section 18.1.1: TCP, on sipgo's path
+	}
+	if !isAck {
+		// The per-source rate, taken last: a request left to sipgo's
+		// path is counted there, once.
+		ip := from.AddrPort().Addr().Unmap()
+		if !s.lim.exempt(ip) {
+			if ok, _ := s.reqLimit.take(ip, 1, now); !ok {
+				return false // 503 on sipgo's path
+			}
+		}
 	}
 	if _, err := s.udp.WriteTo(buf.Bytes(), net.UDPAddrFromAddrPort(dst)); err != nil {
 		s.log.Debug("stateless forward", "method", req.Method, "dest", t.dest, "err", err)

@@ -313,3 +313,23 @@ func TestDialogHopsFromRecordRouteList(t *testing.T) {
 		t.Fatalf("hops %v", hops)
 	}
 }
+
+// TestFastPathOverLongCountedOnce: an in-dialog request too long for UDP
+// is left to sipgo's path without spending the source's request rate
+// there (sipgo's path counts it): a source with one request of burst
+// left still gets its next request forwarded.
+func TestFastPathOverLongCountedOnce(t *testing.T) {
+	r := newFastRig(t)
+	r.s.reqLimit = newSourceLimiter(0.001, 1, 10)
+	long := r.inDialog("INFO", "z9hG4bK-long", "X-Pad: "+strings.Repeat("a", 1400)+"\r\n")
+	if r.s.fastPath([]byte(long), callerAddr) || len(r.conn.take()) != 0 {
+		t.Fatal("an over-long request went out over UDP")
+	}
+	if !r.s.fastPath([]byte(r.inDialog("BYE", "z9hG4bK-after", "")), callerAddr) || len(r.conn.take()) != 1 {
+		t.Fatal("the next request was refused: the over-long one spent the source's rate")
+	}
+	// The rate does apply: the burst is spent now.
+	if r.s.fastPath([]byte(r.inDialog("BYE", "z9hG4bK-again", "")), callerAddr) {
+		t.Fatal("a request past the source's rate was forwarded")
+	}
+}
