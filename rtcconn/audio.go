@@ -76,8 +76,7 @@ type toneTrack struct {
 	start time.Time // when frame 0 was due
 	next  int64     // the next frame to send
 	pkt   rtp.Packet
-	phase int // the clock's sub-tick that sends it
-	idx   int // in audioClock.tracks[phase]
+	idx   int // in audioClock.tracks
 }
 
 func newToneTrack(track *webrtc.TrackLocalStaticRTP, start time.Time) *toneTrack {
@@ -85,7 +84,7 @@ func newToneTrack(track *webrtc.TrackLocalStaticRTP, start time.Time) *toneTrack
 	rand.Read(b[:])
 	// RFC 3550 §5.1: the first sequence number and timestamp are random.
 	// The SSRC is the track binding's (pion sets it on each write).
-	return &toneTrack{track: track, start: start, phase: phaseOf(start), pkt: rtp.Packet{Header: rtp.Header{
+	return &toneTrack{track: track, start: start, pkt: rtp.Packet{Header: rtp.Header{
 		Version:        2,
 		PayloadType:    0, // PCMU, RFC 3551 §6
 		SequenceNumber: binary.BigEndian.Uint16(b[:2]),
@@ -121,38 +120,13 @@ func (t *toneTrack) send(now time.Time) (sent, late, skipped int64) {
 	return sent, late, skipped
 }
 
-// The audio clock ticks phases times a frame: each tone track is sent at
-// the first sub-tick after its frames are due, so the process's tracks
-// leave spread over the 20 ms instead of in one burst a frame (a burst of
-// a thousand packets delays whatever else shares the sockets and cores,
-// the payments' round trips first).
-const (
-	phases  = 4
-	subTick = frameDur / phases
-)
-
-// clockEpoch is sub-tick 0 of the audio clock, for the process's life: a
-// track's phase does not move when the clock stops and starts again.
-var clockEpoch = time.Now()
-
-// phaseOf is the sub-tick of a frame that sends a track whose frame 0 was
-// due at start: the first at or after the frame is due.
-func phaseOf(start time.Time) int {
-	off := start.Sub(clockEpoch) % frameDur
-	if off < 0 {
-		off += frameDur
-	}
-	return int((off + subTick - 1) / subTick % phases)
-}
-
 // audioClock sends every tone track of the process by one clock: one
 // goroutine and one timer for all of them (a ticker per track loses the
-// frames of the ticks its goroutine misses on a loaded machine). Each
-// sub-tick, that phase's tracks are split among one sender per CPU.
+// frames of the ticks its goroutine misses on a loaded machine). Each tick,
+// the tracks are split among one sender per CPU.
 type audioClock struct {
 	mu      sync.Mutex
-	tracks  [phases][]*toneTrack
-	n       int // tracks in all phases
+	tracks  []*toneTrack
 	running bool
 }
 
@@ -161,9 +135,8 @@ var clock audioClock
 func (c *audioClock) add(t *toneTrack) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	t.idx = len(c.tracks[t.phase])
-	c.tracks[t.phase] = append(c.tracks[t.phase], t)
-	c.n++
+	t.idx = len(c.tracks)
+	c.tracks = append(c.tracks, t)
 	if !c.running {
 		c.running = true
 		go c.run()
@@ -173,46 +146,35 @@ func (c *audioClock) add(t *toneTrack) {
 func (c *audioClock) remove(t *toneTrack) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	ts := c.tracks[t.phase]
-	if t.idx < 0 || t.idx >= len(ts) || ts[t.idx] != t {
+	if t.idx < 0 || t.idx >= len(c.tracks) || c.tracks[t.idx] != t {
 		return
 	}
-	last := ts[len(ts)-1]
-	ts[t.idx], last.idx = last, t.idx
-	ts[len(ts)-1] = nil
-	c.tracks[t.phase] = ts[:len(ts)-1]
-	c.n--
+	last := c.tracks[len(c.tracks)-1]
+	c.tracks[t.idx], last.idx = last, t.idx
+	c.tracks[len(c.tracks)-1] = nil
+	c.tracks = c.tracks[:len(c.tracks)-1]
 	t.idx = -1
 }
 
-// run ticks until no track is left. The timer aims at sub-tick boundaries
-// of clockEpoch, so the ticks do not drift, and skips the sub-ticks of
-// phases without a track (a lone call's clock wakes once a frame); each
-// wake-up sends the phases of every sub-tick since the last one (up to a
-// frame's), so a late wake-up or a track added to a skipped phase is sent
-// late, not lost.
+// run ticks until no track is left. The timer aims at the next 20 ms
+// boundary of the clock's own start, so the ticks do not drift.
 func (c *audioClock) run() {
-	done := int64(time.Since(clockEpoch) / subTick) // sub-ticks sent
-	timer := time.NewTimer(time.Until(clockEpoch.Add(time.Duration(done+1) * subTick)))
+	epoch := time.Now()
+	timer := time.NewTimer(frameDur)
 	defer timer.Stop()
 	var snap []*toneTrack
 	var wg sync.WaitGroup
-	for {
+	for k := int64(1); ; {
 		<-timer.C
-		now := time.Now()
-		last := int64(now.Sub(clockEpoch) / subTick) // the sub-tick just passed
 		c.mu.Lock()
-		if c.n == 0 {
+		if len(c.tracks) == 0 {
 			c.running = false
 			c.mu.Unlock()
 			return
 		}
-		snap = snap[:0]
-		for j := max(done+1, last-phases+1); j <= last; j++ {
-			snap = append(snap, c.tracks[j%phases]...)
-		}
-		done = last
+		snap = append(snap[:0], c.tracks...)
 		c.mu.Unlock()
+		now := time.Now()
 		workers := min(runtime.GOMAXPROCS(0), (len(snap)+63)/64)
 		for w := range workers {
 			wg.Add(1)
@@ -230,14 +192,9 @@ func (c *audioClock) run() {
 		}
 		wg.Wait()
 		clear(snap)
-		// The next sub-tick with tracks to send, after now.
-		next := max(done, int64(time.Since(clockEpoch)/subTick)) + 1
-		c.mu.Lock()
-		for i := 0; i < phases-1 && len(c.tracks[next%phases]) == 0; i++ {
-			next++
-		}
-		c.mu.Unlock()
-		timer.Reset(time.Until(clockEpoch.Add(time.Duration(next) * subTick)))
+		// The next tick is the first 20 ms boundary after now.
+		k = max(k+1, int64(time.Since(epoch)/frameDur)+1)
+		timer.Reset(time.Until(epoch.Add(time.Duration(k) * frameDur)))
 	}
 }
 

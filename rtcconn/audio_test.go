@@ -174,20 +174,3 @@ func TestToneRTP(t *testing.T) {
 		prev = p
 	}
 }
-
-// TestPhaseOf: a track is sent at the first sub-tick of the audio clock at
-// or after its frames are due.
-func TestPhaseOf(t *testing.T) {
-	for _, c := range []struct {
-		off  time.Duration
-		want int
-	}{
-		{0, 0}, {time.Nanosecond, 1}, {subTick, 1}, {subTick + 1, 2},
-		{3 * subTick, 3}, {3*subTick + 1, 0}, {frameDur, 0}, {frameDur + 2*subTick, 2},
-		{-time.Millisecond, 0}, {-subTick - 1, 3}, {-frameDur, 0},
-	} {
-		if got := phaseOf(clockEpoch.Add(c.off)); got != c.want {
-			t.Errorf("phaseOf(epoch%+v) = %d, want %d", c.off, got, c.want)
-		}
-	}
-}
