@@ -67,6 +67,9 @@ func BenchmarkToneCalls(b *testing.B) {
 			}
 			want := secs / frameDur.Seconds() * float64(n)
 			b.ReportMetric(100*cpu.Seconds()/secs/float64(n), "%cpu/call")
+			// The CPU per frame received: the same cost per call, but not
+			// lowered by frames a starved machine did not send.
+			b.ReportMetric(float64(cpu.Microseconds())/float64(max(rx, 1)), "us/frame")
 			b.ReportMetric(100*max(0, want-float64(rx)-float64(n))/want, "%missing")
 			b.ReportMetric(100*(float64(framesSkipped.Load())-skipped0)/want, "%skipped")
 			b.ReportMetric(100*(float64(framesLate.Load())-late0)/want, "%late")
