@@ -2,6 +2,8 @@ package store
 
 import (
 	"errors"
+	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -324,6 +326,55 @@ func TestMigration5To6(t *testing.T) {
 				t.Errorf("%s: plan %s", q, p)
 			}
 			t.Logf("%s: %s", q, p)
+		}
+	})
+}
+
+// TestPutBindingsBatch: a batch longer than one statement, holding some
+// bindings twice, ends as one upsert per binding in order would: the
+// later Updated stays, of two equal the later in the batch; a zero
+// Updated is stamped by the store.
+func TestPutBindingsBatch(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b backend) {
+		d, _ := b.open(t)
+		t0 := time.Now().Add(-time.Minute).Truncate(time.Microsecond).UTC()
+		exp := time.Now().Add(time.Hour)
+		var batch []StoredBinding
+		for i := range 150 {
+			batch = append(batch, StoredBinding{AOR: fmt.Sprintf("sip:u%d@x", i), Key: "k", Expires: exp, Data: []byte(fmt.Sprint(i)), Updated: t0, Writer: "w"})
+		}
+		dup := func(at int, aor, data string, u time.Time) {
+			batch = slices.Insert(batch, at, StoredBinding{AOR: aor, Key: "k", Expires: exp, Data: []byte(data), Updated: u, Writer: "w2"})
+		}
+		dup(100, "sip:u10@x", "older", t0.Add(-time.Second)) // u10 (t0) stays
+		dup(120, "sip:u20@x", "newer", t0.Add(time.Second))  // replaces u20
+		dup(31, "sip:u30@x", "same", t0)                     // right after u30: equal Updated, the later stays
+		dup(140, "sip:u40@x", "", time.Time{})               // stamped now: replaces u40
+		dup(5, "sip:u140@x", "first", t0.Add(time.Hour))     // before u140: later Updated, stays
+		before := time.Now().Add(-time.Second)
+		if err := d.PutBindings(ctx, batch); err != nil {
+			t.Fatal(err)
+		}
+		all, err := d.AllBindings(ctx, time.Now())
+		if err != nil || len(all) != 150 {
+			t.Fatalf("%d bindings, %v", len(all), err)
+		}
+		want := map[string]string{"sip:u10@x": "10", "sip:u20@x": "newer", "sip:u30@x": "same", "sip:u40@x": "", "sip:u140@x": "first", "sip:u77@x": "77"}
+		for _, g := range all {
+			w, ok := want[g.AOR]
+			if !ok {
+				continue
+			}
+			if string(g.Data) != w {
+				t.Errorf("%s: %q, want %q", g.AOR, g.Data, w)
+			}
+			if g.AOR == "sip:u40@x" && (g.Updated.Before(before) || g.Updated.After(time.Now().Add(time.Second))) {
+				t.Errorf("zero Updated stamped %v", g.Updated)
+			}
+			delete(want, g.AOR)
+		}
+		if len(want) != 0 {
+			t.Fatalf("missing %v", want)
 		}
 	})
 }
