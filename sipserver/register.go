@@ -124,7 +124,7 @@ func (s *Server) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 	res := sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil)
 	now := s.now()
 	for _, b := range bindings {
-		c := b.Contact.Clone()
+		c := b.Contact // a copy already (Apply and Lookup clone what they return)
 		unquoteParams(c.Params) // sipgo quotes them again: no ""doubled"" quotes
 		secs := int(b.Expires.Sub(now).Seconds() + 0.5)
 		c.Params.Add("expires", strconv.Itoa(secs))
