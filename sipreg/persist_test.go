@@ -457,4 +457,7 @@ func TestPersistMarkedFeedAdvances(t *testing.T) {
 	if last > 2 {
 		t.Fatalf("the 8th poll scanned %d rows: the feed does not advance past its own rows", last)
 	}
+	if len(p.written) != 0 {
+		t.Fatalf("%d own writes remembered: the marked feed never returns them", len(p.written))
+	}
 }
