@@ -147,13 +147,25 @@ var knownParams = [...]string{"username", "realm", "nonce", "uri", "response", "
 // knownParam is name's index in knownParams (case-insensitive), -1 if
 // none.
 func knownParam(name string) int {
-	for i, k := range knownParams {
-		if len(k) == len(name) && strings.EqualFold(k, name) {
+	if len(name) < 2 || len(name) > len(knownByLen)+1 {
+		return -1
+	}
+	for _, i := range knownByLen[len(name)-2] {
+		if strings.EqualFold(knownParams[i], name) {
 			return i
 		}
 	}
 	return -1
 }
+
+// knownByLen lists the indexes in knownParams of the names of each
+// length, from 2.
+var knownByLen = func() (t [8][]int) {
+	for i, k := range knownParams {
+		t[len(k)-2] = append(t[len(k)-2], i)
+	}
+	return t
+}()
 
 // parseNC reads an nc-value: exactly 8 hex digits (RFC 7616 section
 // 3.4), at most 0x7fffffff (a signed 32-bit count, as icholy/digest
@@ -204,9 +216,14 @@ func (p *credParser) skipLWS() {
 
 // isTokenChar: RFC 3261 section 25.1, token = 1*(alphanum / "-" / "." /
 // "!" / "%" / "*" / "_" / "+" / "`" / "'" / "~").
-func isTokenChar(b byte) bool {
-	return 'a' <= b && b <= 'z' || 'A' <= b && b <= 'Z' || '0' <= b && b <= '9' || strings.IndexByte("-.!%*_+`'~", b) >= 0
-}
+func isTokenChar(b byte) bool { return tokenChars[b] }
+
+var tokenChars = func() (t [256]bool) {
+	for b := range 256 {
+		t[b] = 'a' <= b && b <= 'z' || 'A' <= b && b <= 'Z' || '0' <= b && b <= '9' || strings.IndexByte("-.!%*_+`'~", byte(b)) >= 0
+	}
+	return t
+}()
 
 func (p *credParser) token() string {
 	start := p.i
@@ -249,6 +266,8 @@ func (p *credParser) quoted() (string, error) {
 			b = append(append(b, p.s[start:p.i]...), e)
 			p.i += 2
 			start = p.i
+		case c >= 0x20 && c < 0x7f:
+			p.i++ // qdtext, the usual case
 		case c < 0x20 && c != '\t' || c == 0x7f:
 			return "", p.errorf("control character %#x in a quoted-string", c)
 		case c >= 0x80:
