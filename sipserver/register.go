@@ -1,8 +1,10 @@
 package sipserver
 
 import (
+	"context"
 	"errors"
 	"github.com/paysip/paysip/sipext"
+	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
@@ -96,35 +98,14 @@ func (s *Server) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 	} else if err == nil {
 		s.applied.put(r.CallID, appliedRegister{cseq: r.CSeq, branch: branch, at: s.now()})
 	}
-	var brief *sipreg.IntervalTooBriefError
-	switch {
-	case errors.As(err, &brief):
-		s.respond(tx, req, sip.StatusIntervalToBrief, "Interval Too Brief", sip.NewHeader("Min-Expires", strconv.Itoa(int(brief.Min))))
-		return
-	case errors.Is(err, sipreg.ErrWildcard):
-		s.respond(tx, req, sip.StatusBadRequest, "Bad Request: "+err.Error())
-		return
-	case errors.Is(err, sipreg.ErrOutOfOrder):
-		s.respond(tx, req, sip.StatusInternalServerError, "Server Internal Error: "+err.Error())
-		return
-	case errors.Is(err, sipreg.ErrTooManyContacts):
-		// RFC 3261 section 10.3 lets the registrar refuse by local policy.
-		s.log.Warn("REGISTER refused: too many contacts", "aor", aor, "owner", owner, "from", req.Source())
-		s.respond(tx, req, sip.StatusForbidden, "Forbidden: too many contacts for this address (at most "+strconv.Itoa(s.reg.Limits().MaxContacts)+")")
-		return
-	case errors.Is(err, sipreg.ErrFull):
-		s.log.Warn("REGISTER refused: registrar full", "aor", aor, "from", req.Source(), "bindings", s.reg.Count())
-		s.respond(tx, req, sip.StatusServiceUnavailable, "Service Unavailable: registrar full", sip.NewHeader("Retry-After", "300"))
-		return
-	case err != nil:
-		s.log.Error("REGISTER", "err", err)
-		s.respond(tx, req, sip.StatusInternalServerError, "Server Internal Error")
+	if err != nil {
+		s.registerRefused(req, tx, err, aor, owner)
 		return
 	}
 	res := sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil)
 	now := s.now()
 	for _, b := range bindings {
-		c := b.Contact // a copy already (Apply and Lookup clone what they return)
+		c := b.Contact          // a copy already (Apply and Lookup clone what they return)
 		unquoteParams(c.Params) // sipgo quotes them again: no ""doubled"" quotes
 		secs := int(b.Expires.Sub(now).Seconds() + 0.5)
 		c.Params.Add("expires", strconv.Itoa(secs))
@@ -140,7 +121,32 @@ func (s *Server) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 	if err := tx.Respond(res); err != nil {
 		s.log.Debug("register respond", "err", err)
 	}
-	s.log.Debug("registered", "aor", aor, "bindings", len(bindings), "from", req.Source(), "transport", req.Transport())
+	if s.log.Enabled(context.Background(), slog.LevelDebug) { // its arguments cost 3 allocations
+		s.log.Debug("registered", "aor", aor, "bindings", len(bindings), "from", req.Source(), "transport", req.Transport())
+	}
+}
+
+// registerRefused answers a REGISTER that Apply refused (err not nil).
+func (s *Server) registerRefused(req *sip.Request, tx sip.ServerTransaction, err error, aor, owner string) {
+	var brief *sipreg.IntervalTooBriefError
+	switch {
+	case errors.As(err, &brief):
+		s.respond(tx, req, sip.StatusIntervalToBrief, "Interval Too Brief", sip.NewHeader("Min-Expires", strconv.Itoa(int(brief.Min))))
+	case errors.Is(err, sipreg.ErrWildcard):
+		s.respond(tx, req, sip.StatusBadRequest, "Bad Request: "+err.Error())
+	case errors.Is(err, sipreg.ErrOutOfOrder):
+		s.respond(tx, req, sip.StatusInternalServerError, "Server Internal Error: "+err.Error())
+	case errors.Is(err, sipreg.ErrTooManyContacts):
+		// RFC 3261 section 10.3 lets the registrar refuse by local policy.
+		s.log.Warn("REGISTER refused: too many contacts", "aor", aor, "owner", owner, "from", req.Source())
+		s.respond(tx, req, sip.StatusForbidden, "Forbidden: too many contacts for this address (at most "+strconv.Itoa(s.reg.Limits().MaxContacts)+")")
+	case errors.Is(err, sipreg.ErrFull):
+		s.log.Warn("REGISTER refused: registrar full", "aor", aor, "from", req.Source(), "bindings", s.reg.Count())
+		s.respond(tx, req, sip.StatusServiceUnavailable, "Service Unavailable: registrar full", sip.NewHeader("Retry-After", "300"))
+	default:
+		s.log.Error("REGISTER", "err", err)
+		s.respond(tx, req, sip.StatusInternalServerError, "Server Internal Error")
+	}
 }
 
 // appliedRegister is the last REGISTER applied for a Call-ID.
