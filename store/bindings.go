@@ -79,15 +79,18 @@ func (d *DB) PutBinding(ctx context.Context, b StoredBinding) error {
 // transaction (one commit for a registrar's write-behind batch): all are
 // stored, or none.
 //
-// The rows go in multi-row upserts (up to putRowsMax a statement, in a
-// few fixed sizes so that each is prepared once) rather than one upsert
-// per row, whose per-statement calls (database/sql, the driver's bind,
-// step and reset) a registrar writing behind thousands of new bindings a
-// second paid for each (BenchmarkPutBindings: ~20% less CPU). A statement
-// never holds one binding twice (Postgres refuses to update a row twice
-// in one statement; SQLite would apply them in order): a repeated
-// binding starts the next statement, so the writes run in the order
-// given, as one upsert each would.
+// On PostgreSQL the rows go in multi-row upserts (up to putRowsMax a
+// statement, in a few fixed sizes so that each is prepared once): one
+// round trip for 16 bindings rather than one each. On SQLite they go one
+// upsert each: a statement that writes several rows keeps a statement
+// journal of the pages it changes (to undo itself alone on an error),
+// which spills to a temporary file past 64 KiB: with registrations
+// spread over the address space, that journal was 10-13% of a
+// registrar's CPU under load, more than the per-statement calls it saved
+// (BenchmarkPutBindings/batch=240/random). A statement never holds one
+// binding twice (Postgres refuses to update a row twice in one
+// statement): a repeated binding starts the next statement, so the
+// writes run in the order given, as one upsert each would.
 func (d *DB) PutBindings(ctx context.Context, bs []StoredBinding) error {
 	for _, b := range bs {
 		switch {
@@ -103,22 +106,23 @@ func (d *DB) PutBindings(ctx context.Context, bs []StoredBinding) error {
 		return nil
 	}
 	return d.write(ctx, func(tx *txn) error {
-		args := make([]any, 0, putRowsMax*putBindingCols)
-		inStmt := make(map[[2]string]struct{}, min(len(bs), putRowsMax))
+		args := make([]any, 0, d.dialect.putRows()*putBindingCols)
+		inStmt := make(map[[2]string]struct{}, min(len(bs), d.dialect.putRows()))
 		for len(bs) > 0 {
 			// The longest run of distinct bindings, then the largest
 			// fixed size that fits in it.
-			run := 0
-			clear(inStmt)
-			for run < len(bs) && run < putRowsMax {
-				k := [2]string{bs[run].AOR, bs[run].Key}
-				if _, dup := inStmt[k]; dup {
-					break
+			run, most := 1, d.dialect.putRows()
+			if most > 1 {
+				clear(inStmt)
+				for run = 0; run < len(bs) && run < most; run++ {
+					k := [2]string{bs[run].AOR, bs[run].Key}
+					if _, dup := inStmt[k]; dup {
+						break
+					}
+					inStmt[k] = struct{}{}
 				}
-				inStmt[k] = struct{}{}
-				run++
 			}
-			n := putRowsMax
+			n := most
 			for n > run {
 				n /= putRowsStep
 			}
@@ -142,15 +146,20 @@ func (d *DB) PutBindings(ctx context.Context, bs []StoredBinding) error {
 // Rows of a binding upsert: statements hold putRowsMax rows, or that
 // divided by putRowsStep once or more (16, 4, 1): at most
 // putRowsMax*putBindingCols parameters (SQLite allows 32,766, Postgres
-// 65,535), three statement texts. Not more rows: a statement of several
-// rows keeps a statement journal of the pages it changes (SQLite),
-// which spills to a file past 64 KiB: 64 rows a statement were no
-// cheaper than 16, 256 dearer.
+// 65,535), three statement texts.
 const (
 	putRowsMax     = 16
 	putRowsStep    = 4
 	putBindingCols = 6
 )
+
+// putRows is the most rows an upsert statement holds (see PutBindings).
+func (dl *dialect) putRows() int {
+	if dl == sqliteDialect {
+		return 1
+	}
+	return putRowsMax
+}
 
 // putBindingsQuery is the upsert of n bindings, n one of the fixed sizes:
 // a constant text for each, which execHot prepares once.
@@ -169,7 +178,7 @@ func putBindingsTexts(dl *dialect) map[int]string {
 		row = "(?, ?, ?, ?, ?, COALESCE(CAST(? AS BIGINT), " + dl.nowMicros() + "))"
 	}
 	texts := map[int]string{}
-	for n := putRowsMax; n >= 1; n /= putRowsStep {
+	for n := dl.putRows(); n >= 1; n /= putRowsStep {
 		var q strings.Builder
 		q.WriteString("INSERT INTO bindings (aor, bkey, expires_us, data, writer, updated_us) VALUES ")
 		for i := range n {
