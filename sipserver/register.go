@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -117,7 +118,7 @@ func (s *Server) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 	if len(r.Path) > 0 {
 		res.AppendHeader(sip.NewHeader("Supported", "path"))
 	}
-	res.AppendHeader(sip.NewHeader("Date", now.UTC().Format("Mon, 02 Jan 2006 15:04:05 GMT")))
+	res.AppendHeader(sip.NewHeader("Date", sipDate(now)))
 	if err := tx.Respond(res); err != nil {
 		s.log.Debug("register respond", "err", err)
 	}
@@ -125,6 +126,25 @@ func (s *Server) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 		s.log.Debug("registered", "aor", aor, "bindings", len(bindings), "from", req.Source(), "transport", req.Transport())
 	}
 }
+
+// sipDate is now as a Date header value (RFC 3261 section 20.17, RFC
+// 1123 in GMT), formatted once a second rather than once per answer.
+func sipDate(now time.Time) string {
+	sec := now.Unix()
+	if d := lastDate.Load(); d != nil && d.sec == sec {
+		return d.text
+	}
+	d := &formattedDate{sec: sec, text: now.UTC().Format("Mon, 02 Jan 2006 15:04:05 GMT")}
+	lastDate.Store(d)
+	return d.text
+}
+
+type formattedDate struct {
+	sec  int64
+	text string
+}
+
+var lastDate atomic.Pointer[formattedDate]
 
 // registerRefused answers a REGISTER that Apply refused (err not nil).
 func (s *Server) registerRefused(req *sip.Request, tx sip.ServerTransaction, err error, aor, owner string) {
