@@ -221,7 +221,8 @@ func (p *Persister) queue(b *Binding, removed bool, now time.Time) {
 
 // storedBinding is a Binding as Record.Data holds it. Two encodings:
 // JSON (version 1, what paysip wrote before; still read, never written)
-// and a binary one (format 2, below), four times cheaper to write: a
+// and a binary one (format 2, below), ~9 times cheaper to write
+// (BenchmarkEncodeBinding: 0.7 us against 6 us): a
 // registrar taking a new binding per REGISTER spent 3-4% of its CPU in
 // encoding/json.
 type storedBinding struct {
