@@ -30,12 +30,12 @@ import (
 	"hash"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
-	"github.com/icholy/digest"
 )
 
 // NonceLifetime is how long a nonce is accepted.
@@ -68,20 +68,23 @@ var (
 
 // HA1 is a user's stored secret for one algorithm: H(user:realm:password).
 func HA1(algorithm, user, realm, password string) string {
-	return hexHash(algorithm, user+":"+realm+":"+password)
+	return hexHash(algorithm, user, ":", realm, ":", password)
 }
 
-func newHash(algorithm string) hash.Hash {
-	if strings.EqualFold(algorithm, "SHA-256") {
-		return sha256.New()
+// hexHash is the lowercase hex digest of the concatenated parts (one
+// buffer on the stack for the usual sizes, no hash object).
+func hexHash(algorithm string, parts ...string) string {
+	var stack [512]byte
+	b := stack[:0]
+	for _, p := range parts {
+		b = append(b, p...)
 	}
-	return md5.New()
-}
-
-func hexHash(algorithm, s string) string {
-	h := newHash(algorithm)
-	h.Write([]byte(s))
-	return hex.EncodeToString(h.Sum(nil))
+	if strings.EqualFold(algorithm, "SHA-256") {
+		sum := sha256.Sum256(b)
+		return hex.EncodeToString(sum[:])
+	}
+	sum := md5.Sum(b)
+	return hex.EncodeToString(sum[:])
 }
 
 // Verifier checks credentials for one realm.
@@ -94,6 +97,7 @@ type Verifier struct {
 	// Lookup returns a user's HA1 for an algorithm ("MD5" or "SHA-256").
 	Lookup func(user, algorithm string) (ha1 string, ok bool)
 	// Rand makes nonces unique (crypto/rand when nil).
+	// Secret and Rand do not change once the Verifier is in use.
 	Rand io.Reader
 	// MaxNonces bounds the nonces whose counts are remembered
 	// (DefaultMaxNonces when 0). When full, the oldest are forgotten and
@@ -101,6 +105,7 @@ type Verifier struct {
 	// forgotten nonce cannot be replayed.
 	MaxNonces int
 
+	macs   sync.Pool // hash.Hash: HMAC-SHA-256 under Secret
 	mu     sync.Mutex
 	counts map[string]nonceCount
 	floor  time.Time // nonces issued before are stale (some were forgotten)
@@ -123,7 +128,15 @@ type Request struct {
 }
 
 func (v *Verifier) nonceMAC(b []byte, client string) []byte {
-	m := hmac.New(sha256.New, v.Secret)
+	// An HMAC object per call cost as much as the MAC itself: they are
+	// reused (v.Secret does not change once in use).
+	m, _ := v.macs.Get().(hash.Hash)
+	if m == nil {
+		m = hmac.New(sha256.New, v.Secret)
+	} else {
+		m.Reset()
+	}
+	defer v.macs.Put(m)
 	m.Write(b[:16])
 	m.Write([]byte(client))
 	return m.Sum(nil)[:16]
@@ -228,9 +241,15 @@ func (v *Verifier) Challenges(client string, now time.Time, stale bool) []string
 	n := v.nonce(client, now)
 	algs := v.algorithms()
 	out := make([]string, 0, len(algs))
+	realm := strconv.Quote(v.Realm)
 	for _, alg := range algs {
-		c := digest.Challenge{Realm: v.Realm, Nonce: n, Algorithm: alg, QOP: []string{"auth"}, Stale: stale}
-		out = append(out, c.String())
+		// What digest.Challenge.String writes (RFC 7616 section 3.3),
+		// without its parameter list.
+		c := "Digest realm=" + realm + `, nonce="` + n + `", `
+		if stale {
+			c += "stale=true, "
+		}
+		out = append(out, c+"algorithm="+alg+`, qop="auth"`)
 	}
 	return out
 }
@@ -258,7 +277,7 @@ func (v *Verifier) Verify(req Request, now time.Time) (string, error) {
 	if header == "" {
 		return "", ErrNoCredentials
 	}
-	cred, err := digest.ParseCredentials(header)
+	cred, err := ParseCredentials(header)
 	if err != nil {
 		return "", fmt.Errorf("%w: %v", ErrBadCredentials, err)
 	}
@@ -283,11 +302,15 @@ func (v *Verifier) Verify(req Request, now time.Time) (string, error) {
 	if !ok {
 		return "", ErrUnknownUser
 	}
-	ha2 := hexHash(alg, method+":"+cred.URI)
+	ha2 := hexHash(alg, method, ":", cred.URI)
 	var want string
 	switch cred.QOP {
 	case "auth":
-		want = hexHash(alg, ha1+":"+cred.Nonce+":"+fmt.Sprintf("%08x", cred.Nc)+":"+cred.Cnonce+":auth:"+ha2)
+		var ncb [4]byte
+		var nc [8]byte
+		binary.BigEndian.PutUint32(ncb[:], uint32(cred.Nc))
+		hex.Encode(nc[:], ncb[:])
+		want = hexHash(alg, ha1, ":", cred.Nonce, ":", string(nc[:]), ":", cred.Cnonce, ":auth:", ha2)
 	default:
 		// RFC 2069 digests (no qop) have no nonce count to detect a
 		// replay with; auth-int is not offered.

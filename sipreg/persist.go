@@ -3,6 +3,7 @@ package sipreg
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -78,7 +79,8 @@ type Store interface {
 }
 
 // MarkedFeed is a Store whose change feed leaves out this node's own
-// writes (in the query, not after it) and says how far it read: mark is
+// writes (in the query, not after it: never one of the rows whose last
+// write was this node's) and says how far it read: mark is
 // the newest Updated after since of any node's row, zero if none. The
 // feed advances on the mark as on the records, so its own rows, never
 // returned, are not scanned again at the next poll.
@@ -123,7 +125,8 @@ type Persister struct {
 	since time.Time            // the feed's position (latest Updated seen)
 	seen  map[string]time.Time // AOR + "\x00" + Key -> Updated merged, within Overlap
 	// written: AOR + "\x00" + Key -> the Data this node wrote last (its
-	// own rows coming back in the feed), kept like seen.
+	// own rows coming back in the feed), kept like seen; empty with a
+	// MarkedFeed, which never returns them.
 	written map[string]writtenData
 }
 
@@ -216,7 +219,12 @@ func (p *Persister) queue(b *Binding, removed bool, now time.Time) {
 	p.put(k, rec)
 }
 
-// storedBinding is a Binding as Record.Data holds it (JSON, version 1).
+// storedBinding is a Binding as Record.Data holds it. Two encodings:
+// JSON (version 1, what paysip wrote before; still read, never written)
+// and a binary one (format 2, below), ~9 times cheaper to write
+// (BenchmarkEncodeBinding: 0.7 us against 6 us): a
+// registrar taking a new binding per REGISTER spent 3-4% of its CPU in
+// encoding/json.
 type storedBinding struct {
 	V         int       `json:"v"`
 	Contact   string    `json:"contact"`
@@ -234,6 +242,115 @@ type storedBinding struct {
 
 const storedVersion = 1
 
+// Format 2: the byte storedFormat2, a flags byte (bit 0: removed), the
+// CSeq (uvarint), Expires and Updated (each: unix seconds as a varint,
+// nanoseconds as a uvarint below 1e9), then Contact, Key, Owner, CallID,
+// Source, Transport (each a uvarint length and its bytes), the number of
+// Path entries (uvarint) and each (length and bytes); nothing after. A
+// JSON record starts with '{', never with this byte.
+const storedFormat2 = 0x02
+
+func (sb *storedBinding) appendBinary(b []byte) []byte {
+	b = append(b, storedFormat2, 0)
+	if sb.Removed {
+		b[len(b)-1] = 1
+	}
+	b = binary.AppendUvarint(b, uint64(sb.CSeq))
+	for _, t := range []time.Time{sb.Expires, sb.Updated} {
+		b = binary.AppendVarint(b, t.Unix())
+		b = binary.AppendUvarint(b, uint64(t.Nanosecond()))
+	}
+	for _, s := range []string{sb.Contact, sb.Key, sb.Owner, sb.CallID, sb.Source, sb.Transport} {
+		b = binary.AppendUvarint(b, uint64(len(s)))
+		b = append(b, s...)
+	}
+	b = binary.AppendUvarint(b, uint64(len(sb.Path)))
+	for _, s := range sb.Path {
+		b = binary.AppendUvarint(b, uint64(len(s)))
+		b = append(b, s...)
+	}
+	return b
+}
+
+// readBinary reads format 2 (data[0] is storedFormat2).
+func (sb *storedBinding) readBinary(data []byte) error {
+	d := data[1:]
+	bad := func(what string) error { return fmt.Errorf("%w: format 2: %s", errStored, what) }
+	uv := func() (uint64, bool) {
+		v, n := binary.Uvarint(d)
+		if n <= 0 {
+			return 0, false
+		}
+		d = d[n:]
+		return v, true
+	}
+	str := func() (string, bool) {
+		n, ok := uv()
+		if !ok || n > uint64(len(d)) {
+			return "", false
+		}
+		s := string(d[:n])
+		d = d[n:]
+		return s, true
+	}
+	if len(d) == 0 || d[0] > 1 {
+		return bad("flags")
+	}
+	sb.V, sb.Removed = storedVersion, d[0] == 1
+	d = d[1:]
+	cseq, ok := uv()
+	if !ok || cseq > 1<<32-1 {
+		return bad("cseq")
+	}
+	sb.CSeq = uint32(cseq)
+	for _, t := range []*time.Time{&sb.Expires, &sb.Updated} {
+		sec, n := binary.Varint(d)
+		if n <= 0 {
+			return bad("time")
+		}
+		d = d[n:]
+		nsec, ok := uv()
+		if !ok || nsec >= 1e9 {
+			return bad("time")
+		}
+		*t = time.Unix(sec, int64(nsec)).UTC()
+	}
+	for _, s := range []*string{&sb.Contact, &sb.Key, &sb.Owner, &sb.CallID, &sb.Source, &sb.Transport} {
+		if *s, ok = str(); !ok {
+			return bad("string")
+		}
+	}
+	n, ok := uv()
+	if !ok || n > uint64(len(d)) { // each entry takes a byte at least
+		return bad("path")
+	}
+	for range n {
+		p, ok := str()
+		if !ok {
+			return bad("path")
+		}
+		sb.Path = append(sb.Path, p)
+	}
+	if len(d) != 0 {
+		return bad("trailing bytes")
+	}
+	return nil
+}
+
+// read decodes Record.Data in either encoding.
+func (sb *storedBinding) read(data []byte) error {
+	if len(data) > 0 && data[0] == storedFormat2 {
+		return sb.readBinary(data)
+	}
+	if err := json.Unmarshal(data, sb); err != nil {
+		return fmt.Errorf("%w: %v", errStored, err)
+	}
+	if sb.V != storedVersion {
+		return fmt.Errorf("%w: version %d", errStored, sb.V)
+	}
+	return nil
+}
+
 // encodeBinding makes b's Record; a removal (at now) is a tombstone kept
 // for keep.
 func encodeBinding(b *Binding, removed bool, now time.Time, keep time.Duration) (Record, error) {
@@ -244,22 +361,19 @@ func encodeBinding(b *Binding, removed bool, now time.Time, keep time.Duration) 
 		sb.Removed, sb.Updated = true, now.UTC()
 		rec.Updated, rec.Expires = sb.Updated, sb.Updated.Add(keep)
 	}
-	data, err := json.Marshal(sb)
-	rec.Data = data
-	return rec, err
+	rec.Data = sb.appendBinary(make([]byte, 0, 32+len(sb.Contact)+len(sb.Key)+len(sb.Owner)+len(sb.CallID)+len(sb.Source)+len(sb.Transport)))
+	return rec, nil
 }
 
 // errStored: a record that is not a binding of this package.
 var errStored = errors.New("sipreg: stored binding")
 
-// decodeBinding reads a Record back; removed reports a tombstone.
+// decodeBinding reads a Record back (either encoding); removed reports a
+// tombstone.
 func decodeBinding(rec Record) (b *Binding, removed bool, err error) {
 	var sb storedBinding
-	if err := json.Unmarshal(rec.Data, &sb); err != nil {
-		return nil, false, fmt.Errorf("%w: %v", errStored, err)
-	}
-	if sb.V != storedVersion {
-		return nil, false, fmt.Errorf("%w: version %d", errStored, sb.V)
+	if err := sb.read(rec.Data); err != nil {
+		return nil, false, err
 	}
 	c := &sip.ContactHeader{}
 	if c.DisplayName, err = sip.ParseAddressValue(sb.Contact, &c.Address, &c.Params); err != nil {
@@ -381,7 +495,7 @@ func (p *Persister) merge(recs []Record, now time.Time) int {
 // the node that removed it).
 func removedAt(rec Record) time.Time {
 	var sb storedBinding
-	json.Unmarshal(rec.Data, &sb)
+	sb.read(rec.Data)
 	return sb.Updated
 }
 
@@ -485,6 +599,12 @@ func (p *Persister) Flush(ctx context.Context) error {
 		p.log.Warn("binding changes not persisted: the store is behind", "dropped", dropped, "max_pending", p.cfg.MaxPending)
 	}
 	err := p.cfg.Store.PutBindings(ctx, batch)
+	if _, marked := p.cfg.Store.(MarkedFeed); err == nil && marked {
+		// The feed leaves out this node's rows in the query: nothing to
+		// recognise them by (a registrar taking 10,000 new bindings a
+		// second spent ~2% of its CPU keeping and sweeping this map).
+		return nil
+	}
 	if err == nil {
 		at := p.cfg.Now()
 		p.fmu.Lock()

@@ -2,6 +2,7 @@ package sipreg_test
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -16,13 +17,26 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 
-// dbStore is sipreg.Store on package store (as cmd/paysip wires it).
-type dbStore struct{ db *store.DB }
+// dbStore is sipreg.Store on package store; markedDBStore is the same
+// with the feed that leaves out the node's own rows (sipreg.MarkedFeed),
+// as cmd/paysip wires it.
+type dbStore struct {
+	db     *store.DB
+	writer string
+}
+
+type markedDBStore struct{ dbStore }
+
+func (s markedDBStore) BindingsChangedSinceMark(ctx context.Context, since time.Time) ([]sipreg.Record, time.Time, error) {
+	bs, mark, err := s.db.BindingsChangedSinceExcept(ctx, since, s.writer)
+	rs, err := recs(bs, err)
+	return rs, mark, err
+}
 
 func (s dbStore) PutBindings(ctx context.Context, recs []sipreg.Record) error {
 	bs := make([]store.StoredBinding, len(recs))
 	for i, r := range recs { // Updated zero: stamped by the store
-		bs[i] = store.StoredBinding{AOR: r.AOR, Key: r.Key, Expires: r.Expires, Data: r.Data}
+		bs[i] = store.StoredBinding{AOR: r.AOR, Key: r.Key, Expires: r.Expires, Data: r.Data, Writer: s.writer}
 	}
 	return s.db.PutBindings(ctx, bs)
 }
@@ -63,17 +77,24 @@ func openDB(t testing.TB, dsn string) *store.DB {
 	return db
 }
 
+var nodes int
+
 type regNode struct {
 	reg *sipreg.Registry
 	p   *sipreg.Persister
 }
 
 // startNode is a registry on its own handle of the store, running its
-// persister until the test ends.
-func startNode(t testing.TB, dsn string) regNode {
+// persister until the test ends; marked: with the feed of MarkedFeed.
+func startNode(t testing.TB, dsn string, marked ...bool) regNode {
 	t.Helper()
 	r := sipreg.New(sipreg.Limits{})
-	p := r.Persist(sipreg.PersistConfig{Store: dbStore{openDB(t, dsn)}})
+	nodes++
+	var st sipreg.Store = dbStore{openDB(t, dsn), fmt.Sprint("node", nodes)}
+	if len(marked) > 0 && marked[0] {
+		st = markedDBStore{st.(dbStore)}
+	}
+	p := r.Persist(sipreg.PersistConfig{Store: st})
 	if err := p.Load(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -110,34 +131,38 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 // and feed), an un-registration too, and a node started later loads it.
 func TestPersistRealStore(t *testing.T) {
 	for name, fresh := range backends {
-		t.Run(name, func(t *testing.T) {
-			dsn := fresh(t)
-			a, b := startNode(t, dsn), startNode(t, dsn)
-			registerAt(t, a.reg, "tutor", 1)
-			waitFor(t, "B sees A's registration", func() bool { return len(b.reg.Lookup("sip:tutor@example.org", time.Now())) == 1 })
-			registerAt(t, a.reg, "expert", 1)
-			b.reg.Lookup("sip:expert@example.org", time.Now()) // a miss before A's batch is written...
-			waitFor(t, "the feed brings it", func() bool { return b.reg.AORs() == 2 })
-			got := b.reg.Lookup("sip:expert@example.org", time.Now())
-			if len(got) != 1 || got[0].Path[0] != "<sip:10.0.0.5;lr;received=sip:192.0.2.7:40000>" || got[0].Source != "10.0.0.5:5060" {
-				t.Fatalf("B holds %+v", got)
-			}
-			// Un-registration on B reaches A.
-			var c sip.ContactHeader
-			sip.ParseAddressValue("<sip:tutor@192.0.2.7:5060;transport=tcp>;expires=0", &c.Address, &c.Params)
-			if _, err := b.reg.Apply(sipreg.Request{AOR: "sip:tutor@example.org", Owner: "tutor", CallID: "c-tutor", CSeq: 2,
-				Contacts: []*sip.ContactHeader{&c}}, time.Now()); err != nil {
-				t.Fatal(err)
-			}
-			waitFor(t, "A sees the removal", func() bool { return len(a.reg.Lookup("sip:tutor@example.org", time.Now())) == 0 })
-			if err := b.p.Flush(context.Background()); err != nil {
-				t.Fatal(err)
-			}
-			later := startNode(t, dsn)
-			if later.reg.AORs() != 1 || len(later.reg.Lookup("sip:expert@example.org", time.Now())) != 1 {
-				t.Fatalf("a node started later holds %d addresses", later.reg.AORs())
-			}
-		})
+		for _, marked := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/marked=%v", name, marked), func(t *testing.T) { testPersistRealStore(t, fresh, marked) })
+		}
+	}
+}
+
+func testPersistRealStore(t *testing.T, fresh func(testing.TB) string, marked bool) {
+	dsn := fresh(t)
+	a, b := startNode(t, dsn, marked), startNode(t, dsn, marked)
+	registerAt(t, a.reg, "tutor", 1)
+	waitFor(t, "B sees A's registration", func() bool { return len(b.reg.Lookup("sip:tutor@example.org", time.Now())) == 1 })
+	registerAt(t, a.reg, "expert", 1)
+	b.reg.Lookup("sip:expert@example.org", time.Now()) // a miss before A's batch is written...
+	waitFor(t, "the feed brings it", func() bool { return b.reg.AORs() == 2 })
+	got := b.reg.Lookup("sip:expert@example.org", time.Now())
+	if len(got) != 1 || got[0].Path[0] != "<sip:10.0.0.5;lr;received=sip:192.0.2.7:40000>" || got[0].Source != "10.0.0.5:5060" {
+		t.Fatalf("B holds %+v", got)
+	}
+	// Un-registration on B reaches A.
+	var c sip.ContactHeader
+	sip.ParseAddressValue("<sip:tutor@192.0.2.7:5060;transport=tcp>;expires=0", &c.Address, &c.Params)
+	if _, err := b.reg.Apply(sipreg.Request{AOR: "sip:tutor@example.org", Owner: "tutor", CallID: "c-tutor", CSeq: 2,
+		Contacts: []*sip.ContactHeader{&c}}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "A sees the removal", func() bool { return len(a.reg.Lookup("sip:tutor@example.org", time.Now())) == 0 })
+	if err := b.p.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	later := startNode(t, dsn, marked)
+	if later.reg.AORs() != 1 || len(later.reg.Lookup("sip:expert@example.org", time.Now())) != 1 {
+		t.Fatalf("a node started later holds %d addresses", later.reg.AORs())
 	}
 }
 

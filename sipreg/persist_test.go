@@ -332,6 +332,9 @@ func FuzzStoredBinding(f *testing.F) {
 	good, _ := encodeBinding(&Binding{AOR: "sip:a@example.org", Contact: &sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "a", Host: "192.0.2.1"}},
 		Key: "k", Owner: "a", Path: []string{"<sip:edge;lr>"}}, false, time.Unix(1, 0), time.Minute)
 	f.Add(good.AOR, good.Key, good.Data)
+	old := jsonRecord(f, &Binding{AOR: "sip:a@example.org", Contact: &sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "a", Host: "192.0.2.1"}},
+		Key: "k", Owner: "a", Path: []string{"<sip:edge;lr>"}}, true, time.Unix(1, 0), time.Minute)
+	f.Add(old.AOR, old.Key, old.Data) // JSON, as paysip wrote before format 2
 	f.Add("sip:a@b", `"" k`, []byte(`{"v":1,"contact":"<sip:a@b;x=\"y\">;q=0.5","key":"k"}`))
 	f.Fuzz(func(t *testing.T, aor, key string, data []byte) {
 		b, removed, err := decodeBinding(Record{AOR: aor, Key: key, Data: data})
@@ -453,5 +456,8 @@ func TestPersistMarkedFeedAdvances(t *testing.T) {
 	}
 	if last > 2 {
 		t.Fatalf("the 8th poll scanned %d rows: the feed does not advance past its own rows", last)
+	}
+	if len(p.written) != 0 {
+		t.Fatalf("%d own writes remembered: the marked feed never returns them", len(p.written))
 	}
 }

@@ -17,7 +17,8 @@ package sipreg
 import (
 	"errors"
 	"fmt"
-	"sort"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -148,7 +149,7 @@ func bindingKey(c *sip.ContactHeader) string {
 		}
 	}
 	u := c.Address
-	return "uri:" + strings.ToLower(u.Scheme) + ":" + u.User + "@" + strings.ToLower(u.Host) + ":" + fmt.Sprint(u.Port)
+	return "uri:" + strings.ToLower(u.Scheme) + ":" + u.User + "@" + strings.ToLower(u.Host) + ":" + strconv.Itoa(u.Port)
 }
 
 func contactExpires(c *sip.ContactHeader, hdr *uint32) uint32 {
@@ -202,12 +203,14 @@ func (r *Registry) Apply(req Request, now time.Time) ([]Binding, error) {
 		}
 	}
 	seen := map[string]bool{}
-	for _, c := range req.Contacts {
+	keys := make([]string, len(req.Contacts))
+	for i, c := range req.Contacts {
 		exp := contactExpires(c, req.Expires)
 		if exp != 0 && exp < MinExpires {
 			return nil, &IntervalTooBriefError{Min: MinExpires}
 		}
 		key := bindingKey(c)
+		keys[i] = key
 		idx := find(cur, req.Owner, key)
 		if idx >= 0 && cur[idx].CallID == req.CallID && req.CSeq <= cur[idx].CSeq {
 			return nil, ErrOutOfOrder
@@ -224,9 +227,9 @@ func (r *Registry) Apply(req Request, now time.Time) ([]Binding, error) {
 		return nil, ErrFull
 	}
 	next := append([]*Binding(nil), cur...)
-	for _, c := range req.Contacts {
+	for i, c := range req.Contacts {
 		exp := min(contactExpires(c, req.Expires), MaxExpires)
-		key := bindingKey(c)
+		key := keys[i]
 		idx := find(next, req.Owner, key)
 		if exp == 0 {
 			if idx >= 0 {
@@ -332,7 +335,7 @@ func (r *Registry) snapshot(aor, owner string, mine bool) []Binding {
 		c.Contact = b.Contact.Clone()
 		out = append(out, c)
 	}
-	sort.SliceStable(out, func(i, j int) bool { return out[i].Updated.After(out[j].Updated) })
+	slices.SortStableFunc(out, func(a, b Binding) int { return b.Updated.Compare(a.Updated) })
 	return out
 }
 
@@ -368,7 +371,7 @@ func (r *Registry) FindContact(uri sip.Uri, now time.Time) (Binding, bool) {
 func (r *Registry) FindContactIn(uri sip.Uri, aors []string, now time.Time) (Binding, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	want := "uri:" + strings.ToLower(uri.Scheme) + ":" + uri.User + "@" + strings.ToLower(uri.Host) + ":" + fmt.Sprint(uri.Port)
+	want := "uri:" + strings.ToLower(uri.Scheme) + ":" + uri.User + "@" + strings.ToLower(uri.Host) + ":" + strconv.Itoa(uri.Port)
 	if aors == nil {
 		for aor := range r.byAOR {
 			aors = append(aors, aor)

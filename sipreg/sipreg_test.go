@@ -10,7 +10,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 )
 
-func contact(t *testing.T, s string) *sip.ContactHeader {
+func contact(t testing.TB, s string) *sip.ContactHeader {
 	t.Helper()
 	var c sip.ContactHeader
 	if _, err := sip.ParseAddressValue(s, &c.Address, &c.Params); err != nil {

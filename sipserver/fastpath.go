@@ -7,7 +7,8 @@ import (
 	"sync"
 
 	"github.com/emiago/sipgo/sip"
-	"github.com/icholy/digest"
+
+	"github.com/paysip/paysip/sipauth"
 )
 
 // The stateless REGISTER path over UDP.
@@ -128,7 +129,7 @@ func (s *Server) ha1Pending(req *sip.Request) bool {
 	if value == "" {
 		return false
 	}
-	cred, err := digest.ParseCredentials(value)
+	cred, err := sipauth.ParseCredentials(value)
 	if err != nil {
 		return false
 	}

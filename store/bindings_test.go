@@ -2,6 +2,8 @@ package store
 
 import (
 	"errors"
+	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -245,6 +247,134 @@ func TestBindingsFeedSkipsWriter(t *testing.T) {
 		}
 		if got, want := keys(""), "sip:one@paysip.test sip:three@paysip.test sip:two@paysip.test"; got != want {
 			t.Fatalf("feed of no writer: %s, want %s", got, want)
+		}
+	})
+}
+
+// TestMigration5To6: a database at schema 5 holding bindings loses the
+// redundant index bindings_updated; its bindings and the feed survive;
+// on SQLite every query of the feed and of reclaim still runs on an
+// index (no full scan of the table).
+func TestMigration5To6(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b backend) {
+		name := b.fresh(t)
+		db, dl := raw(t, name)
+		if err := migrateDialect(db, dl, 5); err != nil {
+			t.Fatal(err)
+		}
+		now := time.Now().Truncate(time.Microsecond)
+		if _, err := db.Exec(dl.rebind(`INSERT INTO bindings (aor, bkey, expires_us, data, updated_us, writer) VALUES (?, ?, ?, ?, ?, ?)`),
+			"sip:a@x", "k", now.Add(time.Hour).UnixMicro(), []byte("old row"), now.UnixMicro(), "n1"); err != nil {
+			t.Fatal(err)
+		}
+		db.Close()
+		st, err := Open(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		db, _ = raw(t, name)
+		if m := schemaMeta(t, db, dl); m.version != int64(SchemaVersion) {
+			t.Fatalf("version %d", m.version)
+		}
+		indexQ := "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'bindings' AND name LIKE 'bindings_%' ORDER BY name"
+		if dl == postgresDialect {
+			indexQ = "SELECT indexname FROM pg_indexes WHERE tablename = 'bindings' AND indexname LIKE 'bindings_%' AND indexname NOT LIKE '%pkey' ORDER BY indexname"
+		}
+		rows, err := db.Query(indexQ)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var idx []string
+		for rows.Next() {
+			var n string
+			rows.Scan(&n)
+			idx = append(idx, n)
+		}
+		rows.Close()
+		if got := strings.Join(idx, " "); got != "bindings_expires bindings_updated_writer" {
+			t.Fatalf("indexes after migration: %s", got)
+		}
+		recs, mark, err := st.BindingsChangedSinceExcept(ctx, now.Add(-time.Second), "n2")
+		if err != nil || len(recs) != 1 || string(recs[0].Data) != "old row" || !mark.Equal(now) {
+			t.Fatalf("feed after migration: %+v %v %v", recs, mark, err)
+		}
+		if dl != sqliteDialect {
+			return
+		}
+		for _, q := range []string{
+			"SELECT MAX(updated_us) FROM bindings WHERE updated_us > 1",
+			"SELECT " + bindingColumns + " FROM bindings WHERE updated_us > 1 AND writer <> 'n' ORDER BY updated_us, aor, bkey",
+			"SELECT " + bindingColumns + " FROM bindings WHERE updated_us > 1 ORDER BY updated_us, aor, bkey",
+			"SELECT " + bindingColumns + " FROM bindings WHERE aor = 'a' AND expires_us > 1 AND data IS NOT NULL ORDER BY bkey",
+			"DELETE FROM bindings WHERE expires_us <= 1 AND (data IS NOT NULL OR updated_us <= 1)",
+		} {
+			rows, err := db.Query("EXPLAIN QUERY PLAN " + q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var plan []string
+			for rows.Next() {
+				var id, parent, unused int
+				var detail string
+				rows.Scan(&id, &parent, &unused, &detail)
+				plan = append(plan, detail)
+			}
+			rows.Close()
+			p := strings.Join(plan, "; ")
+			if !strings.Contains(p, "USING") || strings.Contains(p, "SCAN bindings") && !strings.Contains(p, "INDEX") {
+				t.Errorf("%s: plan %s", q, p)
+			}
+			t.Logf("%s: %s", q, p)
+		}
+	})
+}
+
+// TestPutBindingsBatch: a batch longer than one statement, holding some
+// bindings twice, ends as one upsert per binding in order would: the
+// later Updated stays, of two equal the later in the batch; a zero
+// Updated is stamped by the store.
+func TestPutBindingsBatch(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b backend) {
+		d, _ := b.open(t)
+		t0 := time.Now().Add(-time.Minute).Truncate(time.Microsecond).UTC()
+		exp := time.Now().Add(time.Hour)
+		var batch []StoredBinding
+		for i := range 150 {
+			batch = append(batch, StoredBinding{AOR: fmt.Sprintf("sip:u%d@x", i), Key: "k", Expires: exp, Data: []byte(fmt.Sprint(i)), Updated: t0, Writer: "w"})
+		}
+		dup := func(at int, aor, data string, u time.Time) {
+			batch = slices.Insert(batch, at, StoredBinding{AOR: aor, Key: "k", Expires: exp, Data: []byte(data), Updated: u, Writer: "w2"})
+		}
+		dup(100, "sip:u10@x", "older", t0.Add(-time.Second)) // u10 (t0) stays
+		dup(120, "sip:u20@x", "newer", t0.Add(time.Second))  // replaces u20
+		dup(31, "sip:u30@x", "same", t0)                     // right after u30: equal Updated, the later stays
+		dup(140, "sip:u40@x", "", time.Time{})               // stamped now: replaces u40
+		dup(5, "sip:u140@x", "first", t0.Add(time.Hour))     // before u140: later Updated, stays
+		before := time.Now().Add(-time.Second)
+		if err := d.PutBindings(ctx, batch); err != nil {
+			t.Fatal(err)
+		}
+		all, err := d.AllBindings(ctx, time.Now())
+		if err != nil || len(all) != 150 {
+			t.Fatalf("%d bindings, %v", len(all), err)
+		}
+		want := map[string]string{"sip:u10@x": "10", "sip:u20@x": "newer", "sip:u30@x": "same", "sip:u40@x": "", "sip:u140@x": "first", "sip:u77@x": "77"}
+		for _, g := range all {
+			w, ok := want[g.AOR]
+			if !ok {
+				continue
+			}
+			if string(g.Data) != w {
+				t.Errorf("%s: %q, want %q", g.AOR, g.Data, w)
+			}
+			if g.AOR == "sip:u40@x" && (g.Updated.Before(before) || g.Updated.After(time.Now().Add(time.Second))) {
+				t.Errorf("zero Updated stamped %v", g.Updated)
+			}
+			delete(want, g.AOR)
+		}
+		if len(want) != 0 {
+			t.Fatalf("missing %v", want)
 		}
 	})
 }

@@ -282,13 +282,16 @@ func signalContext() (context.Context, func()) {
 }
 
 type runner struct {
-	cfg       config
-	dir       string // work directory
-	here      string // interop/perf (scenarios, templates)
-	modPath   string
-	authDir   string // paysip data directory with the accounts
-	kamDBDir  string // Kamailio's db_text tables
-	usersFile string
+	cfg     config
+	dir     string // work directory
+	here    string // interop/perf (scenarios, templates)
+	modPath string
+	authDir string // paysip data directory with the accounts
+	// baseAuthDir: the same accounts, made by the -base binary (a newer
+	// paysip's schema is refused by an older one).
+	baseAuthDir string
+	kamDBDir    string // Kamailio's db_text tables
+	usersFile   string
 }
 
 func newRunner(c config) (*runner, error) {
@@ -364,11 +367,17 @@ func (r *runner) prepareUsers() error {
 	csv.WriteString("SEQUENTIAL\n")
 	sub.WriteString("id(int,auto) username(string) domain(string) password(string,null) ha1(string) ha1b(string,null)\n")
 	fmt.Printf("adding %d accounts ...\n", r.cfg.users)
+	r.baseAuthDir = filepath.Join(r.dir, "paysip-base-auth")
 	for i := 1; i <= r.cfg.users; i++ {
-		cmd := exec.Command(r.cfg.paysip, "user", "add", userName(i), "--domain", domain, "--datadir", r.authDir)
-		cmd.Env = append(os.Environ(), "PAYSIP_USER_PASSWORD="+password(i))
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("paysip user add: %v %s", err, out)
+		for bin, dir := range map[string]string{r.cfg.paysip: r.authDir, r.cfg.base: r.baseAuthDir} {
+			if bin == "" {
+				continue
+			}
+			cmd := exec.Command(bin, "user", "add", userName(i), "--domain", domain, "--datadir", dir)
+			cmd.Env = append(os.Environ(), "PAYSIP_USER_PASSWORD="+password(i))
+			if out, err := cmd.CombinedOutput(); err != nil {
+				return fmt.Errorf("%s user add: %v %s", bin, err, out)
+			}
 		}
 		fmt.Fprintf(&csv, "%s;[authentication username=%s password=%s]\n", userName(i), userName(i), password(i))
 		fmt.Fprintf(&sub, "%d:%s:%s::%s:\n", i, userName(i), domain, md5hex(userName(i)+":"+domain+":"+password(i)))
@@ -705,7 +714,12 @@ func (r *runner) startPaysip(ctx context.Context, bin, test string, port int, pr
 		args = append(args, "--max-bindings", "10000000")
 	}
 	if test == "register_auth" {
+		// Each binary its own copy of the accounts: a newer paysip
+		// migrates the database to a schema an older one refuses.
 		args = append(args, "--datadir", r.authDir)
+		if bin == r.cfg.base && bin != r.cfg.paysip {
+			args[len(args)-1] = r.baseAuthDir
+		}
 	} else {
 		args = append(args, "--open", "--datadir", data)
 	}
