@@ -746,6 +746,7 @@ func (a *bitcoinAPI) notify(ctx context.Context, w *watch, body []byte) {
 	req.SetBody(body)
 	req.SetTransport(d.transport)
 	req.SetDestination(d.source)
+	a.s.fromSIPPort(req)
 	if _, err := a.s.client.Do(ctx, req); err != nil {
 		a.s.log.Debug("NOTIFY not delivered", "to", d.source, "err", err)
 	}
@@ -768,6 +769,7 @@ func (a *bitcoinAPI) message(ctx context.Context, user string, body []byte) {
 		t := bindingTarget(b)
 		req.SetTransport(t.transport)
 		req.SetDestination(t.dest)
+		a.s.fromSIPPort(req)
 		if _, err := a.s.client.Do(ctx, req); err != nil {
 			a.s.log.Debug("notification not delivered", "to", b.Contact.Address.String(), "err", err)
 		}

@@ -499,6 +499,7 @@ func (f *directoryFeed) notify(sub *dirSub, body []byte, state string) bool {
 	req.SetBody(body)
 	req.SetTransport(d.transport)
 	req.SetDestination(d.source)
+	f.s.fromSIPPort(req)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	res, err := f.s.client.Do(ctx, req)

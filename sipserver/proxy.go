@@ -322,6 +322,7 @@ func (s *Server) onAck(req *sip.Request, tx sip.ServerTransaction) {
 	fwd.AppendHeader(&m)
 	fwd.SetTransport(t.transport)
 	fwd.SetDestination(t.dest)
+	s.fromSIPPort(fwd)
 	if err := s.client.WriteRequest(fwd, sipgo.ClientRequestAddVia); err != nil {
 		s.log.Debug("forwarding ACK", "err", err)
 	}
@@ -502,6 +503,7 @@ func (s *Server) forkUpTo(req *sip.Request, tx sip.ServerTransaction, loop strin
 			r.SetTransport("TCP")
 		}
 		r.SetDestination(t.dest)
+		s.fromSIPPort(r)
 		timeout := 32 * time.Second
 		if fs.invite {
 			timeout = 3 * time.Minute // timer C
@@ -721,6 +723,7 @@ func (fs *forkState) cancelOthers(keep *branch) {
 			continue
 		}
 		c := cancelFor(b.req)
+		fs.s.fromSIPPort(c)
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 32*time.Second)
 			defer cancel()

@@ -269,3 +269,42 @@ func maxBreadth(req *sip.Request) int {
 	}
 	return min(n, defaultMaxBreadth)
 }
+
+// fromSIPPort makes a request to be sent over UDP leave from the server's
+// SIP port: the flow every UDP binding was registered on (RFC 5626
+// section 5; a UA behind a NAT takes nothing from another port), and the
+// port a peer's responses come back to. Left alone, sipgo's transport
+// sends from the socket it last heard the destination on, or from a new
+// socket when it never did, which is every contact registered on the
+// stateless path until the reader has announced it to sipgo: a request
+// racing that announcement left from an ephemeral port. A destination by
+// host name, or of another IP family than the socket's, is left to sipgo.
+func (s *Server) fromSIPPort(r *sip.Request) {
+	if s.udp == nil || !strings.EqualFold(r.Transport(), "UDP") {
+		return
+	}
+	la, ok := s.udp.LocalAddr().(*net.UDPAddr)
+	if !ok {
+		return
+	}
+	host, _, err := net.SplitHostPort(r.Destination())
+	if err != nil {
+		return
+	}
+	dst, err := netip.ParseAddr(host)
+	if err != nil {
+		return
+	}
+	v4 := la.IP.To4() != nil
+	switch {
+	case v4 && !dst.Unmap().Is4():
+		return
+	case !v4 && !la.IP.IsUnspecified() && dst.Unmap().Is4():
+		return
+	}
+	a := sip.Addr{IP: la.IP, Port: la.Port, Zone: la.Zone}
+	if a.String() != la.String() {
+		return // not the key sipgo keeps its listener under
+	}
+	r.Laddr = a
+}
