@@ -58,6 +58,9 @@ type DB struct {
 	once       sync.Once
 	// MaxBatch bounds a group commit.
 	maxBatch int
+	// sinceCheckpoint counts commits and writes since the last WAL
+	// checkpoint (checkpointDue); only the leader touches it.
+	sinceCheckpoint struct{ commits, writes int }
 	// owner is this handle's identity for the channels it closes
 	// (claims.go); nil: none.
 	owner owner
@@ -134,11 +137,12 @@ func openSQLite(path string) (*DB, error) {
 // for it up to the busy timeout), so a transaction that reads, then writes
 // what it read (StartClosing), never fails to upgrade its lock when
 // another process shares the file.
+// SQLite's automatic WAL checkpoint is a fallback (DB.checkpoint).
 // The path is percent-escaped: a '#' or '?' in it would otherwise end the
 // file name, and drop the pragmas with it.
 func dsn(path string) string {
 	esc := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
-	return "file:" + esc + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)&_txlock=immediate"
+	return "file:" + esc + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=wal_autocheckpoint(20000)&_pragma=foreign_keys(1)&_txlock=immediate"
 }
 
 // checkDurability refuses to run without WAL and synchronous=FULL: the
@@ -266,9 +270,25 @@ func (d *DB) takeBatch() []*writeReq {
 }
 
 // lead commits batch, then hands the lead to the first write queued
-// meanwhile, or ends the commit under way.
+// meanwhile, or ends the commit under way. When a checkpoint is due it
+// runs after the batch is answered, in a goroutine that keeps the lead
+// meanwhile: the callers of the batch go on at once (a payee's ack does
+// not wait for it), and writes that arrive during it queue as they would
+// behind a commit.
 func (d *DB) lead(batch []*writeReq) {
 	d.commit(batch)
+	if d.checkpointDue(len(batch)) {
+		go func() {
+			d.checkpoint()
+			d.handOff()
+		}()
+		return
+	}
+	d.handOff()
+}
+
+// handOff passes the lead to the head of the queue, or ends it.
+func (d *DB) handOff() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if len(d.queue) > 0 {
@@ -280,6 +300,42 @@ func (d *DB) lead(batch []*writeReq) {
 		close(d.idle)
 		d.idle = nil
 	}
+}
+
+// The store's own WAL checkpoints (SQLite): after checkpointCommits
+// commits or checkpointWrites writes, whichever comes first (about
+// SQLite's default of 1,000 WAL pages: a lone payment's commit appends
+// one page, a group's up to one per row it touches). SQLite's automatic
+// checkpoint, which runs inside the commit that crosses its threshold
+// (and so in an ack's wait), is set far above (dsn: wal_autocheckpoint):
+// it only runs if these fall behind.
+const (
+	checkpointCommits = 500
+	checkpointWrites  = 2000
+)
+
+// checkpointDue counts a commit of n writes; true when a checkpoint is
+// due (and then starts counting again). Only the leader calls it.
+func (d *DB) checkpointDue(n int) bool {
+	if d.dialect != sqliteDialect {
+		return false
+	}
+	d.sinceCheckpoint.commits++
+	d.sinceCheckpoint.writes += n
+	if d.sinceCheckpoint.commits < checkpointCommits && d.sinceCheckpoint.writes < checkpointWrites {
+		return false
+	}
+	d.sinceCheckpoint.commits, d.sinceCheckpoint.writes = 0, 0
+	return true
+}
+
+// checkpoint copies the WAL's pages into the database file (PASSIVE: it
+// waits for no reader or writer, and no write of this handle runs
+// meanwhile, so it copies the whole WAL, which the next commit then
+// writes from its start). A failure leaves the pages in the WAL, where
+// they are as durable; the next checkpoint, or SQLite's own, copies them.
+func (d *DB) checkpoint() {
+	d.db.Exec("PRAGMA wal_checkpoint(PASSIVE)")
 }
 
 // maxRetries bounds the attempts of a write that lost a lock conflict
