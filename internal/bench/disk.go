@@ -8,9 +8,8 @@ import (
 
 // diskFlush measures what one durable commit costs the disk under the
 // bench's directory, apart from any database: a 4 KiB page written over a
-// preallocated file and flushed with the call SQLite makes for each
-// commit in WAL mode with synchronous=FULL (fdatasync on Linux, as the
-// store has SQLite do: dataSync), one every 5 ms, as the
+// preallocated file and flushed with fsync (the call SQLite makes for
+// each commit in WAL mode with synchronous=FULL), one every 5 ms, as the
 // payments of a few calls arrive. A payment's ack waits for one such
 // flush, so its percentiles are the floor under the round trip's.
 func diskFlush(dir string, samples int) (p50, p99 float64, err error) {
@@ -36,7 +35,7 @@ func diskFlush(dir string, samples int) (p50, p99 float64, err error) {
 		if _, err := f.WriteAt(buf, int64(i%pages)*page); err != nil {
 			return 0, 0, err
 		}
-		if err := dataSync(f); err != nil {
+		if err := f.Sync(); err != nil {
 			return 0, 0, err
 		}
 		ms = append(ms, float64(time.Since(start))/float64(time.Millisecond))
