@@ -111,7 +111,6 @@ func openSQLite(path string) (*DB, error) {
 			return nil, err
 		}
 	}
-	syncData()
 	db, err := sql.Open("sqlite", dsn(path))
 	if err != nil {
 		return nil, err
