@@ -105,7 +105,7 @@ func BenchmarkPaymentRoundTrip(b *testing.B) {
 	for _, c := range []struct {
 		calls int
 		gap   time.Duration
-	}{{1, 10 * time.Millisecond}, {1, 200 * time.Millisecond}, {10, 10 * time.Millisecond}, {10, 200 * time.Millisecond}, {100, time.Second}} {
+	}{{1, 10 * time.Millisecond}, {1, 200 * time.Millisecond}, {10, 10 * time.Millisecond}, {10, 200 * time.Millisecond}, {10, time.Second}, {100, time.Second}} {
 		b.Run(fmt.Sprintf("calls=%d/gap=%v", c.calls, c.gap), func(b *testing.B) {
 			benchRoundTrip(b, r, c.calls, c.gap)
 		})
