@@ -248,6 +248,10 @@ func start(ctx context.Context, bin string, cfg Config, log *slog.Logger) (*Node
 		"--rpcuser=" + n.RPCUser, "--rpcpass=" + n.RPCPass, "--rpclisten=" + n.RPCAddr,
 		"--listen=" + n.P2PAddr, "--datadir=" + filepath.Join(cfg.DataDir, "data"),
 		"--logdir=" + filepath.Join(cfg.DataDir, "logs"), "--debuglevel=info",
+		// Every paysip process on the node (server, payees, payers) has
+		// up to 4 requests in flight (chain/btcdrpc); btcd's default of 10
+		// at once answers the rest 503 (they retry).
+		"--rpcmaxclients=64",
 	}
 	if cfg.MiningAddr != nil {
 		args = append(args, "--miningaddr="+cfg.MiningAddr.EncodeAddress())

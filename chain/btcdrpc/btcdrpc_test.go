@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -147,5 +148,50 @@ func TestCallsEndWithContext(t *testing.T) {
 	}
 	if d := time.Since(start); d > 10*time.Second {
 		t.Fatalf("calls held %v past their context", d)
+	}
+}
+
+// TestBusyNodeAskedAgain: a node at its --rpcmaxclients answers "503 Too
+// busy"; the call is made again after a pause, and one client never has
+// more than a few requests in flight.
+func TestBusyNodeAskedAgain(t *testing.T) {
+	var mu sync.Mutex
+	inFlight, most, busy := 0, 0, 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		inFlight++
+		most = max(most, inFlight)
+		refuse := busy < 5
+		busy++
+		mu.Unlock()
+		defer func() { mu.Lock(); inFlight--; mu.Unlock() }()
+		time.Sleep(5 * time.Millisecond)
+		if refuse {
+			http.Error(w, "503 Too busy.  Try again later.", http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, `{"result":812,"error":null,"id":1}`)
+	}))
+	defer srv.Close()
+	c, err := btcdrpc.New(btcdrpc.Config{Host: strings.TrimPrefix(srv.URL, "http://"), User: "u", Pass: "p", Params: &chaincfg.RegressionNetParams})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if h, err := c.TipHeight(ctx); err != nil || h != 812 {
+				t.Errorf("TipHeight: %d, %v", h, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if most > 4 {
+		t.Fatalf("%d requests in flight at once", most)
 	}
 }

@@ -38,7 +38,14 @@ type jsonRPC struct {
 	url        string
 	user, pass string
 	http       *http.Client
+	// slots bounds this client's requests in flight: btcd serves at most
+	// --rpcmaxclients (10 by default) at once and answers the others
+	// "503 Too busy" (rpcclient sent one request at a time).
+	slots chan struct{}
 }
+
+// maxInFlight is how many requests one client has in flight at most.
+const maxInFlight = 4
 
 func newJSONRPC(host, user, pass string, certPEM []byte) (*jsonRPC, error) {
 	scheme := "http"
@@ -51,7 +58,7 @@ func newJSONRPC(host, user, pass string, certPEM []byte) (*jsonRPC, error) {
 		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 		scheme = "https"
 	}
-	return &jsonRPC{url: scheme + "://" + host, user: user, pass: pass, http: &http.Client{Transport: tr}}, nil
+	return &jsonRPC{url: scheme + "://" + host, user: user, pass: pass, http: &http.Client{Transport: tr}, slots: make(chan struct{}, maxInFlight)}, nil
 }
 
 type batchRequest struct {
@@ -69,36 +76,64 @@ type batchReply struct {
 
 // post sends one JSON-RPC body (a request, or a batch of them) and
 // returns the reply's body, bounded; the request ends with ctx, or after
-// batchTimeout when ctx has no deadline.
+// batchTimeout when ctx has no deadline. A node too busy to take it (503,
+// its --rpcmaxclients reached by other clients) is asked again after a
+// pause, until ctx ends.
 func (b *jsonRPC) post(ctx context.Context, body []byte) ([]byte, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, batchTimeout)
 		defer cancel()
 	}
+	select {
+	case b.slots <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	defer func() { <-b.slots }()
+	pause := 10 * time.Millisecond
+	for {
+		raw, busy, err := b.postOnce(ctx, body)
+		if !busy {
+			return raw, err
+		}
+		select {
+		case <-time.After(pause):
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w (the node was too busy: %v)", ctx.Err(), err)
+		}
+		pause = min(2*pause, time.Second)
+	}
+}
+
+// postOnce sends body once; busy reports the node's 503.
+func (b *jsonRPC) postOnce(ctx context.Context, body []byte) (raw []byte, busy bool, err error) {
 	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, b.url, bytes.NewReader(body))
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	hr.SetBasicAuth(b.user, b.pass)
 	hr.Header.Set("Content-Type", "application/json")
 	res, err := b.http.Do(hr)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	defer res.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(res.Body, maxBatchReply+1))
+	raw, err = io.ReadAll(io.LimitReader(res.Body, maxBatchReply+1))
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if len(raw) > maxBatchReply {
-		return nil, fmt.Errorf("RPC reply over %d bytes", maxBatchReply)
+		return nil, false, fmt.Errorf("RPC reply over %d bytes", maxBatchReply)
+	}
+	if res.StatusCode == http.StatusServiceUnavailable {
+		return nil, true, fmt.Errorf("RPC: HTTP %s: %.200s", res.Status, raw)
 	}
 	// btcd answers an RPC error with HTTP 500 and the error in the body.
 	if res.StatusCode != http.StatusOK && (len(raw) == 0 || raw[0] != '{' && raw[0] != '[') {
-		return nil, fmt.Errorf("RPC: HTTP %s: %.200s", res.Status, raw)
+		return nil, false, fmt.Errorf("RPC: HTTP %s: %.200s", res.Status, raw)
 	}
-	return raw, nil
+	return raw, false, nil
 }
 
 // call sends one batch and returns each request's reply, in order. A
