@@ -354,6 +354,14 @@ func (sb *storedBinding) read(data []byte) error {
 // encodeBinding makes b's Record; a removal (at now) is a tombstone kept
 // for keep.
 func encodeBinding(b *Binding, removed bool, now time.Time, keep time.Duration) (Record, error) {
+	sb, rec := storedOf(b, removed, now, keep)
+	rec.Data = sb.appendBinary(make([]byte, 0, 32+len(sb.Contact)+len(sb.Key)+len(sb.Owner)+len(sb.CallID)+len(sb.Source)+len(sb.Transport)))
+	return rec, nil
+}
+
+// storedOf is b as stored, and its Record without Data; a removal (at
+// now) is a tombstone kept for keep.
+func storedOf(b *Binding, removed bool, now time.Time, keep time.Duration) (storedBinding, Record) {
 	sb := storedBinding{V: storedVersion, Contact: b.Contact.Value(), Key: b.Key, Owner: b.Owner, Expires: b.Expires.UTC(),
 		CallID: b.CallID, CSeq: b.CSeq, Path: b.Path, Source: b.Source, Transport: b.Transport, Updated: b.Updated.UTC()}
 	rec := Record{AOR: b.AOR, Key: storeKey(b.Owner, b.Key), Expires: sb.Expires, Updated: sb.Updated}
@@ -361,8 +369,7 @@ func encodeBinding(b *Binding, removed bool, now time.Time, keep time.Duration) 
 		sb.Removed, sb.Updated = true, now.UTC()
 		rec.Updated, rec.Expires = sb.Updated, sb.Updated.Add(keep)
 	}
-	rec.Data = sb.appendBinary(make([]byte, 0, 32+len(sb.Contact)+len(sb.Key)+len(sb.Owner)+len(sb.CallID)+len(sb.Source)+len(sb.Transport)))
-	return rec, nil
+	return sb, rec
 }
 
 // errStored: a record that is not a binding of this package.

@@ -11,13 +11,7 @@ import (
 // jsonRecord is b as paysip wrote it before format 2 (JSON, version 1):
 // the rows already in users' databases.
 func jsonRecord(t testing.TB, b *Binding, removed bool, now time.Time, keep time.Duration) Record {
-	sb := storedBinding{V: storedVersion, Contact: b.Contact.Value(), Key: b.Key, Owner: b.Owner, Expires: b.Expires.UTC(),
-		CallID: b.CallID, CSeq: b.CSeq, Path: b.Path, Source: b.Source, Transport: b.Transport, Updated: b.Updated.UTC()}
-	rec := Record{AOR: b.AOR, Key: storeKey(b.Owner, b.Key), Expires: sb.Expires, Updated: sb.Updated}
-	if removed {
-		sb.Removed, sb.Updated = true, now.UTC()
-		rec.Updated, rec.Expires = sb.Updated, sb.Updated.Add(keep)
-	}
+	sb, rec := storedOf(b, removed, now, keep)
 	data, err := json.Marshal(sb)
 	if err != nil {
 		t.Fatal(err)
