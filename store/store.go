@@ -7,9 +7,8 @@
 //
 // Every write is durable when its call returns: that is what lets a payee
 // acknowledge a payment and a payer broadcast its funding. Writes from many
-// channels are committed in groups (many payments, one fsync), so
-// durability does not cost an fsync per payment; a write that finds the
-// store idle commits at once in its caller's goroutine (DB.write).
+// channels are committed in groups by one writer goroutine (many payments,
+// one fsync), so durability does not cost an fsync per payment.
 //
 // The schema is versioned (SQLite: PRAGMA user_version; Postgres: the
 // paysip_meta table) with ordered migrations; the database is marked as
@@ -46,21 +45,12 @@ var (
 type DB struct {
 	db      *sql.DB
 	dialect *dialect
-	// The group commit (write): slots bounds the writes queued or under
-	// way; mu guards the rest.
-	slots      chan struct{}
-	mu         sync.Mutex
-	queue      []*writeReq
-	committing bool          // a writer is committing (the leader)
-	idle       chan struct{} // closed when the last leader is done after close
-	closed     bool
-	stop       chan struct{}
-	once       sync.Once
+	writes  chan *writeReq
+	stop    chan struct{}
+	done    chan struct{}
+	once    sync.Once
 	// MaxBatch bounds a group commit.
 	maxBatch int
-	// sinceCheckpoint counts commits and writes since the last WAL
-	// checkpoint (checkpointDue); only the leader touches it.
-	sinceCheckpoint struct{ commits, writes int }
 	// owner is this handle's identity for the channels it closes
 	// (claims.go); nil: none.
 	owner owner
@@ -71,15 +61,9 @@ type DB struct {
 }
 
 type writeReq struct {
-	op func(*txn) error
-	// done gets the write's outcome, or errLead: the write is at the head
-	// of the queue and its caller commits the next group.
+	op   func(*txn) error
 	done chan error
 }
-
-// errLead hands the commit of the next group to the write at the head of
-// the queue (never returned).
-var errLead = errors.New("store: lead the next group commit")
 
 // Open opens (creating if absent) the store named by dsn and brings its
 // schema up to date:
@@ -136,12 +120,11 @@ func openSQLite(path string) (*DB, error) {
 // for it up to the busy timeout), so a transaction that reads, then writes
 // what it read (StartClosing), never fails to upgrade its lock when
 // another process shares the file.
-// SQLite's automatic WAL checkpoint is a fallback (DB.checkpoint).
 // The path is percent-escaped: a '#' or '?' in it would otherwise end the
 // file name, and drop the pragmas with it.
 func dsn(path string) string {
 	esc := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
-	return "file:" + esc + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=wal_autocheckpoint(20000)&_pragma=foreign_keys(1)&_txlock=immediate"
+	return "file:" + esc + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)&_txlock=immediate"
 }
 
 // checkDurability refuses to run without WAL and synchronous=FULL: the
@@ -175,33 +158,20 @@ func checkHeader(path string) error {
 	return nil
 }
 
-// maxQueued bounds the writes queued or under way: a caller beyond it
-// waits (or gives up with its context) before its write is taken.
-const maxQueued = 4096
-
-// start makes the handle of an opened, migrated database.
+// start runs the writer of an opened, migrated database.
 func start(db *sql.DB, dl *dialect, o owner) *DB {
-	return &DB{db: db, dialect: dl, slots: make(chan struct{}, maxQueued), stop: make(chan struct{}), maxBatch: 512, owner: o}
+	d := &DB{db: db, dialect: dl, writes: make(chan *writeReq, 4096), stop: make(chan struct{}), done: make(chan struct{}), maxBatch: 512, owner: o}
+	go d.writer()
+	return d
 }
 
-// Close waits for the writes under way (and those queued before it) to
-// be committed and answered, then closes the database. Calling it again
-// is harmless.
+// Close stops the writer (after the writes under way) and closes the
+// database. Calling it again is harmless.
 func (d *DB) Close() error {
 	var err error
 	d.once.Do(func() {
-		d.mu.Lock()
-		d.closed = true
 		close(d.stop)
-		var idle chan struct{}
-		if d.committing {
-			idle = make(chan struct{})
-			d.idle = idle
-		}
-		d.mu.Unlock()
-		if idle != nil {
-			<-idle
-		}
+		<-d.done
 		d.hot.close()
 		if d.owner != nil {
 			d.owner.release()
@@ -211,130 +181,64 @@ func (d *DB) Close() error {
 	return err
 }
 
-// write commits op and returns once it is durable (or failed, and then
-// nothing of it is stored).
-//
-// Writes are committed in groups, one transaction and one fsync for many
-// writes, by their own callers: a write that finds no commit under way
-// commits at once in its caller's goroutine (no hand-off to another
-// goroutine, which on an idle machine costs a thread wake-up on the way
-// in and another on the way out: the latency of a lightly loaded payee's
-// ack); writes that arrive while a commit is under way queue, and when it
-// ends the caller of the first queued write commits all those queued (up
-// to maxBatch) as the next group, while the previous leader returns.
+// write queues op for the next group commit and waits until it is durable.
 func (d *DB) write(ctx context.Context, op func(*txn) error) error {
+	r := &writeReq{op: op, done: make(chan error, 1)}
 	select {
-	case d.slots <- struct{}{}:
+	case d.writes <- r:
 	case <-d.stop:
 		return ErrClosed
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	defer func() { <-d.slots }()
-	r := &writeReq{op: op, done: make(chan error, 1)}
-	d.mu.Lock()
-	if d.closed {
-		d.mu.Unlock()
-		return ErrClosed
-	}
-	if d.committing {
-		// Once queued, wait for the outcome even if ctx ends: the caller
-		// must know whether it is stored.
-		d.queue = append(d.queue, r)
-		d.mu.Unlock()
-		err := <-r.done
-		if err != errLead {
+	// Once queued, wait for the outcome even if ctx ends: the caller must
+	// know whether it is stored. A write queued as the store closes (the
+	// select above may pick the queue over the closed stop) is answered
+	// by the writer's last drain, or never was taken: the writer is gone.
+	select {
+	case err := <-r.done:
+		return err
+	case <-d.done:
+		select {
+		case err := <-r.done:
 			return err
+		default:
+			return ErrClosed
 		}
-		d.lead(d.takeBatch())
-	} else {
-		d.committing = true
-		d.mu.Unlock()
-		d.lead([]*writeReq{r})
-	}
-	return <-r.done
-}
-
-// takeBatch takes the next group from the head of the queue.
-func (d *DB) takeBatch() []*writeReq {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	n := min(len(d.queue), d.maxBatch)
-	batch := make([]*writeReq, n)
-	copy(batch, d.queue)
-	rest := copy(d.queue, d.queue[n:])
-	clear(d.queue[rest:])
-	d.queue = d.queue[:rest]
-	return batch
-}
-
-// lead commits batch, then hands the lead to the first write queued
-// meanwhile, or ends the commit under way. When a checkpoint is due it
-// runs after the batch is answered, in a goroutine that keeps the lead
-// meanwhile: the callers of the batch go on at once (a payee's ack does
-// not wait for it), and writes that arrive during it queue as they would
-// behind a commit.
-func (d *DB) lead(batch []*writeReq) {
-	d.commit(batch)
-	if d.checkpointDue(len(batch)) {
-		go func() {
-			d.checkpoint()
-			d.handOff()
-		}()
-		return
-	}
-	d.handOff()
-}
-
-// handOff passes the lead to the head of the queue, or ends it.
-func (d *DB) handOff() {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if len(d.queue) > 0 {
-		d.queue[0].done <- errLead
-		return
-	}
-	d.committing = false
-	if d.idle != nil {
-		close(d.idle)
-		d.idle = nil
 	}
 }
 
-// The store's own WAL checkpoints (SQLite): after checkpointCommits
-// commits or checkpointWrites writes, whichever comes first (about
-// SQLite's default of 1,000 WAL pages: a lone payment's commit appends
-// one page, a group's up to one per row it touches). SQLite's automatic
-// checkpoint, which runs inside the commit that crosses its threshold
-// (and so in an ack's wait), is set far above (dsn: wal_autocheckpoint):
-// it only runs if these fall behind.
-const (
-	checkpointCommits = 500
-	checkpointWrites  = 2000
-)
-
-// checkpointDue counts a commit of n writes; true when a checkpoint is
-// due (and then starts counting again). Only the leader calls it.
-func (d *DB) checkpointDue(n int) bool {
-	if d.dialect != sqliteDialect {
-		return false
+// writer commits queued writes in groups: one transaction, one fsync, each
+// write in its own savepoint so one failing write does not undo others.
+func (d *DB) writer() {
+	defer close(d.done)
+	for {
+		var first *writeReq
+		select {
+		case first = <-d.writes:
+		case <-d.stop:
+			// Drain what was queued before Close.
+			for {
+				select {
+				case r := <-d.writes:
+					d.commit([]*writeReq{r})
+				default:
+					return
+				}
+			}
+		}
+		batch := []*writeReq{first}
+	fill:
+		for len(batch) < d.maxBatch {
+			select {
+			case r := <-d.writes:
+				batch = append(batch, r)
+			default:
+				break fill
+			}
+		}
+		d.commit(batch)
 	}
-	d.sinceCheckpoint.commits++
-	d.sinceCheckpoint.writes += n
-	if d.sinceCheckpoint.commits < checkpointCommits && d.sinceCheckpoint.writes < checkpointWrites {
-		return false
-	}
-	d.sinceCheckpoint.commits, d.sinceCheckpoint.writes = 0, 0
-	return true
-}
-
-// checkpoint copies the WAL's pages into the database file (PASSIVE: it
-// waits for no reader or writer, and no write of this handle runs
-// meanwhile, so it copies the whole WAL, which the next commit then
-// writes from its start). A failure leaves the pages in the WAL, where
-// they are as durable; the next checkpoint, or SQLite's own, copies them.
-func (d *DB) checkpoint() {
-	d.db.Exec("PRAGMA wal_checkpoint(PASSIVE)")
 }
 
 // maxRetries bounds the attempts of a write that lost a lock conflict
